@@ -1,0 +1,130 @@
+"""The OCI platform vocabulary: one spelling for every architecture.
+
+Every label, JSON field and log line names a platform as ``os/arch[/variant]``
+(``linux/arm/v7``), never as a kernel machine name (``armv7l``) or a compiler
+triple. This module converts the other spellings into that one.
+"""
+
+from __future__ import annotations
+
+AMD64 = "linux/amd64"
+I386 = "linux/386"
+ARM64 = "linux/arm64"
+ARM_V7 = "linux/arm/v7"
+ARM_V6 = "linux/arm/v6"
+ARM_V5 = "linux/arm/v5"
+PPC64LE = "linux/ppc64le"
+S390X = "linux/s390x"
+RISCV64 = "linux/riscv64"
+MIPS64LE = "linux/mips64le"
+UNKNOWN = ""
+
+# `uname -m` -> OCI platform.
+_UNAME = {
+    "x86_64": AMD64,
+    "amd64": AMD64,
+    "i386": I386,
+    "i486": I386,
+    "i586": I386,
+    "i686": I386,
+    "aarch64": ARM64,
+    "arm64": ARM64,
+    "armv8l": ARM_V7,  # 32-bit userland on an ARMv8 CPU
+    "armv7l": ARM_V7,
+    "armv7": ARM_V7,
+    "armv6l": ARM_V6,
+    "armv5tel": ARM_V5,
+    "armv5l": ARM_V5,
+    "ppc64le": PPC64LE,
+    "s390x": S390X,
+    "riscv64": RISCV64,
+    "mips64": "linux/mips64",
+    "mips64el": MIPS64LE,
+}
+
+# Architecture aliases seen in image configs and `docker version`.
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm",
+    "armel": "arm",
+    "i386": "386",
+    "i686": "386",
+}
+
+# The 32-bit platforms a 64-bit CPU family can run when it supports 32-bit code.
+_COMPANIONS_32 = {
+    AMD64: (I386,),
+    ARM64: (ARM_V7, ARM_V6, ARM_V5),
+}
+
+# Older arm variants a newer arm core runs natively.
+_ARM_BACKWARDS = {
+    ARM_V7: (ARM_V6, ARM_V5),
+    ARM_V6: (ARM_V5,),
+}
+
+
+def from_uname(machine: str) -> str:
+    """Map a kernel machine name (``uname -m``) to an OCI platform, or "" if unknown."""
+    return _UNAME.get(machine.strip().lower(), UNKNOWN)
+
+
+def normalize(os_name: str, arch: str, variant: str = "") -> str:
+    """Build the canonical ``os/arch[/variant]`` string from image-config style parts.
+
+    ``normalize("linux", "aarch64", "v8")`` is ``linux/arm64``; ``normalize("linux",
+    "arm", "")`` is ``linux/arm/v7`` (Docker's default arm variant).
+    """
+    os_name = (os_name or "linux").strip().lower()
+    arch = (arch or "").strip().lower()
+    variant = (variant or "").strip().lower()
+    if not arch:
+        return UNKNOWN
+    arch = _ARCH_ALIASES.get(arch, arch)
+    if arch == "arm64":
+        variant = ""  # v8 is the only arm64 variant in use; drop it.
+    elif arch == "arm":
+        variant = variant or "v7"
+    else:
+        variant = ""
+    return f"{os_name}/{arch}/{variant}" if variant else f"{os_name}/{arch}"
+
+
+def parse(platform: str) -> str:
+    """Normalize a user-supplied ``os/arch[/variant]`` string; "" when it is not one."""
+    parts = platform.strip().split("/")
+    if len(parts) == 1 and parts[0]:
+        return normalize("linux", parts[0])
+    if len(parts) == 2:
+        return normalize(parts[0], parts[1])
+    if len(parts) == 3:
+        return normalize(parts[0], parts[1], parts[2])
+    return UNKNOWN
+
+
+def is_valid(platform: str) -> bool:
+    """True if ``platform`` is already in canonical form."""
+    return bool(platform) and parse(platform) == platform
+
+
+def arch_of(platform: str) -> str:
+    """The architecture part: ``arm`` for ``linux/arm/v7``."""
+    parts = platform.split("/")
+    return parts[1] if len(parts) >= 2 else ""
+
+
+def native_platforms(platform: str, can_run_32bit: bool) -> tuple[str, ...]:
+    """Platforms a host of ``platform`` runs without emulation, its own first."""
+    if not platform:
+        return ()
+    out = [platform, *_ARM_BACKWARDS.get(platform, ())]
+    if can_run_32bit:
+        out.extend(_COMPANIONS_32.get(platform, ()))
+    return tuple(dict.fromkeys(out))
+
+
+def is_32bit_companion(host_platform: str, platform: str) -> bool:
+    """True if ``platform`` is the 32-bit sibling of 64-bit ``host_platform``."""
+    return platform in _COMPANIONS_32.get(host_platform, ())
