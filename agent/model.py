@@ -41,7 +41,9 @@ class HostFacts:
 
     @property
     def emulated_platforms(self) -> tuple[str, ...]:
-        return tuple(sorted({e.platform for e in self.emulators if e.enabled and e.platform}))
+        """Platforms binfmt_misc emulates *inside containers*: enabled entries with
+        the F flag (without it the interpreter must exist in the container)."""
+        return tuple(sorted({e.platform for e in self.emulators if e.enabled and e.platform and "F" in e.flags}))
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class BinaryFacts:
     source: str = ""  # "container" or "image"
     requested_path: str = ""
     error: str = ""
+    truncated: bool = False
+    # The arm variant is a default, not read from the file.
+    variant_guessed: bool = False
 
 
 @dataclass(frozen=True)

@@ -128,3 +128,82 @@ def native_platforms(platform: str, can_run_32bit: bool) -> tuple[str, ...]:
 def is_32bit_companion(host_platform: str, platform: str) -> bool:
     """True if ``platform`` is the 32-bit sibling of 64-bit ``host_platform``."""
     return platform in _COMPANIONS_32.get(host_platform, ())
+
+
+# --- ELF headers ------------------------------------------------------------
+# e_machine values (from <elf.h>) the sniffer and the binfmt_misc reader name.
+EM_SPARC = 2
+EM_386 = 3
+EM_486 = 6
+EM_MIPS = 8
+EM_MIPS_RS3_LE = 10
+EM_PPC = 20
+EM_PPC64 = 21
+EM_S390 = 22
+EM_ARM = 40
+EM_SPARCV9 = 43
+EM_X86_64 = 62
+EM_AARCH64 = 183
+EM_RISCV = 243
+EM_LOONGARCH = 258
+
+PPC64 = "linux/ppc64"
+MIPS = "linux/mips"
+MIPSLE = "linux/mipsle"
+MIPS64 = "linux/mips64"
+LOONG64 = "linux/loong64"
+
+
+def from_elf(machine: int, elf_class: int, little_endian: bool, arm_variant: str = "") -> str:
+    """Map an ELF header's ``e_machine``, class (32/64) and byte order to an OCI platform.
+
+    Architectures Docker never ships (big-endian arm, 32-bit s390...) get their Go
+    ``GOARCH`` spelling, which is what an OCI image config would say; an unknown
+    ``e_machine`` gives "". ``arm_variant`` ("v5", "v6", "v7") only matters for
+    32-bit arm, where it defaults to Docker's ``v7``.
+    """
+    is64 = elf_class == 64
+    if machine == EM_X86_64:
+        return AMD64  # ELFCLASS32 here is the x32 ABI: still an amd64 CPU.
+    if machine in (EM_386, EM_486):
+        return I386
+    if machine == EM_AARCH64:
+        return ARM64 if little_endian else "linux/arm64be"
+    if machine == EM_ARM:
+        return normalize("linux", "arm", arm_variant) if little_endian else "linux/armbe"
+    if machine == EM_S390:
+        return S390X if is64 else "linux/s390"
+    if machine == EM_PPC64:
+        return PPC64LE if little_endian else PPC64
+    if machine == EM_PPC:
+        return "linux/ppc"
+    if machine == EM_RISCV:
+        return RISCV64 if is64 else "linux/riscv"
+    if machine in (EM_MIPS, EM_MIPS_RS3_LE):
+        little_endian = little_endian or machine == EM_MIPS_RS3_LE
+        if is64:
+            return MIPS64LE if little_endian else MIPS64
+        return MIPSLE if little_endian else MIPS
+    if machine == EM_LOONGARCH:
+        return LOONG64 if is64 else UNKNOWN
+    if machine == EM_SPARCV9:
+        return "linux/sparc64"
+    if machine == EM_SPARC:
+        return "linux/sparc"
+    return UNKNOWN
+
+
+def arm_variant_from_cpu_arch(cpu_arch: int) -> str:
+    """OCI arm variant for an ``.ARM.attributes`` ``Tag_CPU_arch`` value.
+
+    ARMv4/v4T/v5* (0-5) fold into ``v5``, the oldest variant OCI names; ARMv6
+    flavours (6-9, 11, 12) are ``v6``; ARMv7 and 32-bit ARMv8+ code (10, 13 and up)
+    is ``v7``, as Docker labels it.
+    """
+    if cpu_arch < 0:
+        return ""
+    if cpu_arch <= 5:
+        return "v5"
+    if cpu_arch in (6, 7, 8, 9, 11, 12):
+        return "v6"
+    return "v7"

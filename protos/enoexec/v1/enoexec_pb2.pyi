@@ -172,7 +172,7 @@ class ImageFacts(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., id: _Optional[str] = ..., declared_platform: _Optional[str] = ..., repo_digests: _Optional[_Iterable[str]] = ..., available_platforms: _Optional[_Iterable[str]] = ..., available_platforms_known: _Optional[bool] = ...) -> None: ...
 
 class BinaryFacts(_message.Message):
-    __slots__ = ("path", "kind", "platform", "shebang", "interpreter", "description", "source", "requested_path", "error")
+    __slots__ = ("path", "kind", "platform", "shebang", "interpreter", "description", "source", "requested_path", "error", "truncated")
     PATH_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +182,7 @@ class BinaryFacts(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_PATH_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     path: str
     kind: str
     platform: str
@@ -191,7 +192,8 @@ class BinaryFacts(_message.Message):
     source: str
     requested_path: str
     error: str
-    def __init__(self, path: _Optional[str] = ..., kind: _Optional[str] = ..., platform: _Optional[str] = ..., shebang: _Optional[str] = ..., interpreter: _Optional[str] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., requested_path: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    truncated: bool
+    def __init__(self, path: _Optional[str] = ..., kind: _Optional[str] = ..., platform: _Optional[str] = ..., shebang: _Optional[str] = ..., interpreter: _Optional[str] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., requested_path: _Optional[str] = ..., error: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("event_id", "time", "host", "container", "image", "binary", "cause", "explanation")

@@ -1,0 +1,79 @@
+"""The agent's typed configuration, built once at the entry point."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+from agent import layered
+from agent.layered import Option, host_port, load_toml, parse_bool, positive_float, positive_int, resolve
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+OPTIONS = (
+    Option("collector", host_port, "localhost:7469", "collector gRPC address HOST:PORT (default localhost:7469)"),
+    Option("docker_host", str, "", "Docker Engine URL, e.g. unix:///var/run/docker.sock (default $DOCKER_HOST, then the local socket)"),
+    Option("state_dir", Path, Path("/var/lib/enoexec"), "directory for the spool and checkpoint (default /var/lib/enoexec)"),
+    Option("host_id", str, "", "this host's id in the fleet (default /etc/machine-id, then the hostname)"),
+    Option("log_level", str, "info", "debug, info, warning or error (default info)"),
+    Option("spool_max_events", positive_int, 10_000, "events kept while the collector is unreachable; the oldest are dropped beyond (default 10000)"),
+    Option("spool_max_bytes", positive_int, 64 * 1024 * 1024, "bytes kept in the spool at most (default 64 MiB)"),
+    Option("batch_size", positive_int, 100, "events sent per batch at most (default 100)"),
+    Option("heartbeat_interval", positive_float, 15.0, "seconds between heartbeats to the collector (default 15)"),
+    Option("reconcile_interval", positive_float, 60.0, "seconds between scans for exits the event stream missed (default 60)"),
+    Option("lookup_registry", parse_bool, True, "ask the registry, through the Docker Engine, which platforms an image offers (default true)"),
+    Option("insecure", parse_bool, False, "talk to the collector in plaintext, without TLS (default false)"),
+    Option("tls_ca", Path, None, "CA certificate that signed the collector's certificate (PEM)"),
+    Option("tls_cert", Path, None, "this agent's client certificate (PEM)"),
+    Option("tls_key", Path, None, "this agent's private key (PEM)"),
+)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    collector: str
+    docker_host: str
+    state_dir: Path
+    host_id: str
+    log_level: str
+    spool_max_events: int
+    spool_max_bytes: int
+    batch_size: int
+    heartbeat_interval: float
+    reconcile_interval: float
+    lookup_registry: bool
+    insecure: bool
+    tls_ca: Path | None
+    tls_cert: Path | None
+    tls_key: Path | None
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    layered.add_arguments(parser, OPTIONS)
+
+
+def build(args: argparse.Namespace, env: Mapping[str, str]) -> AgentConfig:
+    """The config from flags, environment and file; ConfigError names what to fix."""
+    file_values: dict[str, Any] = load_toml(args.config) if getattr(args, "config", None) else {}
+    values = resolve(OPTIONS, vars(args), env, file_values, source=str(getattr(args, "config", "")))
+    if not values["docker_host"]:
+        values["docker_host"] = env.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    values["log_level"] = values["log_level"].lower()
+    if values["log_level"] not in LOG_LEVELS:
+        raise ConfigError(f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {values['log_level']!r}")
+    tls = [values["tls_ca"], values["tls_cert"], values["tls_key"]]
+    if any(tls) and not all(tls):
+        raise ConfigError("TLS needs all three of --tls-ca, --tls-cert and --tls-key")
+    for p in filter(None, tls):
+        if not Path(p).is_file():
+            raise ConfigError(f"TLS file {p} does not exist")
+    if not any(tls) and not values["insecure"]:
+        raise ConfigError("no TLS configured: pass --tls-ca, --tls-cert and --tls-key, or --insecure for plaintext")
+    return AgentConfig(**values)

@@ -1,0 +1,105 @@
+"""Read the head of a file inside a container through the Engine's archive endpoint.
+
+Only the first few KiB are read: the tar stream is parsed as it arrives and the
+HTTP response is closed as soon as the header of the file is in hand. Nothing
+from the container is ever executed or written to the host's disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+from dataclasses import dataclass
+from typing import Any
+
+import docker.errors
+
+from agent import entrypoint
+from agent.errors import DockerUnavailable
+
+logger = logging.getLogger(__name__)
+
+HEAD_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class FileHead:
+    """What was found at a path: its bytes, or why there are none."""
+
+    path: str  # the path finally read, after symlinks
+    data: bytes = b""
+    error: str = ""  # "" when data is valid
+    missing: bool = False
+
+
+class ContainerFiles:
+    """Files of one container (running, stopped, or created and never started)."""
+
+    def __init__(self, api: Any, container_id: str, *, head_bytes: int = HEAD_BYTES) -> None:
+        self._api = api
+        self._id = container_id
+        self._head = head_bytes
+
+    def _entry(self, path: str) -> tuple[str, bytes | str]:
+        """("file", head) / ("link", target) / ("dir", "") / ("missing", "")."""
+        url = self._api._url("/containers/{0}/archive", self._id)
+        try:
+            res = self._api._get(url, params={"path": path}, stream=True)
+        except docker.errors.DockerException as e:
+            raise DockerUnavailable(f"cannot read {path} from container {self._id[:12]}: {e}") from e
+        try:
+            if res.status_code == 404:
+                return "missing", ""
+            self._api._raise_for_status(res)
+            res.raw.decode_content = True  # the engine may gzip the tar stream
+            with tarfile.open(fileobj=res.raw, mode="r|") as tar:
+                member = tar.next()
+                if member is None:
+                    return "missing", ""
+                if member.issym():
+                    return "link", member.linkname
+                if member.islnk():
+                    return "link", "/" + member.linkname.lstrip("/")
+                if member.isdir():
+                    return "dir", ""
+                if not member.isreg():
+                    return "other", ""
+                f = tar.extractfile(member)
+                return "file", f.read(self._head) if f else b""
+        except docker.errors.NotFound:
+            return "missing", ""
+        except docker.errors.APIError as e:
+            raise DockerUnavailable(f"cannot read {path} from container {self._id[:12]}: {e.explanation or e}") from e
+        except (tarfile.TarError, OSError) as e:
+            return "error", f"unreadable archive for {path}: {e}"
+        finally:
+            res.close()
+
+    def read(self, path: str, *, max_links: int = entrypoint.MAX_SYMLINKS) -> FileHead:
+        """The head of ``path``, following symlinks inside the container."""
+        current = path
+        for _ in range(max_links + 1):
+            kind, value = self._entry(current)
+            if kind == "file":
+                return FileHead(current, bytes(value))
+            if kind == "link":
+                current = entrypoint.follow(current, str(value))
+                continue
+            if kind == "missing":
+                return FileHead(current, error=f"{current}: no such file", missing=True)
+            if kind == "dir":
+                return FileHead(current, error=f"{current} is a directory")
+            if kind == "error":
+                return FileHead(current, error=str(value))
+            return FileHead(current, error=f"{current} is not a regular file")
+        return FileHead(current, error=f"{path}: too many levels of symbolic links (>{max_links})")
+
+    def find(self, argv0: str, path_env: str, workdir: str = "/") -> tuple[str, FileHead]:
+        """Look ``argv0`` up like the runtime does; returns (requested path, head)."""
+        last = FileHead(argv0, error=f"{argv0}: empty entrypoint", missing=True)
+        for candidate in entrypoint.candidates(argv0, path_env, workdir):
+            head = self.read(candidate)
+            if not head.missing:
+                return candidate, head
+            last = head
+        return argv0, last

@@ -1,0 +1,44 @@
+"""``enoexec-agent demo``: make a foreign-architecture image locally and run it.
+
+The image is built from scratch (no registry): its entrypoint is an ELF header
+for another CPU, so this host's kernel refuses it with a genuine exec format
+error, which a running agent catches within seconds.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from agent import platforms, scratch_image
+from agent.errors import AgentError
+
+# platform -> (e_machine, bits, little endian, image architecture, variant)
+_TARGETS = {
+    platforms.ARM64: (scratch_image.EM_AARCH64, 64, True, "arm64", ""),
+    platforms.ARM_V7: (scratch_image.EM_ARM, 32, True, "arm", "v7"),
+    platforms.S390X: (scratch_image.EM_S390, 64, False, "s390x", ""),
+    platforms.PPC64LE: (scratch_image.EM_PPC64, 64, True, "ppc64le", ""),
+    platforms.RISCV64: (scratch_image.EM_RISCV, 64, True, "riscv64", ""),
+}
+TARGETS = tuple(_TARGETS)
+
+
+def run(api: Any, platform: str = platforms.ARM64) -> dict[str, Any]:
+    """Load ``enoexec-demo/<arch>:latest`` and run it once; returns the container's state."""
+    if platform not in _TARGETS:
+        raise AgentError(f"--platform: choose one of {', '.join(TARGETS)}")
+    machine, bits, little, arch, variant = _TARGETS[platform]
+    tag = f"enoexec-demo/{arch}{variant}:latest"
+    data = scratch_image.archive(
+        tag, [scratch_image.File("/app", scratch_image.elf(machine, bits=bits, little=little))],
+        architecture=arch, variant=variant, entrypoint=["/app"],
+    )
+    for _ in api.load_image(io.BytesIO(data)):
+        pass
+    c = api.create_container(tag, host_config=api.create_host_config(network_mode="none"), name=None)
+    api.start(c["Id"])
+    api.wait(c["Id"], timeout=60)
+    state = api.inspect_container(c["Id"])["State"]
+    logs = api.logs(c["Id"], tail=1).decode(errors="replace").strip()
+    return {"image": tag, "container": c["Id"], "exit_code": state["ExitCode"], "log": logs}

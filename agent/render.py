@@ -1,0 +1,66 @@
+"""Human-readable text for ``enoexec-agent diagnose`` and ``facts``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.model import Event, HostFacts
+
+
+def hint_json(event: Event) -> dict[str, Any]:
+    """The remediation hint for one event, as the collector would give it."""
+    from collector.hints import hint_for
+
+    h = hint_for(
+        cause=event.cause,
+        image_ref=event.image.ref,
+        host_platform=event.host.platform,
+        image_platform=event.image.declared_platform,
+        binary_platform=event.binary.platform,
+        available_platforms=event.image.available_platforms,
+        emulated_platforms=event.host.emulated_platforms,
+        binary_path=event.binary.requested_path or event.binary.path,
+        binary_kind=event.binary.kind,
+        shebang=event.binary.shebang,
+    )
+    return {"id": h.id, "title": h.title, "text": h.text, "commands": list(h.commands)}
+
+
+def event_text(event: Event) -> str:
+    c, i, b, h = event.container, event.image, event.binary, event.host
+    hint = hint_json(event)
+    offered = ", ".join(i.available_platforms) if i.available_platforms is not None else "unknown"
+    lines = [
+        f"container  {c.name or c.id[:12]} ({c.id[:12]}) exit {c.exit_code}{' [removed]' if c.removed else ''}",
+        f"runtime    {c.runtime_message or '(log gone with the container; judged from the image)'}",
+        f"cause      {event.cause}: {event.explanation}",
+        f"file       {b.requested_path or b.path}" + (f" -> {b.path}" if b.requested_path and b.path != b.requested_path else "") + f" (read from the {b.source or '?'})",
+        f"kind       {b.description or b.kind}" + (f"; error: {b.error}" if b.error else ""),
+        f"image      {i.ref or '-'} ({i.id[:19] or '-'}) declares {i.declared_platform or 'no platform'}; registry offers {offered}",
+        f"host       {h.host_id} {h.platform}, kernel {h.kernel_release} ({h.kernel_machine}), docker {h.docker_version or '?'}",
+        f"runs       {', '.join(h.runnable_platforms) or h.platform}",
+        "",
+        f"hint       [{hint['id']}] {hint['title']}",
+        *("           " + line for line in hint["text"].splitlines()),
+        *("  $ " + cmd for cmd in hint["commands"]),
+    ]
+    return "\n".join(lines)
+
+
+def host_text(h: HostFacts) -> str:
+    emus = [f"{e.name} -> {e.platform or '?'} ({'enabled' if e.enabled else 'disabled'}, flags {e.flags or '-'})" for e in h.emulators]
+    rows = [
+        ("host id", h.host_id),
+        ("hostname", h.hostname),
+        ("platform", h.platform),
+        ("kernel", f"{h.kernel_release} ({h.kernel_machine})"),
+        ("docker", f"{h.docker_version or '?'} ({h.docker_platform or '?'})"),
+        ("runtime", f"{h.default_runtime or '?'} {h.runtime_version}".strip()),
+        ("cpu", h.cpu_model or "?"),
+        ("page size", str(h.page_size)),
+        ("memory", f"{h.memory_bytes / 2**30:.1f} GiB" if h.memory_bytes else "?"),
+        ("32-bit code", "yes" if h.can_run_32bit else "no"),
+        ("runs", ", ".join(h.runnable_platforms) or "-"),
+        ("binfmt_misc", "; ".join(emus) or "none registered"),
+    ]
+    return "\n".join(f"{k:<12} {v}" for k, v in rows)

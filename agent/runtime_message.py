@@ -1,0 +1,97 @@
+"""Recognise the container runtime's own "exec format error" message.
+
+When the kernel refuses to execute a container's entrypoint with ENOEXEC, the
+OCI runtime writes one line to the container's stderr (so it is the last line
+of ``docker logs``) and the container exits. The wordings in the wild:
+
+=========  ==================================================================  =========
+runtime    last line                                                            exit code
+=========  ==================================================================  =========
+runc 1.0   ``standard_init_linux.go:228: exec user process caused: exec format   1
+           error`` (older: ``... caused "exec format error"``)
+runc 1.1+  ``exec /app: exec format error``                                      1 (255 from runc 1.2)
+crun       ``exec container process `/app`: Exec format error``                 1
+=========  ==================================================================  =========
+
+A program that merely prints these words is not a hit: the runtime's message is
+the *whole* last line, and, where it names a file, that file is the entrypoint.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_RUNC_10 = re.compile(
+    r'^standard_init_linux\.go:\d+: exec user process caused:? "?exec format error"?$'
+)
+_RUNC_11 = re.compile(r"^exec (?P<path>\S(?:.*\S)?): exec format error$")
+_CRUN = re.compile(
+    r"^exec container process (?:\(missing dynamic library\?\) )?[`'](?P<path>[^`']+)[`']: "
+    r"Exec format error$"
+)
+
+# Exit codes a container gets when its entrypoint cannot be executed.
+EXEC_FAILURE_EXIT_CODES = frozenset({1, 126, 255})
+
+
+@dataclass(frozen=True)
+class RuntimeFailure:
+    """The runtime said the entrypoint could not be executed."""
+
+    runtime: str  # "runc-1.0", "runc", "crun"
+    path: str  # the file the runtime tried to execute, "" when it does not say
+    message: str  # the line as the runtime wrote it
+
+
+def last_line(log: str | bytes) -> str:
+    """The last non-empty line of a container log, without trailing whitespace."""
+    if isinstance(log, bytes):
+        log = log.decode("utf-8", errors="replace")
+    for line in reversed(log.splitlines()):
+        line = line.strip()
+        if line:
+            return line
+    return ""
+
+
+def parse(line: str) -> RuntimeFailure | None:
+    """Parse one log line; ``None`` unless it is a runtime's exec-format-error line."""
+    line = line.strip()
+    if _RUNC_10.match(line):
+        return RuntimeFailure("runc-1.0", "", line)
+    m = _CRUN.match(line)
+    if m:
+        return RuntimeFailure("crun", m.group("path"), line)
+    m = _RUNC_11.match(line)
+    if m:
+        return RuntimeFailure("runc", m.group("path"), line)
+    return None
+
+
+def names_entrypoint(failure: RuntimeFailure, argv0: str) -> bool:
+    """True if the file named by the runtime is the container's entrypoint ``argv0``.
+
+    runc and crun name the path after looking ``argv0`` up in ``PATH``, so a bare
+    ``app`` shows as ``/usr/bin/app``. runc 1.0 names no path and always matches.
+    """
+    if not failure.path:
+        return True
+    if not argv0:
+        return False
+    if "/" in argv0:
+        return failure.path == argv0 or failure.path.rstrip("/") == argv0.rstrip("/")
+    return failure.path == argv0 or failure.path.endswith("/" + argv0)
+
+
+def find(log: str | bytes, argv0: str | None = None) -> RuntimeFailure | None:
+    """The runtime failure in a container's log, judged on its last line only.
+
+    With ``argv0`` given, the line must also name that entrypoint.
+    """
+    failure = parse(last_line(log))
+    if failure is None:
+        return None
+    if argv0 is not None and not names_entrypoint(failure, argv0):
+        return None
+    return failure

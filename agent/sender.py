@@ -1,0 +1,150 @@
+"""Stream spooled events to the collector over one long-lived gRPC stream.
+
+At-least-once: an event leaves the spool only when the collector's Ack names
+it. Reconnects with capped, jittered backoff; keepalive pings every 60 s keep
+the stream alive through NAT devices that forget idle flows after 5 minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import grpc
+
+from agent import __version__
+from agent.backoff import Backoff
+from agent.spool import Spool
+from enoexec.v1 import enoexec_pb2 as pb
+from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
+
+logger = logging.getLogger(__name__)
+
+# Per grpc's keepalive guide: ping below the typical 5-minute NAT idle timeout;
+# the collector permits pings this often.
+KEEPALIVE_OPTIONS = (
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+ACK_TIMEOUT = 30.0
+
+
+class Sender:
+    def __init__(
+        self,
+        target: str,
+        spool: Spool,
+        host_facts: Callable[[], pb.HostFacts],
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        batch_size: int = 100,
+        heartbeat_interval: float = 15.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._target = target
+        self._spool = spool
+        self._host_facts = host_facts
+        self._credentials = credentials
+        self._batch_size = batch_size
+        self._heartbeat = heartbeat_interval
+        self._backoff = backoff or Backoff(base=0.5, cap=30.0)
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._batch_id = 0
+        self.connected = False
+
+    def notify(self) -> None:
+        """New events are in the spool."""
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+
+    def _channel(self) -> grpc.aio.Channel:
+        if self._credentials is not None:
+            return grpc.aio.secure_channel(self._target, self._credentials, options=KEEPALIVE_OPTIONS)
+        return grpc.aio.insecure_channel(self._target, options=KEEPALIVE_OPTIONS)
+
+    def _spool_stats(self) -> pb.SpoolStats:
+        s = self._spool.stats()
+        return pb.SpoolStats(events=s.events, dropped_total=s.dropped_total)
+
+    async def run(self) -> None:
+        """Connect, stream, reconnect until ``stop``; returns once stopped."""
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+            except grpc.aio.AioRpcError as e:
+                logger.warning("collector stream failed target=%s code=%s detail=%s", self._target, e.code().name, e.details())
+            except (asyncio.TimeoutError, ConnectionError) as e:
+                logger.warning("collector stream failed target=%s error=%r", self._target, e)
+            finally:
+                self.connected = False
+            if self._stopping.is_set():
+                break
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._backoff.next())
+            except asyncio.TimeoutError:
+                pass
+
+    async def _session(self) -> None:
+        async with self._channel() as channel:
+            call = pb_grpc.CollectorStub(channel).Stream()
+            try:
+                hello = pb.Hello(agent_version=__version__, host=self._host_facts(), spool=await asyncio.to_thread(self._spool_stats))
+                await call.write(pb.AgentMessage(hello=hello))
+                welcome = await asyncio.wait_for(call.read(), ACK_TIMEOUT)
+                if welcome is grpc.aio.EOF or not welcome.HasField("welcome"):
+                    raise ConnectionError("collector closed the stream before its welcome")
+                max_batch = welcome.welcome.max_batch_events or self._batch_size
+                batch_size = max(1, min(self._batch_size, max_batch))
+                self.connected = True
+                self._backoff.reset()
+                logger.info("collector connected target=%s collector_version=%s", self._target, welcome.welcome.collector_version)
+                await self._pump(call, batch_size)
+            finally:
+                call.cancel()
+
+    async def _pump(self, call: grpc.aio.StreamStreamCall, batch_size: int) -> None:
+        loop = asyncio.get_running_loop()
+        last_beat = loop.time()
+        while True:
+            pending = await asyncio.to_thread(self._spool.peek, batch_size)
+            if pending:
+                await self._send_batch(call, pending)
+                continue
+            if self._stopping.is_set():
+                return
+            timeout = max(0.0, self._heartbeat - (loop.time() - last_beat))
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+            except asyncio.TimeoutError:
+                beat = pb.Heartbeat(spool=await asyncio.to_thread(self._spool_stats))
+                beat.time.FromDatetime(datetime.now(timezone.utc))
+                await call.write(pb.AgentMessage(heartbeat=beat))
+                last_beat = loop.time()
+
+    async def _send_batch(self, call: grpc.aio.StreamStreamCall, pending: list) -> None:
+        self._batch_id += 1
+        batch = pb.EventBatch(batch_id=self._batch_id)
+        for item in pending:
+            event = batch.events.add()
+            event.ParseFromString(item.payload)
+        await call.write(pb.AgentMessage(batch=batch))
+        while True:
+            reply = await asyncio.wait_for(call.read(), ACK_TIMEOUT)
+            if reply is grpc.aio.EOF:
+                raise ConnectionError("collector closed the stream before acknowledging")
+            if reply.HasField("ack") and reply.ack.batch_id == self._batch_id:
+                break
+        done = list(reply.ack.stored_event_ids) + [r.event_id for r in reply.ack.rejected]
+        for r in reply.ack.rejected:
+            logger.warning("collector rejected event event_id=%s reason=%s", r.event_id, r.reason)
+        removed = await asyncio.to_thread(self._spool.ack, done)
+        logger.debug("batch acknowledged batch_id=%d events=%d removed=%d", self._batch_id, len(pending), removed)

@@ -1,0 +1,457 @@
+"""The agent's durable on-disk spool of diagnosed events, plus its small persistent state.
+
+Every diagnosed event is written here before it is sent and removed only when the
+collector acknowledges it, so an agent restart, a collector outage or a SIGKILL loses
+nothing that ``put`` accepted.
+
+Storage: one SQLite file (stdlib ``sqlite3``) in WAL mode with ``synchronous=FULL``:
+every commit fsyncs the WAL before ``put`` returns, so an accepted event survives a
+process kill *and* a power cut. ``NORMAL`` would only survive a process crash; on a
+Raspberry Pi an unplugged power lead is the usual way to stop, and exec-format-error
+exits arrive at most a few per minute, far below what FULL sustains
+(``benchmarks/spool_bench.py`` measures both).
+
+Bounds: ``max_events`` (10,000) and ``max_bytes`` of payload (64 MiB). An event is a
+few KiB, so the byte bound only bites for pathological payloads; 64 MiB is well under
+1% of the smallest SD card a Pi boots from (8 GB) and 10,000 events is days of a whole
+crash-looping fleet's exits. When full, the *oldest* events are dropped to make room
+(the newest say most about the present) and counted in ``dropped_total``, which is
+stored in the file and survives restarts. The file can be somewhat larger than
+``max_bytes`` (page overhead, the WAL, free pages kept for reuse).
+
+Paging for the sender is by sequence number: every event gets a ``seq`` that only
+ever grows (``AUTOINCREMENT``, never reused, not even after the spool empties).
+A sender with several batches in flight keeps a cursor::
+
+    batch = spool.peek(100, after=cursor)   # oldest first, not removed
+    cursor = batch[-1].seq                  # send it, go on with the next batch
+    ...
+    spool.ack(ids_the_collector_acknowledged)
+    # on reconnect: cursor = 0, resend everything not yet acknowledged; the
+    # collector counts a replayed event_id once.
+
+A spool that cannot be read at start (garbage, truncated, a directory, a foreign
+schema) is moved aside to ``<name>.corrupt-<UTC timestamp>`` with its ``-wal`` and
+``-shm`` files, with one warning, and an empty spool takes its place. A directory
+that cannot be written raises :class:`~agent.errors.SpoolError`.
+
+The spool is thread-safe: one connection, used under one lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import SpoolError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_EVENTS = 10_000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_SEEN_TTL = 7 * 24 * 3600.0
+SCHEMA_VERSION = "1"
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SEEN_PRUNE_INTERVAL = 3600.0
+_ACK_CHUNK = 500  # stays under SQLite's oldest limit of 999 bound parameters
+_BUSY_TIMEOUT = 5.0
+_SYNCHRONOUS = ("FULL", "NORMAL")
+# Errors that say nothing about the file's contents: never move a spool aside for them.
+_NOT_CORRUPTION = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR,
+     sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY}
+)
+
+# SQLite keeps each CREATE statement verbatim, so the schema check compares text.
+_TABLES = {
+    "meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "events": (
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL"
+        " UNIQUE, payload BLOB NOT NULL, size INTEGER NOT NULL, enqueued_at REAL NOT NULL)"
+    ),
+    "state": "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "seen": "CREATE TABLE seen (key TEXT PRIMARY KEY, seen_at REAL NOT NULL)",
+}
+_INDEXES = ("CREATE INDEX seen_by_time ON seen (seen_at)",)
+
+
+@dataclass(frozen=True)
+class SpooledEvent:
+    event_id: str
+    payload: bytes
+    enqueued_at: float
+    seq: int  # grows with every put, never reused: the paging cursor for peek(after=)
+
+
+@dataclass(frozen=True)
+class SpoolStats:
+    events: int
+    bytes: int  # payload bytes, what max_bytes bounds
+    dropped_total: int
+
+
+@dataclass(frozen=True)
+class Eviction:
+    count: int
+    last_seq: int  # evict every event with seq <= last_seq
+    freed_bytes: int
+
+
+def plan_eviction(
+    oldest_first: Iterable[tuple[int, int]],
+    *,
+    events: int,
+    nbytes: int,
+    new_size: int,
+    max_events: int,
+    max_bytes: int,
+) -> Eviction:
+    """Which of the oldest ``(seq, size)`` entries must go so one of ``new_size`` fits."""
+    count = last_seq = freed = 0
+    rows = iter(oldest_first)
+    while events - count + 1 > max_events or nbytes - freed + new_size > max_bytes:
+        row = next(rows, None)
+        if row is None:
+            break
+        last_seq, size = row
+        count += 1
+        freed += size
+    return Eviction(count, last_seq, freed)
+
+
+def _header_problem(path: Path) -> str:
+    """Why ``path`` cannot be a SQLite database, judged by its first bytes; "" if it may be."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return ""
+    except OSError as e:
+        return f"cannot read it: {e}"
+    if header and header != _SQLITE_MAGIC:
+        return "file is not a database"
+    return ""
+
+
+class _Unusable(Exception):
+    """The file is not a spool we can use; move it aside."""
+
+
+class Spool:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_events: int = DEFAULT_MAX_EVENTS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        seen_ttl: float = DEFAULT_SEEN_TTL,
+        synchronous: str = "FULL",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_events < 1 or max_bytes < 1:
+            raise ValueError("max_events and max_bytes must be at least 1")
+        if synchronous not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {_SYNCHRONOUS}, not {synchronous!r}")
+        self._path = Path(path)
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._seen_ttl = seen_ttl
+        self._synchronous = synchronous
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_seen_prune = float("-inf")
+        self._conn: sqlite3.Connection | None = self._open()
+        self._load_counters(self._conn)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # -- events ------------------------------------------------------------------------
+
+    def put(self, event_id: str, payload: bytes) -> bool:
+        """Store one event durably before returning.
+
+        ``False`` when it was not stored: that ``event_id`` is already spooled, or the
+        payload alone is larger than ``max_bytes`` (then counted as dropped).
+        """
+        if not event_id:
+            raise ValueError("event_id must not be empty")
+        payload = bytes(payload)
+        size = len(payload)
+        with self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)).fetchone():
+                return False
+            if size > self._max_bytes:
+                self._count_dropped(conn, 1)
+                logger.warning(
+                    "event %s is %d bytes, more than the spool's limit of %d; dropped it",
+                    event_id, size, self._max_bytes,
+                    extra={"spool_path": str(self._path), "event_id": event_id},
+                )
+                return False
+            cursor = conn.execute("SELECT seq, size FROM events ORDER BY seq")
+            try:
+                plan = plan_eviction(
+                    cursor, events=self._events, nbytes=self._bytes, new_size=size,
+                    max_events=self._max_events, max_bytes=self._max_bytes,
+                )
+            finally:
+                cursor.close()
+            if plan.count:
+                conn.execute("DELETE FROM events WHERE seq <= ?", (plan.last_seq,))
+                self._events -= plan.count
+                self._bytes -= plan.freed_bytes
+                self._count_dropped(conn, plan.count)
+                logger.warning(
+                    "spool %s is full; dropped the %d oldest events (%d dropped in total)",
+                    self._path, plan.count, self._dropped,
+                    extra={"spool_path": str(self._path), "dropped": plan.count,
+                           "dropped_total": self._dropped},
+                )
+            conn.execute(
+                "INSERT INTO events (event_id, payload, size, enqueued_at) VALUES (?, ?, ?, ?)",
+                (event_id, payload, size, self._clock()),
+            )
+            self._events += 1
+            self._bytes += size
+        return True
+
+    def peek(self, limit: int, *, after: int = 0) -> list[SpooledEvent]:
+        """Up to ``limit`` events with ``seq > after``, oldest first; nothing is removed."""
+        if limit < 1:
+            return []
+        with self._locked() as conn:
+            rows = conn.execute(
+                "SELECT event_id, payload, enqueued_at, seq FROM events WHERE seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [SpooledEvent(e, bytes(p), t, s) for e, p, t, s in rows]
+
+    def ack(self, event_ids: Iterable[str]) -> int:
+        """Remove acknowledged events; returns how many were in the spool."""
+        ids = list(dict.fromkeys(event_ids))
+        removed = 0
+        with self._transaction() as conn:
+            for start in range(0, len(ids), _ACK_CHUNK):
+                chunk = ids[start : start + _ACK_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                count, size = conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events"
+                    f" WHERE event_id IN ({marks})",
+                    chunk,
+                ).fetchone()
+                conn.execute(f"DELETE FROM events WHERE event_id IN ({marks})", chunk)
+                removed += count
+                self._events -= count
+                self._bytes -= size
+        return removed
+
+    def stats(self) -> SpoolStats:
+        with self._locked():
+            return SpoolStats(self._events, self._bytes, self._dropped)
+
+    # -- the agent's reconciliation state ----------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        with self._locked() as conn:
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+
+    def mark_seen(self, key: str) -> bool:
+        """Remember ``key``; ``True`` if it was not already remembered.
+
+        Marking again refreshes its time, so a key kept being met stays remembered;
+        keys not met for ``seen_ttl`` seconds are forgotten (checked at most hourly).
+        """
+        now = self._clock()
+        with self._transaction() as conn:
+            new = conn.execute("SELECT 1 FROM seen WHERE key = ?", (key,)).fetchone() is None
+            conn.execute("INSERT OR REPLACE INTO seen (key, seen_at) VALUES (?, ?)", (key, now))
+            if now - self._last_seen_prune >= _SEEN_PRUNE_INTERVAL:
+                conn.execute("DELETE FROM seen WHERE seen_at < ?", (now - self._seen_ttl,))
+                self._last_seen_prune = now
+        return new
+
+    def is_seen(self, key: str) -> bool:
+        """Whether ``key`` is remembered; unlike ``mark_seen`` it changes nothing."""
+        with self._locked() as conn:
+            return conn.execute("SELECT 1 FROM seen WHERE key = ?", (key,)).fetchone() is not None
+
+    def prune_seen(self, older_than: float) -> int:
+        """Forget keys last marked before the timestamp ``older_than``; returns how many."""
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM seen WHERE seen_at < ?", (older_than,)).rowcount
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as e:
+                logger.debug("spool %s: checkpoint at close failed: %s", self._path, e)
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise SpoolError(f"spool {self._path} is closed; open a new Spool")
+            try:
+                yield self._conn
+            except sqlite3.Error as e:
+                raise self._error(e) from e
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._locked() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._load_counters(conn)
+                raise
+
+    def _error(self, e: sqlite3.Error) -> SpoolError:
+        return SpoolError(
+            f"spool {self._path} failed: {e}; check free space on that filesystem and the"
+            " permissions of --state-dir"
+        )
+
+    def _count_dropped(self, conn: sqlite3.Connection, n: int) -> None:
+        self._dropped += n
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped_total', ?)",
+            (str(self._dropped),),
+        )
+
+    def _load_counters(self, conn: sqlite3.Connection) -> None:
+        self._events, self._bytes = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events"
+        ).fetchone()
+        row = conn.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
+        self._dropped = int(row[0]) if row else 0
+
+    def _open(self) -> sqlite3.Connection:
+        directory = self._path.parent
+        hint = "check that --state-dir names a directory this agent's user can write"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SpoolError(f"cannot create the spool directory {directory}: {e}; {hint}") from e
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise SpoolError(f"the spool directory {directory} is not writable; {hint}")
+        if self._path.exists() and not self._path.is_file():
+            self._move_aside("it is not a regular file")
+        elif problem := _header_problem(self._path):
+            # Decided before SQLite opens it: SQLite deletes the -wal of a file it does
+            # not take for a WAL database, and that -wal is evidence worth keeping.
+            self._move_aside(problem)
+        try:
+            return self._connect()
+        except _Unusable as e:
+            self._move_aside(str(e))
+        try:
+            return self._connect()
+        except _Unusable as e:
+            raise SpoolError(f"cannot create a new spool at {self._path}: {e}; {hint}") from e
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self._path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as e:
+            raise _Unusable(str(e)) from e
+        try:
+            self._prepare(conn)
+        except sqlite3.Error as e:
+            conn.close()
+            if (getattr(e, "sqlite_errorcode", 0) & 0xFF) in _NOT_CORRUPTION:
+                raise SpoolError(
+                    f"cannot open the spool {self._path}: {e}; check the file's permissions and"
+                    " free space, and that no other enoexec-agent uses this --state-dir"
+                ) from e
+            raise _Unusable(str(e)) from e
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            logger.warning("spool %s: WAL is not available here, using journal mode %s",
+                           self._path, mode, extra={"spool_path": str(self._path)})
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA journal_size_limit=4194304")
+        problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+        if problems != ["ok"]:
+            raise _Unusable("integrity check failed: " + "; ".join(problems[:3]))
+        tables = dict(conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+        ).fetchall())
+        if not tables:
+            conn.execute("BEGIN IMMEDIATE")
+            for sql in (*_TABLES.values(), *_INDEXES):
+                conn.execute(sql)
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                         (SCHEMA_VERSION,))
+            conn.execute("COMMIT")
+        elif tables != _TABLES:
+            raise _Unusable(f"not an enoexec spool (tables: {', '.join(sorted(tables))})")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or row[0] != SCHEMA_VERSION:
+            raise _Unusable(f"unknown spool schema version {row[0] if row else None!r}")
+        conn.execute("DELETE FROM seen WHERE seen_at < ?", (self._clock() - self._seen_ttl,))
+
+    def _move_aside(self, reason: str) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
+        target = self._path.with_name(f"{self._path.name}.corrupt-{stamp}")
+        n = 1
+        while any(os.path.lexists(f"{target}{s}") for s in ("", "-wal", "-shm")):
+            n += 1
+            target = self._path.with_name(f"{self._path.name}.corrupt-{stamp}-{n}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                source = f"{self._path}{suffix}"
+                if os.path.lexists(source):
+                    os.replace(source, f"{target}{suffix}")
+        except OSError as e:
+            raise SpoolError(
+                f"the spool {self._path} is unusable ({reason}) and could not be moved aside:"
+                f" {e}; move or delete it by hand, or point --state-dir elsewhere"
+            ) from e
+        logger.warning(
+            "spool %s is unusable (%s); moved it aside to %s and started an empty spool",
+            self._path, reason, target,
+            extra={"spool_path": str(self._path), "moved_to": str(target), "reason": reason},
+        )

@@ -1,0 +1,106 @@
+"""Convert the agent's dataclasses to the ``enoexec.v1`` protobuf messages and JSON.
+
+The JSON form (``enoexec-agent diagnose --json``) is the protobuf message's
+canonical JSON with the proto field names, so it is exactly what the collector
+receives.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from agent.model import BinaryFacts, ContainerFacts, Emulator, Event, HostFacts, ImageFacts
+from enoexec.v1 import enoexec_pb2 as pb
+
+
+def timestamp(dt: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt.astimezone(timezone.utc))
+    return ts
+
+
+def host_pb(h: HostFacts) -> pb.HostFacts:
+    return pb.HostFacts(
+        host_id=h.host_id,
+        platform=h.platform,
+        kernel_machine=h.kernel_machine,
+        kernel_release=h.kernel_release,
+        docker_version=h.docker_version,
+        docker_platform=h.docker_platform,
+        default_runtime=h.default_runtime,
+        runtime_version=h.runtime_version,
+        cpu_model=h.cpu_model,
+        page_size=h.page_size,
+        memory_bytes=h.memory_bytes,
+        can_run_32bit=h.can_run_32bit,
+        emulators=[emulator_pb(e) for e in h.emulators],
+        hostname=h.hostname,
+        runnable_platforms=list(h.runnable_platforms),
+    )
+
+
+def emulator_pb(e: Emulator) -> pb.Emulator:
+    return pb.Emulator(name=e.name, platform=e.platform, interpreter=e.interpreter, flags=e.flags, enabled=e.enabled)
+
+
+def container_pb(c: ContainerFacts) -> pb.ContainerFacts:
+    return pb.ContainerFacts(
+        id=c.id,
+        name=c.name,
+        exit_code=c.exit_code,
+        runtime_message=c.runtime_message,
+        finished_at=timestamp(c.finished_at),
+        entrypoint=list(c.entrypoint),
+        cmd=list(c.cmd),
+        removed=c.removed,
+    )
+
+
+def image_pb(i: ImageFacts) -> pb.ImageFacts:
+    return pb.ImageFacts(
+        ref=i.ref,
+        id=i.id,
+        declared_platform=i.declared_platform,
+        repo_digests=list(i.repo_digests),
+        available_platforms=list(i.available_platforms or ()),
+        available_platforms_known=i.available_platforms is not None,
+    )
+
+
+def binary_pb(b: BinaryFacts) -> pb.BinaryFacts:
+    return pb.BinaryFacts(
+        path=b.path,
+        kind=b.kind,
+        platform=b.platform,
+        shebang=b.shebang,
+        interpreter=b.interpreter,
+        description=b.description,
+        source=b.source,
+        requested_path=b.requested_path,
+        error=b.error,
+        truncated=b.truncated,
+    )
+
+
+def event_pb(e: Event) -> pb.Event:
+    return pb.Event(
+        event_id=e.event_id,
+        time=timestamp(e.time),
+        host=host_pb(e.host),
+        container=container_pb(e.container),
+        image=image_pb(e.image),
+        binary=binary_pb(e.binary),
+        cause=e.cause,
+        explanation=e.explanation,
+    )
+
+
+def to_json(message: Any) -> dict[str, Any]:
+    """Canonical JSON of a protobuf message, proto field names, defaults included."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )

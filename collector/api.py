@@ -1,0 +1,200 @@
+"""The collector's HTTP side: /metrics, health, and the JSON API (aiohttp).
+
+Handlers validate their query parameters (a bad value is a 400 with a message)
+and call the store in a worker thread; they only convert data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from agent import platforms
+from agent.classify import CAUSES
+from collector import fleetcheck, hints_view
+from collector.errors import RegistryError, StoreError
+from collector.store import Store
+
+logger = logging.getLogger(__name__)
+
+MAX_LIMIT = 1000
+MAX_PARAM = 512
+
+PlatformLookup = Callable[[str], Any]  # async: ref -> tuple[str, ...]
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _param(query: Mapping[str, str], name: str) -> str | None:
+    value = query.get(name)
+    if value is None or value == "":
+        return None
+    if len(value) > MAX_PARAM or not value.isprintable():
+        raise BadRequest(f"{name}: too long or not printable")
+    return value
+
+
+def parse_events_query(query: Mapping[str, str]) -> dict[str, Any]:
+    """Filters for /api/v1/events; BadRequest names the bad parameter."""
+    known = {"limit", "host", "image", "cause", "since"}
+    unknown = sorted(set(query) - known)
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    out: dict[str, Any] = {"limit": 100}
+    limit = _param(query, "limit")
+    if limit is not None:
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+            raise BadRequest(f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {limit!r}")
+        out["limit"] = int(limit)
+    for name in ("host", "image"):
+        out[name] = _param(query, name)
+    cause = _param(query, "cause")
+    if cause is not None and cause not in CAUSES:
+        raise BadRequest(f"cause: expected one of {', '.join(sorted(CAUSES))}, got {cause!r}")
+    out["cause"] = cause
+    since = _param(query, "since")
+    if since is not None:
+        out["since"] = parse_time(since)
+    return out
+
+
+def parse_time(value: str) -> datetime:
+    """RFC 3339 (``2026-11-28T00:00:00Z``) or Unix seconds."""
+    try:
+        if value.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise BadRequest(f"since: expected RFC 3339 time or Unix seconds, got {value!r}") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def host_json(h: Any) -> dict[str, Any]:
+    facts = h.facts or {}
+    return {
+        "host_id": h.host_id,
+        "platform": h.platform,
+        "kernel": facts.get("kernel_release", ""),
+        "kernel_machine": facts.get("kernel_machine", ""),
+        "docker_version": facts.get("docker_version", ""),
+        "emulated_platforms": sorted({e.get("platform", "") for e in facts.get("emulators", []) if e.get("enabled") and e.get("platform") and "F" in e.get("flags", "")}),
+        "runnable_platforms": facts.get("runnable_platforms", []),
+        "can_run_32bit": bool(facts.get("can_run_32bit", False)),
+        "first_seen": _iso(h.first_seen),
+        "last_seen": _iso(h.last_seen),
+        "connected": h.connected,
+        "spool_events": h.spool_events,
+        "dropped_total": h.dropped_total,
+        "facts": facts,
+    }
+
+
+def capabilities(hosts: list[Any]) -> list[fleetcheck.HostCapability]:
+    out = []
+    for h in hosts:
+        facts = h.facts or {}
+        emulated = tuple(sorted({
+            e.get("platform", "") for e in facts.get("emulators", [])
+            if e.get("enabled") and e.get("platform") and "F" in e.get("flags", "")
+        }))
+        out.append(fleetcheck.HostCapability(h.host_id, h.platform, bool(facts.get("can_run_32bit", False)), emulated))
+    return out
+
+
+class Api:
+    def __init__(self, store: Store, registry: CollectorRegistry, *, lookup_platforms: PlatformLookup) -> None:
+        self._store = store
+        self._registry = registry
+        self._lookup = lookup_platforms
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024, middlewares=[self._errors])
+        app.add_routes([
+            web.get("/metrics", self.metrics),
+            web.get("/healthz", self.healthz),
+            web.get("/readyz", self.readyz),
+            web.get("/api/v1/events", self.events),
+            web.get("/api/v1/hosts", self.hosts),
+            web.get("/api/v1/hints", self.hints),
+            web.get("/api/v1/check", self.check),
+        ])
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except BadRequest as e:
+            return web.json_response({"error": str(e)}, status=400)
+        except StoreError as e:
+            logger.error("store unavailable path=%s error=%s", request.path, e)
+            return web.json_response({"error": "store unavailable"}, status=503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(generate_latest, self._registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        try:
+            await asyncio.to_thread(self._store.ping)
+        except StoreError as e:
+            return web.json_response({"status": "unavailable", "error": str(e)}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def events(self, request: web.Request) -> web.Response:
+        q = parse_events_query(request.query)
+        rows = await asyncio.to_thread(lambda: self._store.events(**q))
+        return web.json_response({"events": rows})
+
+    async def hosts(self, request: web.Request) -> web.Response:
+        rows = await asyncio.to_thread(self._store.hosts)
+        return web.json_response({"hosts": [host_json(h) for h in rows]})
+
+    async def hints(self, request: web.Request) -> web.Response:
+        groups = await asyncio.to_thread(self._store.hint_groups)
+        return web.json_response({"hints": [hints_view.group_json(g) for g in groups]})
+
+    async def check(self, request: web.Request) -> web.Response:
+        image = _param(request.query, "image")
+        if image is None:
+            raise BadRequest("image: required, e.g. /api/v1/check?image=nginx:1.27")
+        wanted = request.query.getall("platform", [])
+        offered: list[str] = []
+        for p in wanted:
+            norm = platforms.parse(p)
+            if not norm:
+                raise BadRequest(f"platform: expected os/arch[/variant] such as linux/arm64, got {p!r}")
+            offered.append(norm)
+        source = "query"
+        if not offered:
+            try:
+                offered = list(await self._lookup(image))
+            except RegistryError as e:
+                return web.json_response({"error": str(e)}, status=502)
+            source = "registry"
+        hosts = await asyncio.to_thread(self._store.hosts)
+        verdicts = fleetcheck.check(offered, capabilities(hosts))
+        return web.json_response({
+            "image": image,
+            "platforms": offered,
+            "platforms_from": source,
+            "hosts": [asdict(v) for v in verdicts],
+            "cannot_run": [asdict(v) for v in verdicts if not v.runnable],
+        })

@@ -1,0 +1,130 @@
+"""``enoexec-collector``: serve the fleet, print hints, check an image before deploying."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from collector import __version__, config, hints_view
+from collector.errors import CollectorError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_URL = "http://localhost:9469"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="enoexec-collector", description="The enoexec collector: gathers exec-format-error diagnoses from a fleet of agents.")
+    p.add_argument("--version", action="version", version=f"enoexec-collector {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = sub.add_parser("serve", help="receive agents' streams; serve /metrics and the JSON API",
+                           description="Receive agents' gRPC streams, store the events, serve Prometheus metrics, the JSON API and hints.")
+    config.add_arguments(serve)
+    hints = sub.add_parser("hints", help="print remediation hints for the fleet", description="Print the fleet's remediation hints, grouped by image, cause and host platform.")
+    hints.add_argument("--url", default=None, help=f"collector HTTP address (default $ENOEXEC_URL, then {DEFAULT_URL})")
+    hints.add_argument("--json", action="store_true", help="print JSON")
+    check = sub.add_parser("check", help="which fleet hosts could not run IMAGE", description="Before deploying: list the known hosts that could not run IMAGE, and why.")
+    check.add_argument("image", metavar="IMAGE", help="image reference, e.g. registry.example/app:1.4")
+    check.add_argument("--platform", action="append", default=[], metavar="P", help="a platform the image offers (repeatable); default: ask the image's registry")
+    check.add_argument("--url", default=None, help=f"collector HTTP address (default $ENOEXEC_URL, then {DEFAULT_URL})")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def _get(base: str, path: str, params: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    url = base.rstrip("/") + path + ("?" + urllib.parse.urlencode(params) if params else "")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as res:
+            return json.load(res)
+    except urllib.error.HTTPError as e:
+        try:
+            detail = json.load(e).get("error", "")
+        except (ValueError, AttributeError):
+            detail = ""
+        raise CollectorError(f"{url}: HTTP {e.code} {detail}".strip()) from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise CollectorError(f"cannot reach the collector at {base} ({getattr(e, 'reason', e)}); pass --url") from None
+
+
+def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from agent.logsetup import configure
+    from collector.server import Collector
+
+    cfg = config.build(args, env)
+    configure(cfg.log_level)
+    if cfg.insecure:
+        logger.warning("TLS disabled by --insecure: agents connect in plaintext and are not authenticated")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        collector = await asyncio.to_thread(Collector, cfg)
+        await collector.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_hints(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    doc = _get(args.url or env.get("ENOEXEC_URL", DEFAULT_URL), "/api/v1/hints")
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        sys.stdout.write(hints_view.table(doc.get("hints", [])))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    params = [("image", args.image)] + [("platform", p) for p in args.platform]
+    doc = _get(args.url or env.get("ENOEXEC_URL", DEFAULT_URL), "/api/v1/check", params)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 1 if doc.get("cannot_run") else 0
+    print(f"{doc['image']} offers {', '.join(doc['platforms']) or 'no platforms'} (from {doc['platforms_from']})")
+    for v in doc["hosts"]:
+        mark = "ok  " if v["runnable"] else "FAIL"
+        print(f"  {mark} {v['host_id']:<24} {v['host_platform']:<14} {v['reason']:<18} {v.get('detail', '')}")
+    if not doc["hosts"]:
+        print("  no hosts known to the collector yet")
+    bad = len(doc.get("cannot_run", []))
+    print(f"{bad} host(s) could not run it" if bad else "every known host can run it")
+    return 1 if bad else 0
+
+
+COMMANDS = {"serve": cmd_serve, "hints": cmd_hints, "check": cmd_check}
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    environ: Mapping[str, Any] = os.environ if env is None else env
+    try:
+        return COMMANDS[args.command](args, environ)
+    except ConfigError as e:
+        print(f"enoexec-collector: error: {e}", file=sys.stderr)
+        return 2
+    except CollectorError as e:
+        print(f"enoexec-collector: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

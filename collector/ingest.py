@@ -1,0 +1,124 @@
+"""Check and convert what agents send. Pure: no I/O.
+
+Everything an agent sends is untrusted. An event that fails a check is
+rejected with a reason (counted in ``enoexec_collector_events_rejected_total``)
+and never stored.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from agent import platforms
+from agent.classify import CAUSES
+from agent.wire import to_json
+from collector.hints import hint_for
+from collector.records import EventRecord
+from enoexec.v1 import enoexec_pb2 as pb
+
+MAX_ID = 128
+MAX_LABEL = 200
+MAX_EVENT_BYTES = 64 * 1024
+_EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_HOST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    event_id: str
+    reason: str
+
+
+def valid_host_id(host_id: str) -> bool:
+    return bool(_HOST_ID.match(host_id))
+
+
+def label(value: str, limit: int = MAX_LABEL) -> str:
+    """A label value that is printable and bounded."""
+    clean = "".join(c if c.isprintable() else "?" for c in value)
+    return clean[:limit]
+
+
+def image_label(ref: str) -> str:
+    """``repo:tag`` as the user named it, without a digest."""
+    return label(ref.split("@", 1)[0]) if ref else "_none"
+
+
+def _platform(value: str) -> str:
+    return value if not value or platforms.is_valid(value) else "_invalid"
+
+
+def check(event: pb.Event, host_id: str, now: datetime) -> str:
+    """"" if the event is acceptable from ``host_id``, else the reason to reject it."""
+    if not _EVENT_ID.match(event.event_id):
+        return "bad_event_id"
+    if event.ByteSize() > MAX_EVENT_BYTES:
+        return "too_large"
+    if event.host.host_id != host_id:
+        return "host_mismatch"
+    if event.cause not in CAUSES:
+        return "bad_cause"
+    if not event.HasField("time"):
+        return "bad_time"
+    try:
+        when = event.time.ToDatetime(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):
+        return "bad_time"
+    if when < _EPOCH or when > now + timedelta(days=1):
+        return "bad_time"
+    for p in (event.host.platform, event.image.declared_platform, event.binary.platform):
+        if p and not platforms.is_valid(p):
+            return "bad_platform"
+    return ""
+
+
+def record(event: pb.Event) -> EventRecord:
+    """The stored form of a checked event, with its hint chosen."""
+    payload: dict[str, Any] = to_json(event)
+    emulated = [e.platform for e in event.host.emulators if e.enabled and e.platform]
+    hint = hint_for(
+        cause=event.cause,
+        image_ref=event.image.ref,
+        host_platform=event.host.platform,
+        image_platform=event.image.declared_platform,
+        binary_platform=event.binary.platform,
+        available_platforms=list(event.image.available_platforms) if event.image.available_platforms_known else None,
+        emulated_platforms=emulated,
+        binary_path=event.binary.requested_path or event.binary.path,
+        binary_kind=event.binary.kind,
+        shebang=event.binary.shebang,
+    )
+    payload["hint"] = {"id": hint.id, "title": hint.title, "text": hint.text, "commands": list(hint.commands)}
+    return EventRecord(
+        event_id=event.event_id,
+        time=event.time.ToDatetime(tzinfo=timezone.utc),
+        host_id=event.host.host_id,
+        host_platform=_platform(event.host.platform),
+        image_ref=image_label(event.image.ref),
+        image_platform=_platform(event.image.declared_platform),
+        binary_platform=_platform(event.binary.platform),
+        cause=event.cause,
+        hint_id=hint.id,
+        payload=payload,
+    )
+
+
+def split(batch: pb.EventBatch, host_id: str, now: datetime) -> tuple[list[EventRecord], list[Rejected]]:
+    """Acceptable events as records, and the rest as rejections."""
+    good: list[EventRecord] = []
+    bad: list[Rejected] = []
+    seen: set[str] = set()
+    for event in batch.events:
+        reason = check(event, host_id, now)
+        if not reason and event.event_id in seen:
+            continue  # repeated inside one batch: stored once, acked once
+        if reason:
+            bad.append(Rejected(event.event_id[:MAX_ID], reason))
+        else:
+            seen.add(event.event_id)
+            good.append(record(event))
+    return good, bad

@@ -1,0 +1,103 @@
+"""Prometheus metrics built on each scrape from the store and the process's stats.
+
+A custom collector (prometheus/client_python's pattern): fresh metric families
+from a snapshot on every ``collect()``; nothing is kept in global metrics, so
+counters survive restarts (they are read from durable per-replica counts) and a
+test can give each case its own ``CollectorRegistry``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from collector.records import HostRecord
+from collector.stats import Stats
+from collector.store import Store
+
+OTHER = "_other"
+
+
+def allowed_images(first_seen: Iterable[tuple[str, object]], cap: int) -> frozenset[str]:
+    """The first ``cap`` images ever seen keep their own label; later ones fold into ``_other``.
+
+    Oldest first keeps the set stable: a label never jumps between series.
+    """
+    out: list[str] = []
+    for image, _ in first_seen:
+        if len(out) >= cap:
+            break
+        out.append(image)
+    return frozenset(out)
+
+
+class FleetCollector(Collector):
+    def __init__(self, store: Store, stats: Stats, *, max_image_labels: int = 200) -> None:
+        self._store = store
+        self._stats = stats
+        self._cap = max_image_labels
+
+    def collect(self) -> Iterator[Metric]:
+        keep = allowed_images(self._store.image_first_seen(), self._cap)
+
+        def img(name: str) -> str:
+            return name if name in keep else OTHER
+
+        exits = CounterMetricFamily(
+            "enoexec_exits", "Container exits diagnosed as exec format error, by cause and platforms.",
+            labels=["cause", "host_platform", "image_platform", "binary_platform", "image"],
+        )
+        folded: dict[tuple[str, ...], int] = defaultdict(int)
+        for c in self._store.exit_counts():
+            folded[(c.cause, c.host_platform, c.image_platform, c.binary_platform, img(c.image))] += c.count
+        for labels, value in sorted(folded.items()):
+            exits.add_metric(list(labels), value)
+        yield exits
+
+        host_exits = CounterMetricFamily("enoexec_host_exits", "Exec format error exits per host.", labels=["host", "host_platform"])
+        for h in self._store.host_exit_counts():
+            host_exits.add_metric([h.host, h.host_platform], h.count)
+        yield host_exits
+
+        hosts = self._store.hosts()
+        yield from self._host_metrics(hosts)
+
+        hint_info = GaugeMetricFamily("enoexec_hint_info", "Active remediation hints (value 1).", labels=["image", "cause", "host_platform", "hint"])
+        seen: set[tuple[str, ...]] = set()
+        for g in self._store.hint_groups(example_hosts=0):
+            key = (img(g.image), g.cause, g.host_platform, g.hint_id)
+            if key not in seen:
+                seen.add(key)
+                hint_info.add_metric(list(key), 1)
+        yield hint_info
+
+        received, duplicate, rejected, connected = self._stats.snapshot()
+        yield GaugeMetricFamily("enoexec_agents_connected", "Agent streams open on this collector.", value=connected)
+        yield CounterMetricFamily("enoexec_collector_events_received", "Events stored for the first time by this collector process.", value=received)
+        yield CounterMetricFamily("enoexec_collector_events_duplicate", "Events received again (replays) and acknowledged without counting.", value=duplicate)
+        rej = CounterMetricFamily("enoexec_collector_events_rejected", "Events and streams refused, by reason.", labels=["reason"])
+        for reason, n in sorted(rejected.items()):
+            rej.add_metric([reason], n)
+        yield rej
+
+    @staticmethod
+    def _host_metrics(hosts: list[HostRecord]) -> Iterator[Metric]:
+        by_platform: dict[str, int] = defaultdict(int)
+        last_seen = GaugeMetricFamily("enoexec_agent_last_seen_timestamp_seconds", "When each agent was last heard from.", labels=["host", "platform"])
+        spool = GaugeMetricFamily("enoexec_agent_spool_events", "Events waiting in each agent's spool, as last reported.", labels=["host"])
+        dropped = CounterMetricFamily("enoexec_agent_dropped_events", "Events each agent dropped because its spool was full.", labels=["host"])
+        for h in hosts:
+            by_platform[h.platform] += 1
+            last_seen.add_metric([h.host_id, h.platform], h.last_seen.timestamp())
+            spool.add_metric([h.host_id], h.spool_events)
+            dropped.add_metric([h.host_id], h.dropped_total)
+        gauge = GaugeMetricFamily("enoexec_hosts", "Hosts known to the collector, by platform.", labels=["platform"])
+        for platform, n in sorted(by_platform.items()):
+            gauge.add_metric([platform], n)
+        yield gauge
+        yield last_seen
+        yield spool
+        yield dropped

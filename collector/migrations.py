@@ -1,0 +1,81 @@
+"""Bring a database up to the current schema, once, even with replicas racing.
+
+``schema_version`` holds one row per applied step. :func:`migrate` runs in a
+single transaction that first takes a lock (``pg_advisory_xact_lock`` on
+PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so when two replicas start at once
+the second waits, then finds nothing left to do.
+
+Adding a step: append to :data:`STEPS` with the next version number, and change
+:mod:`collector.schema` to match. Step 1 creates the tables as ``schema.py``
+describes them *now*, so a later step must check before it alters (a fresh
+database already has the change): use ``sqlalchemy.inspect(conn)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, func, select, text
+
+from collector import schema
+
+logger = logging.getLogger(__name__)
+
+# Any constant shared by every replica; "enoexec" in ASCII.
+ADVISORY_LOCK_KEY = 0x656E6F65786563
+
+
+@dataclass(frozen=True)
+class Step:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _create_baseline(conn: Connection) -> None:
+    schema.metadata.create_all(conn, checkfirst=True)
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "events, counters, images and hosts", _create_baseline),
+)
+
+
+def current_version(conn: Connection) -> int:
+    """The highest applied step, 0 on an empty database."""
+    schema.schema_version.create(conn, checkfirst=True)
+    version = conn.execute(select(func.max(schema.schema_version.c.version))).scalar()
+    return int(version or 0)
+
+
+def migrate(conn: Connection, *, now: datetime, steps: tuple[Step, ...] = STEPS) -> int:
+    """Apply the missing steps inside the caller's transaction; returns the new version.
+
+    The caller opens the transaction (and on SQLite makes it ``BEGIN IMMEDIATE``).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+    version = current_version(conn)
+    latest = max((s.version for s in steps), default=0)
+    if version > latest:
+        logger.warning(
+            "database schema is at version %d, newer than this collector knows (%d); "
+            "running anyway, upgrade the collector",
+            version,
+            latest,
+        )
+    for step in sorted(steps, key=lambda s: s.version):
+        if step.version <= version:
+            continue
+        logger.info("applying schema step %d: %s", step.version, step.description)
+        step.apply(conn)
+        conn.execute(
+            schema.schema_version.insert().values(
+                version=step.version, description=step.description, applied_at=now
+            )
+        )
+        version = step.version
+    return version

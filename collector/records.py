@@ -1,0 +1,79 @@
+"""What the collector's store keeps and hands back, as frozen dataclasses.
+
+Pure data: built by the service from the wire messages, written and read by
+:mod:`collector.store`, turned into metrics, JSON and hints elsewhere. Every
+``datetime`` here is timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One diagnosed exit, with the labels the store indexes and counts by."""
+
+    event_id: str
+    time: datetime
+    host_id: str
+    host_platform: str
+    image_ref: str  # repository:tag as the user named it, no digest
+    image_platform: str
+    binary_platform: str
+    cause: str
+    hint_id: str
+    payload: dict[str, Any] = field(hash=False)  # the full event JSON (contract shape)
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    """One host the collector has heard from."""
+
+    host_id: str
+    platform: str
+    facts: dict[str, Any] = field(hash=False)
+    first_seen: datetime
+    last_seen: datetime
+    connected: bool
+    spool_events: int
+    dropped_total: int
+
+
+@dataclass(frozen=True)
+class ExitCount:
+    """The durable value behind one ``enoexec_exits_total`` series (image not yet capped)."""
+
+    cause: str
+    host_platform: str
+    image_platform: str
+    binary_platform: str
+    image: str
+    count: int
+
+
+@dataclass(frozen=True)
+class HostExitCount:
+    """The durable value behind one ``enoexec_host_exits_total`` series."""
+
+    host: str
+    host_platform: str
+    count: int
+
+
+@dataclass(frozen=True)
+class HintGroup:
+    """Exits of one image for one cause on one host platform, summed up for a hint."""
+
+    image: str
+    cause: str
+    host_platform: str
+    hint_id: str  # the hint of the latest event in the group
+    hosts: int  # distinct hosts
+    exits: int
+    first_seen: datetime
+    last_seen: datetime
+    example_hosts: tuple[str, ...]  # most recently affected first
+    sample: dict[str, Any] = field(hash=False)  # payload of the latest event in the group

@@ -1,0 +1,134 @@
+"""Run the collector: the gRPC server and the HTTP API in one event loop.
+
+Shutdown: stop accepting, give open streams a bounded grace period, then cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import grpc
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from collector import registry as image_registry
+from collector.api import Api
+from collector.config import CollectorConfig
+from collector.errors import ConfigError, StoreError
+from collector.metrics import FleetCollector
+from collector.service import CollectorService, utcnow
+from collector.stats import Stats
+from collector.store import Store
+from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
+
+logger = logging.getLogger(__name__)
+
+GRACE = 5.0
+PRUNE_EVERY = 3600.0
+MAX_MESSAGE = 4 * 1024 * 1024
+
+# Agents ping every 60 s (see agent.sender); permit pings every 30 s or more.
+SERVER_OPTIONS = (
+    ("grpc.keepalive_time_ms", 120_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_connection_idle_ms", 15 * 60_000),
+)
+
+
+def server_credentials(config: CollectorConfig) -> grpc.ServerCredentials | None:
+    if config.insecure:
+        return None
+    assert config.tls_ca and config.tls_cert and config.tls_key
+    return grpc.ssl_server_credentials(
+        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+        root_certificates=config.tls_ca.read_bytes(),
+        require_client_auth=True,
+    )
+
+
+def _split(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Collector:
+    def __init__(self, config: CollectorConfig, *, store: Store | None = None, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.store = store or Store(config.db, replica_id=config.replica_id)
+        self.stats = Stats()
+        self.registry = registry or CollectorRegistry()
+        self.registry.register(FleetCollector(self.store, self.stats, max_image_labels=config.max_image_labels))
+        self.grpc_port = 0
+        self.http_port = 0
+
+    async def _prune(self) -> None:
+        while True:
+            try:
+                n = await asyncio.to_thread(self.store.prune, utcnow() - timedelta(days=self.config.retention_days))
+                if n:
+                    logger.info("retention pruned events=%d", n)
+            except StoreError as e:
+                logger.warning("retention prune failed error=%s", e)
+            await asyncio.sleep(PRUNE_EVERY)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.to_thread(self.store.disconnect_all)
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        pb_grpc.add_CollectorServicer_to_server(
+            CollectorService(self.store, self.stats, max_batch_events=self.config.max_batch_events), server
+        )
+        creds = server_credentials(self.config)
+        try:
+            if creds is None:
+                self.grpc_port = server.add_insecure_port(self.config.grpc_listen)
+            else:
+                self.grpc_port = server.add_secure_port(self.config.grpc_listen, creds)
+        except RuntimeError as e:
+            raise ConfigError(f"--grpc-listen {self.config.grpc_listen}: cannot listen ({e})") from None
+        await server.start()
+
+        api = Api(self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref))
+        runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE)
+        await runner.setup()
+        host, port = _split(self.config.http_listen)
+        site = web.TCPSite(runner, host or None, port)
+        try:
+            await site.start()
+        except OSError as e:
+            await server.stop(0)
+            await runner.cleanup()
+            raise ConfigError(f"--http-listen {self.config.http_listen}: cannot listen ({e.strerror or e})") from None
+        sockets = site._server.sockets if site._server else []  # noqa: SLF001 - aiohttp keeps the bound port here
+        self.http_port = sockets[0].getsockname()[1] if sockets else port
+        logger.info(
+            "collector started grpc=%s grpc_port=%d http=%s http_port=%d db=%s replica_id=%s tls=%s",
+            self.config.grpc_listen, self.grpc_port, self.config.http_listen, self.http_port,
+            _redact(self.config.db), self.config.replica_id, creds is not None,
+        )
+        pruner = asyncio.create_task(self._prune(), name="prune")
+        try:
+            await stop.wait()
+        finally:
+            logger.info("collector stopping")
+            pruner.cancel()
+            await server.stop(GRACE)
+            await runner.cleanup()
+            await asyncio.to_thread(self.store.disconnect_all)
+            await asyncio.to_thread(self.store.close)
+            logger.info("collector stopped")
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, for logs."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url

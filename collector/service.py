@@ -1,0 +1,128 @@
+"""The gRPC servicer: a thin adapter between agents' streams and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
+
+import grpc
+
+from agent.wire import to_json
+from collector import __version__, ingest
+from collector.errors import StoreError
+from collector.stats import Stats
+from collector.store import Store
+from enoexec.v1 import enoexec_pb2 as pb
+from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
+
+logger = logging.getLogger(__name__)
+
+HELLO_TIMEOUT = 30.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class CollectorService(pb_grpc.CollectorServicer):
+    def __init__(
+        self,
+        store: Store,
+        stats: Stats,
+        *,
+        max_batch_events: int = 500,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._stats = stats
+        self._max_batch = max_batch_events
+        self._clock = clock
+
+    async def Stream(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.CollectorMessage]:
+        try:
+            first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT)
+        except (StopAsyncIteration, asyncio.TimeoutError):
+            self._stats.reject("no_hello")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello")
+        if not first.HasField("hello"):
+            self._stats.reject("no_hello")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello")
+        hello = first.hello
+        host_id = hello.host.host_id
+        if not ingest.valid_host_id(host_id):
+            self._stats.reject("bad_host_id")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hello.host.host_id is empty or has characters outside [A-Za-z0-9._:@-]")
+        peer_id = self.authenticated_host(context)
+        if peer_id is not None and peer_id != host_id:
+            self._stats.reject("identity_mismatch")
+            logger.warning("agent identity mismatch peer=%s claimed=%s", peer_id, host_id)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"this certificate may only report as host {peer_id!r}")
+
+        facts = to_json(hello.host)
+        try:
+            await asyncio.to_thread(
+                self._store.upsert_host, host_id, ingest.label(hello.host.platform), facts,
+                seen=self._clock(), connected=True,
+                spool_events=hello.spool.events, dropped_total=hello.spool.dropped_total,
+            )
+        except StoreError as e:
+            logger.error("store unavailable error=%s", e)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
+        self._stats.connect(+1)
+        logger.info("agent connected host_id=%s platform=%s agent_version=%s peer=%s",
+                    host_id, hello.host.platform, hello.agent_version, context.peer())
+        try:
+            yield pb.CollectorMessage(welcome=pb.Welcome(collector_version=__version__, max_batch_events=self._max_batch))
+            async for msg in request_iterator:
+                if msg.HasField("batch"):
+                    yield pb.CollectorMessage(ack=await self._batch(msg.batch, host_id, context))
+                elif msg.HasField("heartbeat"):
+                    await asyncio.to_thread(
+                        self._store.touch_host, host_id, seen=self._clock(),
+                        spool_events=msg.heartbeat.spool.events, dropped_total=msg.heartbeat.spool.dropped_total,
+                    )
+        finally:
+            self._stats.connect(-1)
+            logger.info("agent disconnected host_id=%s", host_id)
+            try:
+                await asyncio.to_thread(self._store.upsert_host, host_id, ingest.label(hello.host.platform), facts,
+                                        seen=self._clock(), connected=False)
+            except StoreError as e:
+                logger.warning("could not record disconnect host_id=%s error=%s", host_id, e)
+
+    async def _batch(self, batch: pb.EventBatch, host_id: str, context: grpc.aio.ServicerContext) -> pb.Ack:
+        if len(batch.events) > self._max_batch:
+            self._stats.reject("batch_too_large", len(batch.events))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"batch of {len(batch.events)} events; at most {self._max_batch}")
+        good, bad = ingest.split(batch, host_id, self._clock())
+        try:
+            fresh = await asyncio.to_thread(self._store.insert_events, good) if good else []
+        except StoreError as e:
+            logger.error("store unavailable error=%s", e)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
+        new = sum(fresh)
+        self._stats.add(received=new, duplicate=len(fresh) - new, rejected=Counter(r.reason for r in bad))
+        for r in bad:
+            logger.warning("event rejected host_id=%s event_id=%s reason=%s", host_id, r.event_id, r.reason)
+        if new:
+            logger.info("events stored host_id=%s new=%d duplicate=%d", host_id, new, len(fresh) - new)
+        await asyncio.to_thread(self._store.touch_host, host_id, seen=self._clock())
+        return pb.Ack(
+            batch_id=batch.batch_id,
+            stored_event_ids=[r.event_id for r in good],
+            rejected=[pb.Rejection(event_id=r.event_id, reason=r.reason) for r in bad],
+        )
+
+    @staticmethod
+    def authenticated_host(context: grpc.aio.ServicerContext) -> str | None:
+        """The host id a client certificate names (its CN), or None without mTLS."""
+        auth = context.auth_context()
+        if auth.get("transport_security_type", [b""])[0] != b"ssl":
+            return None
+        cn = auth.get("x509_common_name") or []
+        return cn[0].decode() if cn else ""

@@ -1,0 +1,35 @@
+"""The collector process's own counters and live connection count, under a lock."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Stats:
+    received: int = 0
+    duplicate: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    connected: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, received: int = 0, duplicate: int = 0, rejected: Counter[str] | None = None) -> None:
+        with self._lock:
+            self.received += received
+            self.duplicate += duplicate
+            if rejected:
+                self.rejected.update(rejected)
+
+    def reject(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self.rejected[reason] += n
+
+    def connect(self, delta: int) -> None:
+        with self._lock:
+            self.connected += delta
+
+    def snapshot(self) -> tuple[int, int, dict[str, int], int]:
+        with self._lock:
+            return self.received, self.duplicate, dict(self.rejected), self.connected

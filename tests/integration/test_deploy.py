@@ -1,0 +1,429 @@
+"""The deployment files under deploy/ checked with the tools that consume them.
+
+promtool (Debian package ``prometheus``), systemd-analyze, openssl and bash;
+each test skips, saying which tool is missing, when it cannot run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import require
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+PROMETHEUS = DEPLOY / "prometheus"
+MAKE_CERTS = DEPLOY / "tls" / "make-certs.sh"
+INSTALL = DEPLOY / "install.sh"
+
+# Metric names as exposed, copied from /work/shared/CONTRACT.md.
+CONTRACT_METRICS = frozenset({
+    "enoexec_exits_total",
+    "enoexec_host_exits_total",
+    "enoexec_hosts",
+    "enoexec_agents_connected",
+    "enoexec_agent_last_seen_timestamp_seconds",
+    "enoexec_agent_spool_events",
+    "enoexec_agent_dropped_events_total",
+    "enoexec_hint_info",
+    "enoexec_collector_events_received_total",
+    "enoexec_collector_events_duplicate_total",
+    "enoexec_collector_events_rejected_total",
+})
+
+EXPECTED_ALERTS = {
+    "EnoexecExecFormatErrors",
+    "EnoexecCrashLoop",
+    "EnoexecAgentDown",
+    "EnoexecAgentDroppingEvents",
+    "EnoexecAgentSpoolBacklog",
+    "EnoexecCollectorRejecting",
+    "EnoexecNoAgentsConnected",
+}
+
+AGENT_KEYS = {
+    "collector", "docker_host", "state_dir", "host_id", "log_level", "spool_max_events",
+    "reconcile_interval", "heartbeat_interval", "insecure", "tls_ca", "tls_cert", "tls_key",
+}
+COLLECTOR_KEYS = {
+    "grpc_listen", "http_listen", "db", "retention_days", "max_image_labels", "replica_id",
+    "log_level", "insecure", "tls_ca", "tls_cert", "tls_key",
+}
+
+PROMQL_KEYWORDS = frozenset({
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
+    "and", "or", "unless", "offset", "inf", "nan",
+})
+
+
+def need(tool: str, package: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        require.missing(f"{tool} not found: install it (apt-get install -y {package})")
+    return path
+
+
+def run(*argv: str | Path, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, argv))} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (functions, labels, keywords left out)."""
+    s = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    s = re.sub(r"\{[^}]*\}", " ", s)  # label matchers
+    s = re.sub(r"\[[^\]]*\]", " ", s)  # range and subquery durations
+    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)  # label lists
+    names = set()
+    for m in re.finditer(r"(?<![\w$:.])([A-Za-z_:][\w:]*+)(?!\s*\()", s):
+        name = m.group(1)
+        if name.lower() not in PROMQL_KEYWORDS:
+            names.add(name)
+    return names
+
+
+def test_metric_names_finds_selectors_only() -> None:
+    expr = ('sum by (cause, host_platform) (rate(enoexec_exits_total{cause=~"$cause", image!="x{y}"}[5m]))'
+            " / on (host) group_left (platform) enoexec_hosts > bool 0 or time() - up offset 5m")
+    assert metric_names(expr) == {"enoexec_exits_total", "enoexec_hosts", "up"}
+
+
+# --- Prometheus -------------------------------------------------------------
+
+def test_prometheus_config_is_valid() -> None:
+    promtool = need("promtool", "prometheus")
+    out = run(promtool, "check", "config", PROMETHEUS / "prometheus.yml")
+    assert "SUCCESS" in out.stdout
+
+
+def test_rules_are_valid_and_cover_every_alert() -> None:
+    promtool = need("promtool", "prometheus")
+    run(promtool, "check", "rules", PROMETHEUS / "enoexec-rules.yml")
+    text = (PROMETHEUS / "enoexec-rules.yml").read_text()
+    assert set(re.findall(r"^\s*- alert: (\w+)", text, re.M)) == EXPECTED_ALERTS
+
+
+def test_rules_only_use_contract_metrics() -> None:
+    text = (PROMETHEUS / "enoexec-rules.yml").read_text()
+    recorded = set(re.findall(r"^\s*- record: (\S+)", text, re.M))
+    exprs = re.findall(r"^\s*expr: (.+)$", text, re.M)
+    assert len(exprs) == len(EXPECTED_ALERTS) + len(recorded)
+    used = set().union(*(metric_names(e) for e in exprs))
+    assert used <= CONTRACT_METRICS | recorded, used - CONTRACT_METRICS - recorded
+
+
+def test_alert_hints_endpoint_in_annotations() -> None:
+    text = (PROMETHEUS / "enoexec-rules.yml").read_text()
+    block = text[text.index("alert: EnoexecExecFormatErrors"):text.index("alert: EnoexecCrashLoop")]
+    assert "/api/v1/hints" in block
+    assert "severity: warning" in block
+
+
+def test_rule_unit_tests_pass() -> None:
+    promtool = need("promtool", "prometheus")
+    out = run(promtool, "test", "rules", PROMETHEUS / "enoexec-rules.test.yml")
+    assert "SUCCESS" in out.stdout
+    tests = (PROMETHEUS / "enoexec-rules.test.yml").read_text()
+    for alert in EXPECTED_ALERTS:
+        # each alert is checked both silent (exp_alerts: []) and firing
+        assert re.search(rf"alertname: {alert}\n\s+exp_alerts: \[\]", tests), alert
+        assert re.search(rf"alertname: {alert}\n\s+exp_alerts:\n", tests), alert
+
+
+# --- Grafana ----------------------------------------------------------------
+
+def dashboard() -> dict:
+    return json.loads((DEPLOY / "grafana" / "enoexec-dashboard.json").read_text())
+
+
+def dashboard_exprs(dash: dict) -> list[str]:
+    return [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+
+
+def test_dashboard_uses_only_contract_metrics() -> None:
+    dash = dashboard()
+    assert 36 <= dash["schemaVersion"] <= 41
+    assert [i["name"] for i in dash["__inputs"]] == ["DS_PROMETHEUS"]
+    exprs = dashboard_exprs(dash)
+    assert len(exprs) >= 10
+    used: set[str] = set()
+    for expr in exprs:
+        names = metric_names(expr)
+        assert names, f"no metric in {expr!r}"
+        assert names <= CONTRACT_METRICS, f"{expr!r} uses {names - CONTRACT_METRICS}"
+        used |= names
+    # every contract metric but the per-host exit counter has a panel
+    assert CONTRACT_METRICS - used == {"enoexec_host_exits_total"}
+
+
+def test_dashboard_panels_and_variables() -> None:
+    dash = dashboard()
+    titles = {p["title"] for p in dash["panels"]}
+    for title in ("Exits by cause", "Exits by image and host platform", "Hosts by platform", "Agents connected",
+                  "Agent last seen", "Agent spool depth and drops", "Active hints"):
+        assert title in titles
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert set(variables) == {"cause", "host_platform"}
+    for v in variables.values():
+        query = v["query"]["query"]
+        metric = re.fullmatch(r"label_values\((\w+), *\w+\)", query).group(1)
+        assert metric in CONTRACT_METRICS
+    for p in dash["panels"]:
+        if p["type"] != "row":
+            assert p["datasource"]["uid"] == "${DS_PROMETHEUS}", p["title"]
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_dashboard_exprs_are_valid_promql(tmp_path: Path) -> None:
+    """promtool parses each panel query, with Grafana's variables filled in."""
+    promtool = need("promtool", "prometheus")
+    subst = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "1m",
+             "$cause": ".*", "$host_platform": ".*"}
+    rules = []
+    for i, expr in enumerate(dashboard_exprs(dashboard())):
+        for var, value in subst.items():
+            expr = expr.replace(var, value)
+        assert "$" not in expr, expr
+        rules.append({"record": f"dashboard:panel{i}", "expr": expr})
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))  # JSON is YAML
+    run(promtool, "check", "rules", path)
+
+
+# --- systemd ----------------------------------------------------------------
+
+UNITS = ("enoexec-agent.service", "enoexec-collector.service")
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_unit_verifies(unit: str, tmp_path: Path) -> None:
+    analyze = need("systemd-analyze", "systemd")
+    text = (DEPLOY / "systemd" / unit).read_text()
+    # the console scripts are not installed here: point ExecStart at a real binary
+    copy = tmp_path / unit
+    copy.write_text(re.sub(r"(?m)^ExecStart=.*$", "ExecStart=/bin/true", text))
+    proc = run(analyze, "verify", copy, check=False)
+    if "Failed to initialize manager" in proc.stderr or "Failed to setup working directory" in proc.stderr:
+        pytest.skip(f"systemd-analyze verify cannot run in this container: {proc.stderr.strip()}")
+    complaints = [line for line in proc.stderr.splitlines() if unit in line or str(copy) in line]
+    assert proc.returncode == 0 and not complaints, proc.stderr
+
+
+@pytest.mark.parametrize("unit,user,state", [
+    ("enoexec-agent.service", "enoexec", "enoexec"),
+    ("enoexec-collector.service", "enoexec-collector", "enoexec-collector"),
+])
+def test_unit_settings(unit: str, user: str, state: str) -> None:
+    lines = set((DEPLOY / "systemd" / unit).read_text().splitlines())
+    name = unit.removesuffix(".service")
+    command = "run --config /etc/enoexec/agent.toml" if name.endswith("agent") else "serve --config /etc/enoexec/collector.toml"
+    for expected in (
+        "Type=simple", f"ExecStart=/usr/local/bin/{name} {command}", "Restart=always", "RestartSec=2",
+        f"User={user}", f"StateDirectory={state}", f"ReadWritePaths=/var/lib/{state}",
+        "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+        "TimeoutStopSec=20", "KillSignal=SIGTERM", f"EnvironmentFile=-/etc/default/{name}",
+    ):
+        assert expected in lines, f"{unit}: missing {expected}"
+    assert ("SupplementaryGroups=docker" in lines) == name.endswith("agent")
+
+
+# --- install.sh -------------------------------------------------------------
+
+def test_install_script_syntax_and_help() -> None:
+    bash = need("bash", "bash")
+    run(bash, "-n", INSTALL)
+    out = run(INSTALL, "--help")
+    assert "--collector-address" in out.stdout and "--prefix" in out.stdout
+
+
+@pytest.mark.parametrize("argv,message", [
+    ((), "nothing to install"),
+    (("--agent", "--collector-address", "no port"), "is not HOST:PORT"),
+    (("--agent", "--prefix", "relative/dir"), "absolute path"),
+    (("--bogus",), "unknown option"),
+])
+def test_install_script_bad_usage(argv: tuple[str, ...], message: str) -> None:
+    need("bash", "bash")
+    proc = run(INSTALL, *argv, check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_install_script_dry_run_plan(tmp_path: Path) -> None:
+    need("bash", "bash")
+    prefix = tmp_path / "opt"
+    out = run(INSTALL, "--agent", "--collector-address", "collector.example:7469",
+              "--prefix", prefix, "--dry-run").stdout
+    assert f"-m venv {prefix}/venv" in out
+    assert f"{prefix}/venv/bin/python -m pip install --quiet --upgrade {ROOT}" in out
+    assert f"ln -sfn {prefix}/venv/bin/enoexec-agent /usr/local/bin/enoexec-agent" in out
+    assert "/etc/systemd/system/enoexec-agent.service" in out
+    assert "enoexec-collector.service" not in out
+    assert not prefix.exists(), "--dry-run must change nothing"
+
+
+# --- TLS --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need("openssl", "openssl")
+    d = tmp_path_factory.mktemp("pki")
+    run(MAKE_CERTS, "ca", d)
+    run(MAKE_CERTS, "collector", d, "collector.test", "127.0.0.1")
+    run(MAKE_CERTS, "agent", d, "web-01")
+    return d
+
+
+def test_make_certs_help() -> None:
+    need("openssl", "openssl")
+    out = run(MAKE_CERTS, "--help")
+    assert "collector DIR HOSTNAME" in out.stdout
+
+
+def test_certs_verify_against_ca(pki: Path) -> None:
+    out = run("openssl", "verify", "-CAfile", pki / "ca.crt",
+              pki / "collector-collector.test.crt", pki / "agent-web-01.crt")
+    assert out.stdout.count(": OK") == 2
+    run("openssl", "verify", "-purpose", "sslserver", "-CAfile", pki / "ca.crt", pki / "collector-collector.test.crt")
+    run("openssl", "verify", "-purpose", "sslclient", "-CAfile", pki / "ca.crt", pki / "agent-web-01.crt")
+    # a server certificate is not a client certificate
+    bad = run("openssl", "verify", "-purpose", "sslclient", "-CAfile", pki / "ca.crt",
+              pki / "collector-collector.test.crt", check=False)
+    assert bad.returncode != 0
+
+
+def test_agent_cert_names_host(pki: Path) -> None:
+    subject = run("openssl", "x509", "-in", pki / "agent-web-01.crt", "-noout", "-subject", "-nameopt", "RFC2253").stdout
+    assert "CN=web-01" in subject
+    san = run("openssl", "x509", "-in", pki / "agent-web-01.crt", "-noout", "-ext", "subjectAltName").stdout
+    assert "URI:enoexec://host/web-01" in san and "DNS:web-01" in san
+    key = run("openssl", "pkey", "-in", pki / "agent-web-01.key", "-noout", "-text").stdout
+    assert "prime256v1" in key or "P-256" in key
+    assert (pki / "agent-web-01.key").stat().st_mode & 0o077 == 0
+
+
+def test_collector_cert_sans(pki: Path) -> None:
+    san = run("openssl", "x509", "-in", pki / "collector-collector.test.crt", "-noout", "-ext", "subjectAltName").stdout
+    assert "DNS:collector.test" in san and "IP Address:127.0.0.1" in san
+
+
+def test_make_certs_refuses_to_overwrite(pki: Path) -> None:
+    before = (pki / "agent-web-01.crt").read_bytes()
+    proc = run(MAKE_CERTS, "agent", pki, "web-01", check=False)
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    assert (pki / "agent-web-01.crt").read_bytes() == before
+
+
+def test_make_certs_needs_a_ca(tmp_path: Path) -> None:
+    need("openssl", "openssl")
+    proc = run(MAKE_CERTS, "agent", tmp_path, "web-02", check=False)
+    assert proc.returncode == 2 and "make-certs.sh ca" in proc.stderr
+
+
+@pytest.fixture
+def tls_server(pki: Path) -> Iterator[tuple[int, list[str]]]:
+    """A TLS server with the collector certificate that requires an agent certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki / "collector-collector.test.crt", pki / "collector-collector.test.key")
+    ctx.load_verify_locations(pki / "ca.crt")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    peers: list[str] = []
+
+    def serve() -> None:
+        with listener, ctx.wrap_socket(listener.accept()[0], server_side=True) as conn:
+            peers.append(dict(x[0] for x in conn.getpeercert()["subject"])["commonName"])
+            conn.sendall(b"ok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], peers
+    thread.join(timeout=10)
+
+
+def test_mutual_tls_handshake(pki: Path, tls_server: tuple[int, list[str]]) -> None:
+    port, peers = tls_server
+    ctx = ssl.create_default_context(cafile=pki / "ca.crt")
+    ctx.load_cert_chain(pki / "agent-web-01.crt", pki / "agent-web-01.key")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="collector.test") as conn:
+            assert conn.recv(2) == b"ok"
+    assert peers == ["web-01"]
+
+
+# --- example configs ----------------------------------------------------------
+
+@pytest.mark.parametrize("name,keys", [("agent", AGENT_KEYS), ("collector", COLLECTOR_KEYS)])
+def test_example_config_has_keys(name: str, keys: set[str]) -> None:
+    text = (DEPLOY / "config" / f"{name}.toml").read_text()
+    values = tomllib.loads(text)
+    assert keys <= set(values), keys - set(values)
+    lines = text.splitlines()
+    for key in values:  # every key has a comment right above it (or above its group)
+        i = next(n for n, line in enumerate(lines) if line.startswith(f"{key} = "))
+        above = next(line for line in reversed(lines[:i]) if not re.match(r"\w+ = ", line))
+        assert above.startswith("#"), f"{name}.toml: {key} has no comment"
+
+
+def test_example_config_values() -> None:
+    agent = tomllib.loads((DEPLOY / "config" / "agent.toml").read_text())
+    assert agent["collector"] == "collector.example:7469"
+    assert agent["docker_host"] == "unix:///var/run/docker.sock"
+    assert agent["state_dir"] == "/var/lib/enoexec"
+    assert (agent["spool_max_events"], agent["reconcile_interval"], agent["heartbeat_interval"]) == (10000, 60, 15)
+    assert agent["insecure"] is False
+    collector = tomllib.loads((DEPLOY / "config" / "collector.toml").read_text())
+    assert (collector["grpc_listen"], collector["http_listen"]) == ("0.0.0.0:7469", "0.0.0.0:9469")
+    assert collector["db"] == "/var/lib/enoexec-collector/enoexec.db"
+    assert (collector["retention_days"], collector["max_image_labels"]) == (30, 200)
+
+
+@pytest.mark.parametrize("module", ["agent.config", "collector.config"])
+def test_example_config_loads_with_real_config(module: str, tmp_path: Path) -> None:
+    """The shipped file is accepted by the program's own config builder."""
+    config = pytest.importorskip(module)
+    name = module.split(".")[0]
+    tls = {}
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        (tmp_path / key).write_text("pem")
+        tls["ENOEXEC_" + key.upper()] = str(tmp_path / key)
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    args = parser.parse_args(["--config", str(DEPLOY / "config" / f"{name}.toml")])
+    built = config.build(args, tls)
+    assert built.log_level == "info"
+    assert built.tls_ca == tmp_path / "tls_ca"
+    if name == "agent":
+        assert (built.collector, built.spool_max_events) == ("collector.example:7469", 10000)
+    else:
+        assert (built.grpc_listen, built.max_image_labels) == ("0.0.0.0:7469", 200)
+
+
+# --- Docker -------------------------------------------------------------------
+
+@pytest.mark.parametrize("role", ["agent", "collector"])
+def test_dockerfiles(role: str) -> None:
+    text = (DEPLOY / "docker" / f"Dockerfile.{role}").read_text()
+    assert re.search(r"(?m)^FROM python:3\.12-slim$", text)
+    assert "pip install ." in text
+    assert f'ENTRYPOINT ["enoexec-{role}"]' in text
+    assert "--platform linux/amd64,linux/arm64,linux/arm/v7" in text
+    if role == "collector":
+        assert re.search(r"(?m)^USER enoexec-collector$", text)
+        assert re.search(r"(?m)^EXPOSE 7469 9469$", text)

@@ -1,0 +1,235 @@
+"""A real local registry for tests, and helpers that push tiny images into it.
+
+``local_registry()`` runs Debian's ``docker-registry`` (distribution 2.x) on
+127.0.0.1 with filesystem storage in a temporary directory. The push helpers speak
+plain HTTP API v2 with urllib: blobs by monolithic upload, then manifests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests import require
+
+REGISTRY_BINARY = "/usr/bin/docker-registry"
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+IN_TOTO = "application/vnd.in-toto+json"
+
+_CONFIG_YAML = """\
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {root}
+http:
+  addr: 127.0.0.1:{port}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def local_registry(*, binary: str = REGISTRY_BINARY, start_timeout: float = 20.0) -> Iterator[str]:
+    """Run a registry; yield ``127.0.0.1:<port>``; stop it and delete its storage afterwards."""
+    if not Path(binary).exists():
+        require.missing(f"{binary} not found: install Debian's docker-registry package to run this test")
+    with tempfile.TemporaryDirectory(prefix="enoexec-registry-") as tmp:
+        port = _free_port()
+        config = Path(tmp, "config.yml")
+        config.write_text(_CONFIG_YAML.format(root=Path(tmp, "storage"), port=port))
+        address = f"127.0.0.1:{port}"
+        with open(Path(tmp, "registry.log"), "wb") as log:
+            proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
+            try:
+                _wait_ready(address, proc, start_timeout, Path(tmp, "registry.log"))
+                yield address
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+
+
+def _wait_ready(address: str, proc: subprocess.Popen[bytes], bound: float, log: Path) -> None:
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"docker-registry exited with {proc.returncode}: {log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://{address}/v2/", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"docker-registry on {address} not ready after {bound}s: {log.read_text()}")
+
+
+def _request(method: str, url: str, body: bytes = b"", content_type: str = "") -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body if method in ("POST", "PUT") else None, method=method)
+    if content_type:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers)
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"{method} {url} -> {e.code}: {e.read()[:500]!r}") from e
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def push_blob(registry: str, repo: str, data: bytes) -> str:
+    """Upload ``data`` as a blob (POST then monolithic PUT); return its digest."""
+    digest = _digest(data)
+    _, headers = _request("POST", f"http://{registry}/v2/{repo}/blobs/uploads/")
+    location = headers["Location"]
+    if location.startswith("/"):
+        location = f"http://{registry}{location}"
+    sep = "&" if "?" in location else "?"
+    _request("PUT", f"{location}{sep}digest={digest}", data, "application/octet-stream")
+    return digest
+
+
+def push_manifest(registry: str, repo: str, reference: str, manifest: dict, media_type: str) -> str:
+    """PUT a manifest under a tag or digest; return its digest."""
+    body = json.dumps(manifest, separators=(",", ":")).encode()
+    _request("PUT", f"http://{registry}/v2/{repo}/manifests/{reference}", body, media_type)
+    return _digest(body)
+
+
+def _layer(platform: str) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("platform.txt")
+        text = platform.encode()
+        info.size = len(text)
+        tar.addfile(info, io.BytesIO(text))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def push_image(
+    registry: str,
+    repo: str,
+    reference: str,
+    platform: str,
+    *,
+    docker: bool = False,
+    config: dict | None = None,
+) -> tuple[str, int]:
+    """Push one single-platform image under a tag ("" for by digest); return its digest and size.
+
+    ``config`` overrides the config blob's platform fields (e.g. ``{"variant": "v8"}``).
+    """
+    os_name, arch, *variant = platform.split("/")
+    layer = _layer(platform)
+    diff_id = _digest(gzip.decompress(layer))
+    image_config = {"architecture": arch, "os": os_name, "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+    if variant:
+        image_config["variant"] = variant[0]
+    image_config.update(config or {})
+    config_bytes = json.dumps(image_config, sort_keys=True).encode()
+    config_digest = push_blob(registry, repo, config_bytes)
+    layer_digest = push_blob(registry, repo, layer)
+    media, config_media, layer_media = (
+        (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER) if docker else (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER)
+    )
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": media,
+        "config": {"mediaType": config_media, "digest": config_digest, "size": len(config_bytes)},
+        "layers": [{"mediaType": layer_media, "digest": layer_digest, "size": len(layer)}],
+    }
+    body = json.dumps(manifest, separators=(",", ":")).encode()
+    digest = push_manifest(registry, repo, reference or _digest(body), manifest, media)
+    return digest, len(body)
+
+
+def _push_attestation(registry: str, repo: str, subject: str) -> tuple[str, int]:
+    statement = json.dumps({"_type": "https://in-toto.io/Statement/v0.1", "subject": subject}).encode()
+    config = b"{}"
+    config_digest = push_blob(registry, repo, config)
+    layer_digest = push_blob(registry, repo, statement)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+        "layers": [{"mediaType": IN_TOTO, "digest": layer_digest, "size": len(statement)}],
+    }
+    body = json.dumps(manifest, separators=(",", ":")).encode()
+    digest = push_manifest(registry, repo, _digest(body), manifest, OCI_MANIFEST)
+    return digest, len(body)
+
+
+def push_multiplatform_index(
+    registry: str,
+    repo: str,
+    tag: str,
+    platforms: Sequence[str],
+    *,
+    docker: bool = False,
+    attestation: bool = False,
+) -> str:
+    """Push one image per platform and an index over them under ``tag``; return its digest.
+
+    ``docker=False`` pushes OCI manifests and an OCI image index; ``docker=True`` pushes
+    Docker schema 2 manifests and a Docker manifest list. ``attestation`` adds a
+    BuildKit-style ``unknown/unknown`` attestation entry, as ``docker buildx`` does.
+    """
+    entries = []
+    for platform in platforms:
+        os_name, arch, *variant = platform.split("/")
+        digest, size = push_image(registry, repo, "", platform, docker=docker)
+        described = {"architecture": arch, "os": os_name}
+        if variant:
+            described["variant"] = variant[0]
+        media = DOCKER_MANIFEST if docker else OCI_MANIFEST
+        entries.append({"mediaType": media, "digest": digest, "size": size, "platform": described})
+    if attestation and entries:
+        digest, size = _push_attestation(registry, repo, entries[0]["digest"])
+        entries.append(
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": digest,
+                "size": size,
+                "platform": {"architecture": "unknown", "os": "unknown"},
+                "annotations": {
+                    "vnd.docker.reference.digest": entries[0]["digest"],
+                    "vnd.docker.reference.type": "attestation-manifest",
+                },
+            }
+        )
+    index_media = DOCKER_LIST if docker else OCI_INDEX
+    index = {"schemaVersion": 2, "mediaType": index_media, "manifests": entries}
+    return push_manifest(registry, repo, tag, index, index_media)

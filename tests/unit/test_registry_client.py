@@ -1,0 +1,145 @@
+"""parse_reference, and the anonymous Bearer-token flow against a tiny aiohttp server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from collector.errors import RegistryError
+from collector.registry import ImageRef, fetch_platforms, parse_reference
+
+DIGEST = "sha256:" + "ab" * 32
+ISSUED = web.AppKey("issued", list)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("alpine", ImageRef("registry-1.docker.io", "library/alpine", "latest", "")),
+        ("alpine:3.20", ImageRef("registry-1.docker.io", "library/alpine", "3.20", "")),
+        ("grafana/grafana", ImageRef("registry-1.docker.io", "grafana/grafana", "latest", "")),
+        ("docker.io/nginx:1", ImageRef("registry-1.docker.io", "library/nginx", "1", "")),
+        ("index.docker.io/a/b:c", ImageRef("registry-1.docker.io", "a/b", "c", "")),
+        ("localhost:5000/foo:1", ImageRef("localhost:5000", "foo", "1", "")),
+        ("localhost/foo", ImageRef("localhost", "foo", "latest", "")),
+        ("ghcr.io/acme/team/app:v1.2-rc", ImageRef("ghcr.io", "acme/team/app", "v1.2-rc", "")),
+        (f"quay.io/ns/repo@{DIGEST}", ImageRef("quay.io", "ns/repo", "", DIGEST)),
+        (f"host:443/ns/repo:t@{DIGEST}", ImageRef("host:443", "ns/repo", "t", DIGEST)),
+        ("Registry/foo", ImageRef("Registry", "foo", "latest", "")),
+    ],
+)
+def test_parse_reference(text: str, expected: ImageRef) -> None:
+    assert parse_reference(text) == expected
+
+
+def test_str_is_the_canonical_reference() -> None:
+    assert str(parse_reference("alpine")) == "registry-1.docker.io/library/alpine:latest"
+    assert str(parse_reference(f"reg.example/ns/repo@{DIGEST}")) == f"reg.example/ns/repo@{DIGEST}"
+    assert parse_reference(f"reg.example/ns/repo:t@{DIGEST}").reference == DIGEST
+
+
+def test_a_first_component_without_dot_or_port_is_a_docker_hub_namespace() -> None:
+    # As in docker: "host" is not a registry host unless it has a dot, a port or is localhost.
+    assert parse_reference(f"host/ns/repo@{DIGEST}") == ImageRef(
+        "registry-1.docker.io", "host/ns/repo", "", DIGEST
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "UPPER", "ex.io/Ns/repo", "foo:", "foo@sha256:xyz", "foo:bad tag", "a//b", "-lead/x", "foo@", "ns/Repo"],
+)
+def test_parse_reference_rejects_garbage(text: str) -> None:
+    with pytest.raises(RegistryError, match="invalid image reference"):
+        parse_reference(text)
+
+
+_INDEX = {
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.oci.image.index.v1+json",
+    "manifests": [
+        {"digest": "sha256:" + "1" * 64, "platform": {"os": "linux", "architecture": "amd64"}},
+        {
+            "digest": "sha256:" + "2" * 64,
+            "platform": {"os": "linux", "architecture": "arm", "variant": "v7"},
+        },
+        {"digest": "sha256:" + "3" * 64, "platform": {"os": "unknown", "architecture": "unknown"}},
+    ],
+}
+_MANIFEST = {
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+    "config": {"digest": "sha256:" + "c" * 64, "size": 2},
+    "layers": [],
+}
+
+
+def _token_app(*, token_status: int = 200) -> web.Application:
+    """A registry that demands a Bearer token for repository secret/app."""
+
+    async def token(request: web.Request) -> web.Response:
+        request.app[ISSUED].append(dict(request.query))
+        if token_status != 200:
+            return web.json_response({"errors": []}, status=token_status)
+        return web.json_response({"token": "t0ken"})
+
+    def authorized(request: web.Request) -> bool:
+        return request.headers.get("Authorization") == "Bearer t0ken"
+
+    async def manifest(request: web.Request) -> web.Response:
+        if not authorized(request):
+            realm = f"http://{request.host}/token"
+            challenge = f'Bearer realm="{realm}",service="test-registry",scope="repository:secret/app:pull"'
+            return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": challenge})
+        body = _INDEX if request.match_info["ref"] == "multi" else _MANIFEST
+        return web.Response(body=json.dumps(body).encode(), content_type=body["mediaType"])
+
+    async def blob(request: web.Request) -> web.Response:
+        if not authorized(request):
+            return web.json_response({"errors": []}, status=401)
+        return web.json_response({"os": "linux", "architecture": "aarch64", "variant": "v8"})
+
+    app = web.Application()
+    app[ISSUED] = []
+    app.router.add_get("/token", token)
+    app.router.add_get("/v2/secret/app/manifests/{ref}", manifest)
+    app.router.add_get("/v2/secret/app/blobs/{digest}", blob)
+    return app
+
+
+async def test_bearer_token_then_index() -> None:
+    app = _token_app()
+    async with TestServer(app, host="127.0.0.1", port=0) as server:
+        found = await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi")
+
+    assert found == ("linux/amd64", "linux/arm/v7")
+    assert app[ISSUED] == [{"scope": "repository:secret/app:pull", "service": "test-registry"}]
+
+
+async def test_bearer_token_reused_for_the_config_blob() -> None:
+    app = _token_app()
+    async with TestServer(app, host="127.0.0.1", port=0) as server:
+        found = await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:single")
+
+    assert found == ("linux/arm64",)
+    assert len(app[ISSUED]) == 1
+
+
+async def test_token_refused_is_a_registry_error() -> None:
+    async with TestServer(_token_app(token_status=403), host="127.0.0.1", port=0) as server:
+        with pytest.raises(RegistryError, match="answered HTTP 403 for anonymous pull of secret/app"):
+            await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi")
+
+
+async def test_bad_json_is_a_registry_error() -> None:
+    async def garbage(request: web.Request) -> web.Response:
+        return web.Response(text="<html>proxy error</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/v2/a/b/manifests/c", garbage)
+    async with TestServer(app, host="127.0.0.1", port=0) as server:
+        with pytest.raises(RegistryError, match=rf"registry 127.0.0.1:{server.port} sent invalid JSON"):
+            await fetch_platforms(f"127.0.0.1:{server.port}/a/b:c")

@@ -1,0 +1,81 @@
+import pytest
+
+from agent import runtime_message as rm
+
+
+@pytest.mark.parametrize(
+    ("line", "runtime", "path"),
+    [
+        ('standard_init_linux.go:228: exec user process caused: exec format error', "runc-1.0", ""),
+        ('standard_init_linux.go:211: exec user process caused "exec format error"', "runc-1.0", ""),
+        ("standard_init_linux.go:190: exec user process caused \"exec format error\"", "runc-1.0", ""),
+        ("exec /app: exec format error", "runc", "/app"),
+        ("exec /usr/local/bin/docker-entrypoint.sh: exec format error", "runc", "/usr/local/bin/docker-entrypoint.sh"),
+        ("exec ./run: exec format error", "runc", "./run"),
+        ("exec container process `/app`: Exec format error", "crun", "/app"),
+        ("exec container process `/usr/bin/server`: Exec format error", "crun", "/usr/bin/server"),
+        ("  exec /app: exec format error\r", "runc", "/app"),
+    ],
+)
+def test_every_runtime_wording_is_recognised(line: str, runtime: str, path: str) -> None:
+    failure = rm.parse(line)
+    assert failure is not None
+    assert (failure.runtime, failure.path) == (runtime, path)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "exec format error",
+        "error: exec format error",
+        "my program says: exec /app: exec format error",
+        "exec /app: exec format error (retrying)",
+        "exec /app: no such file or directory",
+        "exec /app: permission denied",
+        "exec: exec format error",
+        "standard_init_linux.go:228: exec user process caused: no such file or directory",
+        "exec container process `/app`: No such file or directory",
+        "INFO exec format error detected in plugin",
+        "Exec format error",
+    ],
+)
+def test_look_alikes_are_not_hits(line: str) -> None:
+    assert rm.parse(line) is None
+
+
+def test_only_the_last_line_counts() -> None:
+    log = "starting\nexec /app: exec format error\nretrying with fallback\n"
+    assert rm.find(log) is None
+    assert rm.find("starting\nexec /app: exec format error\n\n") is not None
+
+
+def test_log_bytes_are_decoded() -> None:
+    failure = rm.find(b"\xff\xfe garbage\nexec /app: exec format error\n")
+    assert failure is not None and failure.path == "/app"
+
+
+@pytest.mark.parametrize(
+    ("path", "argv0", "expected"),
+    [
+        ("/app", "/app", True),
+        ("/usr/bin/app", "app", True),
+        ("/usr/bin/app", "/app", False),
+        ("/usr/bin/other", "app", False),
+        ("/usr/bin/myapp", "app", False),
+        ("/app", "", False),
+    ],
+)
+def test_message_must_name_the_entrypoint(path: str, argv0: str, expected: bool) -> None:
+    failure = rm.parse(f"exec {path}: exec format error")
+    assert failure is not None
+    assert rm.names_entrypoint(failure, argv0) is expected
+
+
+def test_runc_10_names_no_path_and_matches_any_entrypoint() -> None:
+    log = "standard_init_linux.go:228: exec user process caused: exec format error"
+    assert rm.find(log, argv0="/anything") is not None
+
+
+def test_wrong_entrypoint_is_not_a_hit() -> None:
+    assert rm.find("exec /bin/helper: exec format error", argv0="/app") is None
