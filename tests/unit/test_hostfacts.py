@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import hostfacts
+from agent import cpuinfo, hostfacts
 from agent.model import Emulator, HostFacts
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
@@ -248,7 +248,7 @@ def test_arm64_kernel_without_compat(tmp_path):
     ],
 )  # fmt: skip
 def test_cpu_model(text, board, expected):
-    assert hostfacts.cpu_model(hostfacts.parse_cpuinfo(text), board=board) == expected
+    assert cpuinfo.cpu_model(cpuinfo.parse_cpuinfo(text), board=board) == expected
 
 
 def test_devicetree_board_names_the_cpu_model_when_cpuinfo_has_no_model(tmp_path):
@@ -266,9 +266,9 @@ def test_memory_falls_back_to_docker(tmp_path):
 
 
 def test_apple_cores_lack_aarch32():
-    cpu = hostfacts.parse_cpuinfo("CPU implementer\t: 0x61\nCPU architecture: 8\nCPU part\t: 0x023\n")
-    assert hostfacts.lacks_aarch32(cpu)
-    assert not hostfacts.lacks_aarch32(hostfacts.parse_cpuinfo("CPU implementer\t: 0x41\nCPU part\t: 0xd0c\n"))
+    cpu = cpuinfo.parse_cpuinfo("CPU implementer\t: 0x61\nCPU architecture: 8\nCPU part\t: 0x023\n")
+    assert cpuinfo.lacks_aarch32(cpu)
+    assert not cpuinfo.lacks_aarch32(cpuinfo.parse_cpuinfo("CPU implementer\t: 0x41\nCPU part\t: 0xd0c\n"))
 
 
 def test_binfmt_signature_tracks_fixture(tmp_path):
