@@ -69,6 +69,11 @@ class ContainerFiles:
         except docker.errors.NotFound:
             return "missing", ""
         except docker.errors.APIError as e:
+            detail = str(e.explanation or e)
+            if "too many links" in detail:
+                # The engine resolves the link while stat-ing it and fails on a loop
+                # (evalSymlinksInScope): a property of the file, not an unreachable engine.
+                return "error", f"{path}: too many levels of symbolic links"
             raise DockerUnavailable(f"cannot read {path} from container {self._id[:12]}: {e.explanation or e}") from e
         except (tarfile.TarError, OSError) as e:
             return "error", f"unreadable archive for {path}: {e}"
