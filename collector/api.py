@@ -53,7 +53,7 @@ def parse_events_query(query: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {"limit": 100}
     limit = _param(query, "limit")
     if limit is not None:
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+        if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT:
             raise BadRequest(f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {limit!r}")
         out["limit"] = int(limit)
     for name in ("host", "image"):

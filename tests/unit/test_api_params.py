@@ -1,0 +1,73 @@
+"""collector.api.parse_events_query: the filters of GET /api/v1/events, and its 400s."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from collector.api import MAX_LIMIT, BadRequest, parse_events_query, parse_time
+
+
+def test_no_parameters_means_the_newest_hundred_unfiltered() -> None:
+    assert parse_events_query({}) == {"limit": 100, "host": None, "image": None, "cause": None}
+
+
+def test_every_filter_is_passed_through() -> None:
+    q = parse_events_query({"limit": "7", "host": "pi-1", "image": "shop/api:1.4", "cause": "no_32bit_support",
+                            "since": "2026-11-28T10:00:00Z"})
+    assert q == {
+        "limit": 7, "host": "pi-1", "image": "shop/api:1.4", "cause": "no_32bit_support",
+        "since": datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc),
+    }
+
+
+def test_empty_values_are_no_filter() -> None:
+    assert parse_events_query({"host": "", "cause": "", "limit": "", "since": ""}) == {
+        "limit": 100, "host": None, "image": None, "cause": None,
+    }
+
+
+@pytest.mark.parametrize("limit", ["1", str(MAX_LIMIT)])
+def test_limit_bounds_are_accepted(limit: str) -> None:
+    assert parse_events_query({"limit": limit})["limit"] == int(limit)
+
+
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "-3"}, "limit"),
+        ({"limit": "abc"}, "limit"),
+        ({"limit": "2.5"}, "limit"),
+        ({"limit": str(MAX_LIMIT + 1)}, "limit"),
+        ({"limit": "\u0663"}, "limit"),  # ARABIC-INDIC DIGIT THREE: isdigit() but not ASCII
+        ({"limit": "\u00b2"}, "limit"),  # SUPERSCRIPT TWO: isdigit(), yet int() raises ValueError
+        ({"cause": "nope"}, "cause"),
+        ({"cause": "ARCH_MISMATCH"}, "cause"),
+        ({"since": "garbage"}, "since"),
+        ({"since": "2026-13-01T00:00:00Z"}, "since"),
+        ({"since": "1e400"}, "since"),
+        ({"colour": "blue"}, "colour"),
+        ({"host": "x" * 600}, "host"),
+        ({"image": "bad\nref"}, "image"),
+    ],
+)
+def test_bad_values_name_the_parameter(query: dict[str, str], names: str) -> None:
+    with pytest.raises(BadRequest, match=names):
+        parse_events_query(query)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-28T10:00:00Z", datetime(2026, 11, 28, 10, tzinfo=timezone.utc)),
+        ("2026-11-28T12:00:00+02:00", datetime(2026, 11, 28, 10, tzinfo=timezone.utc)),
+        ("2026-11-28T10:00:00", datetime(2026, 11, 28, 10, tzinfo=timezone.utc)),  # naive means UTC
+        ("1795860000", datetime.fromtimestamp(1795860000, tz=timezone.utc)),
+        ("1795860000.5", datetime.fromtimestamp(1795860000.5, tz=timezone.utc)),
+    ],
+)
+def test_since_takes_rfc3339_or_unix_seconds(value: str, expected: datetime) -> None:
+    got = parse_time(value)
+    assert got == expected and got.tzinfo is not None
