@@ -81,8 +81,12 @@ class Sender:
                 await self._session()
             except grpc.aio.AioRpcError as e:
                 logger.warning("collector stream failed target=%s code=%s detail=%s", self._target, e.code().name, e.details())
-            except (asyncio.TimeoutError, ConnectionError) as e:
+            except (asyncio.TimeoutError, ConnectionError, asyncio.InvalidStateError) as e:
+                # InvalidStateError: grpc.aio refuses a write on a call the collector
+                # already ended (e.g. it shut down while this stream was idle).
                 logger.warning("collector stream failed target=%s error=%r", self._target, e)
+            except Exception:  # the sender must never die for good: events would pile up unsent
+                logger.exception("collector stream failed target=%s", self._target)
             finally:
                 self.connected = False
             if self._stopping.is_set():

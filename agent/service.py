@@ -130,7 +130,10 @@ class Agent:
     async def _worker(self) -> None:
         while True:
             exit = await self._exits.get()
-            await self.handle(exit)
+            try:
+                await self.handle(exit)
+            except Exception:  # one bad exit (or a spool error) must not stop the worker for good
+                logger.exception("exit not handled container=%s; left for reconciliation", exit.container_id[:12])
 
     async def reconcile(self) -> int:
         """Diagnose exits the event stream missed; returns how many were new."""
@@ -165,7 +168,10 @@ class Agent:
             except asyncio.TimeoutError:
                 pass
             self._reconcile_now.clear()
-            await self.reconcile()
+            try:
+                await self.reconcile()
+            except Exception:  # retried at the next interval; the checkpoint did not move
+                logger.exception("reconciliation failed")
 
     async def _refresh_facts(self) -> None:
         """Re-gather host facts when binfmt registrations or the engine change."""
