@@ -30,6 +30,7 @@ OPTIONS = (
     Option("tls_ca", Path, None, "CA certificate that signed the collector's certificate (PEM)"),
     Option("tls_cert", Path, None, "this agent's client certificate (PEM)"),
     Option("tls_key", Path, None, "this agent's private key (PEM)"),
+    Option("token_file", Path, None, "file holding this agent's bearer token, instead of a client certificate (never pass a token on the command line)"),
 )
 
 
@@ -50,6 +51,13 @@ class AgentConfig:
     tls_ca: Path | None
     tls_cert: Path | None
     tls_key: Path | None
+    token_file: Path | None
+
+    def token(self) -> str | None:
+        """The bearer token, read from its file when needed (never logged)."""
+        if self.token_file is None:
+            return None
+        return self.token_file.read_text().strip() or None
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -68,12 +76,22 @@ def build(args: argparse.Namespace, env: Mapping[str, str]) -> AgentConfig:
     values["log_level"] = values["log_level"].lower()
     if values["log_level"] not in LOG_LEVELS:
         raise ConfigError(f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {values['log_level']!r}")
-    tls = [values["tls_ca"], values["tls_cert"], values["tls_key"]]
-    if any(tls) and not all(tls):
-        raise ConfigError("TLS needs all three of --tls-ca, --tls-cert and --tls-key")
-    for p in filter(None, tls):
-        if not Path(p).is_file():
-            raise ConfigError(f"TLS file {p} does not exist")
-    if not any(tls) and not values["insecure"]:
-        raise ConfigError("no TLS configured: pass --tls-ca, --tls-cert and --tls-key, or --insecure for plaintext")
+    check_tls(values["tls_ca"], values["tls_cert"], values["tls_key"], values["insecure"], values["token_file"])
     return AgentConfig(**values)
+
+
+def check_tls(ca: Path | None, cert: Path | None, key: Path | None, insecure: bool, token_file: Path | None) -> None:
+    """TLS with a CA, plus a client certificate or a token; or --insecure."""
+    if bool(cert) != bool(key):
+        raise ConfigError("a client certificate needs both --tls-cert and --tls-key")
+    for p in filter(None, (ca, cert, key, token_file)):
+        if not Path(p).is_file():
+            raise ConfigError(f"file {p} does not exist")
+    if token_file is not None and not Path(token_file).read_text().strip():
+        raise ConfigError(f"--token-file {token_file} is empty")
+    if insecure:
+        return
+    if ca is None:
+        raise ConfigError("no TLS configured: pass --tls-ca with --tls-cert/--tls-key (or --token-file), or --insecure for plaintext")
+    if cert is None and token_file is None:
+        raise ConfigError("the collector needs to know who this agent is: pass --tls-cert and --tls-key, or --token-file")

@@ -41,6 +41,7 @@ class Sender:
         host_facts: Callable[[], pb.HostFacts],
         *,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
         batch_size: int = 100,
         heartbeat_interval: float = 15.0,
         backoff: Backoff | None = None,
@@ -49,6 +50,7 @@ class Sender:
         self._spool = spool
         self._host_facts = host_facts
         self._credentials = credentials
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._batch_size = batch_size
         self._heartbeat = heartbeat_interval
         self._backoff = backoff or Backoff(base=0.5, cap=30.0)
@@ -98,7 +100,7 @@ class Sender:
 
     async def _session(self) -> None:
         async with self._channel() as channel:
-            call = pb_grpc.CollectorStub(channel).Stream()
+            call = pb_grpc.CollectorStub(channel).Stream(metadata=self._metadata)
             try:
                 hello = pb.Hello(agent_version=__version__, host=self._host_facts(), spool=await asyncio.to_thread(self._spool_stats))
                 await call.write(pb.AgentMessage(hello=hello))

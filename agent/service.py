@@ -63,13 +63,13 @@ def gather_facts(api: Any, host_id: str, proc_root: Path = Path("/proc")) -> Hos
 
 
 def credentials(config: AgentConfig) -> grpc.ChannelCredentials | None:
-    if config.insecure:
+    """TLS verifying the collector with the CA, presenting a client certificate if configured."""
+    if config.insecure or config.tls_ca is None:
         return None
-    assert config.tls_ca and config.tls_cert and config.tls_key
     return grpc.ssl_channel_credentials(
         root_certificates=config.tls_ca.read_bytes(),
-        private_key=config.tls_key.read_bytes(),
-        certificate_chain=config.tls_cert.read_bytes(),
+        private_key=config.tls_key.read_bytes() if config.tls_key else None,
+        certificate_chain=config.tls_cert.read_bytes() if config.tls_cert else None,
     )
 
 
@@ -100,6 +100,7 @@ class Agent:
             self.spool,
             lambda: wire.host_pb(self.host),
             credentials=credentials(config),
+            token=config.token(),
             batch_size=config.batch_size,
             heartbeat_interval=config.heartbeat_interval,
         )

@@ -19,7 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from agent import platforms
 from agent.classify import CAUSES
-from collector import fleetcheck, hints_view
+from collector import auth, fleetcheck, hints_view
 from collector.errors import RegistryError, StoreError
 from collector.store import Store
 
@@ -116,13 +116,28 @@ def capabilities(hosts: list[Any]) -> list[fleetcheck.HostCapability]:
 
 
 class Api:
-    def __init__(self, store: Store, registry: CollectorRegistry, *, lookup_platforms: PlatformLookup) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: CollectorRegistry,
+        *,
+        lookup_platforms: PlatformLookup,
+        tokens: auth.Tokens | None = None,
+        protect_metrics: bool = False,
+    ) -> None:
         self._store = store
         self._registry = registry
         self._lookup = lookup_platforms
+        self._tokens = tokens
+        self._protect_metrics = protect_metrics
+
+    def _needs_token(self, path: str) -> bool:
+        if self._tokens is None:
+            return False
+        return path.startswith("/api/") or (self._protect_metrics and path == "/metrics")
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024, middlewares=[self._errors])
+        app = web.Application(client_max_size=64 * 1024, middlewares=[self._errors, self._auth])
         app.add_routes([
             web.get("/metrics", self.metrics),
             web.get("/healthz", self.healthz),
@@ -143,6 +158,17 @@ class Api:
         except StoreError as e:
             logger.error("store unavailable path=%s error=%s", request.path, e)
             return web.json_response({"error": "store unavailable"}, status=503)
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        if self._needs_token(request.path):
+            token = auth.bearer(request.headers.items())
+            if token is None or self._tokens is None or self._tokens.host_for(token) is None:
+                return web.json_response(
+                    {"error": "this endpoint needs 'Authorization: Bearer <token>' with a token from --http-token-file"},
+                    status=401, headers={"WWW-Authenticate": 'Bearer realm="enoexec"'},
+                )
+        return await handler(request)
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = await asyncio.to_thread(generate_latest, self._registry)

@@ -8,11 +8,13 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from collector import __version__, config, hints_view
@@ -37,19 +39,46 @@ def parser() -> argparse.ArgumentParser:
     config.add_arguments(serve)
     hints = sub.add_parser("hints", help="print remediation hints for the fleet", description="Print the fleet's remediation hints, grouped by image, cause and host platform.")
     hints.add_argument("--url", default=None, help=f"collector HTTP address (default $ENOEXEC_URL, then {DEFAULT_URL})")
+    _client_flags(hints)
     hints.add_argument("--json", action="store_true", help="print JSON")
     check = sub.add_parser("check", help="which fleet hosts could not run IMAGE", description="Before deploying: list the known hosts that could not run IMAGE, and why.")
     check.add_argument("image", metavar="IMAGE", help="image reference, e.g. registry.example/app:1.4")
     check.add_argument("--platform", action="append", default=[], metavar="P", help="a platform the image offers (repeatable); default: ask the image's registry")
     check.add_argument("--url", default=None, help=f"collector HTTP address (default $ENOEXEC_URL, then {DEFAULT_URL})")
+    _client_flags(check)
     check.add_argument("--json", action="store_true", help="print JSON")
+    token = sub.add_parser("token", help="make a bearer token for an agent or an API client",
+                           description="Print a new random token and the line to add to --tokens-file (agents) or --http-token-file (API clients).")
+    token.add_argument("name", metavar="HOST_ID", help="the host id the token is bound to (or a client name, for the HTTP API)")
     return p
 
 
-def _get(base: str, path: str, params: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+def _client_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token-file", default=None, help="file holding the bearer token for the collector's API [ENOEXEC_TOKEN_FILE]")
+    p.add_argument("--cacert", default=None, help="CA certificate to verify an https:// collector [ENOEXEC_CACERT]")
+
+
+def _client(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[dict[str, str], ssl.SSLContext | None]:
+    headers: dict[str, str] = {}
+    token_file = args.token_file or env.get("ENOEXEC_TOKEN_FILE")
+    if token_file:
+        try:
+            headers["Authorization"] = "Bearer " + Path(token_file).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"--token-file {token_file}: {e.strerror or e}") from None
+    cacert = args.cacert or env.get("ENOEXEC_CACERT")
+    try:
+        ctx = ssl.create_default_context(cafile=cacert) if cacert else None
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"--cacert {cacert}: {e}") from None
+    return headers, ctx
+
+
+def _get(base: str, path: str, params: list[tuple[str, str]] | None = None,
+         headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None) -> dict[str, Any]:
     url = base.rstrip("/") + path + ("?" + urllib.parse.urlencode(params) if params else "")
     try:
-        with urllib.request.urlopen(url, timeout=30) as res:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30, context=context) as res:
             return json.load(res)
     except urllib.error.HTTPError as e:
         try:
@@ -83,7 +112,7 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_hints(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    doc = _get(args.url or env.get("ENOEXEC_URL", DEFAULT_URL), "/api/v1/hints")
+    doc = _get(args.url or env.get("ENOEXEC_URL", DEFAULT_URL), "/api/v1/hints", None, *_client(args, env))
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -93,7 +122,7 @@ def cmd_hints(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     params = [("image", args.image)] + [("platform", p) for p in args.platform]
-    doc = _get(args.url or env.get("ENOEXEC_URL", DEFAULT_URL), "/api/v1/check", params)
+    doc = _get(args.url or env.get("ENOEXEC_URL", DEFAULT_URL), "/api/v1/check", params, *_client(args, env))
     if args.json:
         print(json.dumps(doc, indent=2))
         return 1 if doc.get("cannot_run") else 0
@@ -108,7 +137,18 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 1 if bad else 0
 
 
-COMMANDS = {"serve": cmd_serve, "hints": cmd_hints, "check": cmd_check}
+def cmd_token(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from collector import auth, ingest
+
+    if not ingest.valid_host_id(args.name):
+        raise ConfigError(f"HOST_ID {args.name!r}: use letters, digits and . _ : @ - only")
+    token = auth.new_token()
+    print(f"token (give to {args.name} in its --token-file, mode 0600): {token}")
+    print(f"line for the collector's tokens file: {args.name} {auth.token_hash(token)}")
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "hints": cmd_hints, "check": cmd_check, "token": cmd_token}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

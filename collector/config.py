@@ -11,7 +11,7 @@ from typing import Any
 
 from agent.errors import ConfigError as _AgentConfigError
 from agent import layered
-from agent.layered import Option, host_port, load_toml, parse_bool, positive_int, resolve
+from agent.layered import Option, host_port, load_toml, parse_bool, positive_float, positive_int, resolve
 from collector.errors import ConfigError
 
 OPTIONS = (
@@ -27,6 +27,13 @@ OPTIONS = (
     Option("tls_ca", Path, None, "CA certificate that signs agents' client certificates (PEM)"),
     Option("tls_cert", Path, None, "the collector's server certificate (PEM)"),
     Option("tls_key", Path, None, "the collector's private key (PEM)"),
+    Option("tokens_file", Path, None, "agents' token hashes, 'HOST_ID SHA256' per line (see 'enoexec-collector token'); agents then authenticate by token instead of certificate"),
+    Option("agent_rate", positive_float, 50.0, "events per second one agent may send on average; faster agents are slowed, not refused (default 50)"),
+    Option("agent_burst", positive_int, 2000, "events one agent may send in a burst (default 2000)"),
+    Option("http_tls_cert", Path, None, "certificate for HTTPS on the HTTP port (PEM)"),
+    Option("http_tls_key", Path, None, "private key for HTTPS on the HTTP port (PEM)"),
+    Option("http_token_file", Path, None, "token hashes ('NAME SHA256' per line) that /api/* requires as a bearer token"),
+    Option("protect_metrics", parse_bool, False, "require the HTTP token on /metrics too (default false: Prometheus scrapes freely)"),
 )
 
 
@@ -44,6 +51,13 @@ class CollectorConfig:
     tls_ca: Path | None
     tls_cert: Path | None
     tls_key: Path | None
+    tokens_file: Path | None
+    agent_rate: float
+    agent_burst: int
+    http_tls_cert: Path | None
+    http_tls_key: Path | None
+    http_token_file: Path | None
+    protect_metrics: bool
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,12 +74,24 @@ def build(args: argparse.Namespace, env: Mapping[str, str]) -> CollectorConfig:
     values["log_level"] = values["log_level"].lower()
     if values["log_level"] not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level: expected debug, info, warning or error, got {values['log_level']!r}")
-    tls = [values["tls_ca"], values["tls_cert"], values["tls_key"]]
-    if any(tls) and not all(tls):
-        raise ConfigError("TLS needs all three of --tls-ca, --tls-cert and --tls-key")
-    for p in filter(None, tls):
-        if not Path(p).is_file():
-            raise ConfigError(f"TLS file {p} does not exist")
-    if not any(tls) and not values["insecure"]:
-        raise ConfigError("no TLS configured: pass --tls-ca, --tls-cert and --tls-key, or --insecure for plaintext")
+    _check_files(values)
     return CollectorConfig(**values)
+
+
+def _check_files(v: dict[str, Any]) -> None:
+    """gRPC: mTLS (CA + cert + key), or TLS (cert + key) with agent tokens, or --insecure."""
+    for name in ("tls_ca", "tls_cert", "tls_key", "tokens_file", "http_tls_cert", "http_tls_key", "http_token_file"):
+        if v[name] is not None and not Path(v[name]).is_file():
+            raise ConfigError(f"--{name.replace('_', '-')} {v[name]}: no such file")
+    if bool(v["tls_cert"]) != bool(v["tls_key"]):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    if bool(v["http_tls_cert"]) != bool(v["http_tls_key"]):
+        raise ConfigError("HTTPS needs both --http-tls-cert and --http-tls-key")
+    if v["protect_metrics"] and not v["http_token_file"]:
+        raise ConfigError("--protect-metrics needs --http-token-file")
+    if v["insecure"]:
+        return
+    if not v["tls_cert"]:
+        raise ConfigError("no TLS configured: pass --tls-cert and --tls-key (with --tls-ca for client certificates, or --tokens-file), or --insecure for plaintext")
+    if not v["tls_ca"] and not v["tokens_file"]:
+        raise ConfigError("agents must prove who they are: pass --tls-ca (client certificates) or --tokens-file")

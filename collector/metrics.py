@@ -82,6 +82,11 @@ class FleetCollector(Collector):
         for reason, n in sorted(rejected.items()):
             rej.add_metric([reason], n)
         yield rej
+        yield CounterMetricFamily(
+            "enoexec_collector_throttled_seconds",
+            "Seconds agents' acks were delayed because they sent faster than --agent-rate.",
+            value=self._stats.throttled_seconds,
+        )
 
     @staticmethod
     def _host_metrics(hosts: list[HostRecord]) -> Iterator[Metric]:

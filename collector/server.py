@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from datetime import timedelta
 
 import grpc
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from collector import auth
 from collector import registry as image_registry
 from collector.api import Api
 from collector.config import CollectorConfig
@@ -42,14 +44,22 @@ SERVER_OPTIONS = (
 
 
 def server_credentials(config: CollectorConfig) -> grpc.ServerCredentials | None:
-    if config.insecure:
+    """mTLS when a CA is given (client certificates required), else server-only TLS."""
+    if config.tls_cert is None or config.tls_key is None:
         return None
-    assert config.tls_ca and config.tls_cert and config.tls_key
     return grpc.ssl_server_credentials(
         [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
-        root_certificates=config.tls_ca.read_bytes(),
-        require_client_auth=True,
+        root_certificates=config.tls_ca.read_bytes() if config.tls_ca else None,
+        require_client_auth=config.tls_ca is not None,
     )
+
+
+def http_ssl_context(config: CollectorConfig) -> ssl.SSLContext | None:
+    if config.http_tls_cert is None or config.http_tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(config.http_tls_cert, config.http_tls_key)
+    return ctx
 
 
 def _split(addr: str) -> tuple[str, int]:
@@ -64,6 +74,8 @@ class Collector:
         self.stats = Stats()
         self.registry = registry or CollectorRegistry()
         self.registry.register(FleetCollector(self.store, self.stats, max_image_labels=config.max_image_labels))
+        self.tokens = auth.load_tokens(config.tokens_file) if config.tokens_file else None
+        self.http_tokens = auth.load_tokens(config.http_token_file) if config.http_token_file else None
         self.grpc_port = 0
         self.http_port = 0
 
@@ -81,7 +93,11 @@ class Collector:
         await asyncio.to_thread(self.store.disconnect_all)
         server = grpc.aio.server(options=SERVER_OPTIONS)
         pb_grpc.add_CollectorServicer_to_server(
-            CollectorService(self.store, self.stats, max_batch_events=self.config.max_batch_events), server
+            CollectorService(
+                self.store, self.stats, max_batch_events=self.config.max_batch_events, tokens=self.tokens,
+                agent_rate=self.config.agent_rate, agent_burst=self.config.agent_burst,
+            ),
+            server,
         )
         creds = server_credentials(self.config)
         try:
@@ -93,11 +109,14 @@ class Collector:
             raise ConfigError(f"--grpc-listen {self.config.grpc_listen}: cannot listen ({e})") from None
         await server.start()
 
-        api = Api(self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref))
+        api = Api(
+            self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref),
+            tokens=self.http_tokens, protect_metrics=self.config.protect_metrics,
+        )
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE)
         await runner.setup()
         host, port = _split(self.config.http_listen)
-        site = web.TCPSite(runner, host or None, port)
+        site = web.TCPSite(runner, host or None, port, ssl_context=http_ssl_context(self.config))
         try:
             await site.start()
         except OSError as e:

@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 import grpc
 
 from agent.wire import to_json
-from collector import __version__, ingest
+from collector import __version__, auth, ingest
 from collector.errors import StoreError
+from collector.ratelimit import TokenBucket
 from collector.stats import Stats
 from collector.store import Store
 from enoexec.v1 import enoexec_pb2 as pb
@@ -21,6 +22,7 @@ from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 logger = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 30.0
+MAX_THROTTLE = 30.0
 
 
 def utcnow() -> datetime:
@@ -34,12 +36,19 @@ class CollectorService(pb_grpc.CollectorServicer):
         stats: Stats,
         *,
         max_batch_events: int = 500,
+        tokens: auth.Tokens | None = None,
+        agent_rate: float = 50.0,
+        agent_burst: int = 2000,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._stats = stats
         self._max_batch = max_batch_events
         self._clock = clock
+        self._tokens = tokens
+        self._rate = agent_rate
+        self._burst = agent_burst
+        self._buckets: dict[str, TokenBucket] = {}
 
     async def Stream(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
@@ -57,11 +66,12 @@ class CollectorService(pb_grpc.CollectorServicer):
         if not ingest.valid_host_id(host_id):
             self._stats.reject("bad_host_id")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hello.host.host_id is empty or has characters outside [A-Za-z0-9._:@-]")
-        peer_id = self.authenticated_host(context)
-        if peer_id is not None and peer_id != host_id:
-            self._stats.reject("identity_mismatch")
-            logger.warning("agent identity mismatch peer=%s claimed=%s", peer_id, host_id)
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"this certificate may only report as host {peer_id!r}")
+        denial = self.identity_problem(host_id, context)
+        if denial is not None:
+            code, reason, message = denial
+            self._stats.reject(reason)
+            logger.warning("agent refused host_id=%s reason=%s peer=%s", host_id, reason, context.peer())
+            await context.abort(code, message)
 
         facts = to_json(hello.host)
         try:
@@ -99,6 +109,12 @@ class CollectorService(pb_grpc.CollectorServicer):
         if len(batch.events) > self._max_batch:
             self._stats.reject("batch_too_large", len(batch.events))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"batch of {len(batch.events)} events; at most {self._max_batch}")
+        bucket = self._buckets.setdefault(host_id, TokenBucket(self._rate, self._burst))
+        wait = bucket.delay(len(batch.events))
+        if wait > 0:
+            # Backpressure: this agent's ack comes later; other agents are not slowed.
+            self._stats.throttle(wait)
+            await asyncio.sleep(min(wait, MAX_THROTTLE))
         good, bad = ingest.split(batch, host_id, self._clock())
         try:
             fresh = await asyncio.to_thread(self._store.insert_events, good) if good else []
@@ -118,11 +134,18 @@ class CollectorService(pb_grpc.CollectorServicer):
             rejected=[pb.Rejection(event_id=r.event_id, reason=r.reason) for r in bad],
         )
 
-    @staticmethod
-    def authenticated_host(context: grpc.aio.ServicerContext) -> str | None:
-        """The host id a client certificate names (its CN), or None without mTLS."""
-        auth = context.auth_context()
-        if auth.get("transport_security_type", [b""])[0] != b"ssl":
-            return None
-        cn = auth.get("x509_common_name") or []
-        return cn[0].decode() if cn else ""
+    def identity_problem(self, host_id: str, context: grpc.aio.ServicerContext) -> tuple[grpc.StatusCode, str, str] | None:
+        """Why this peer may not report as ``host_id`` (status, reason, message), or None."""
+        names = auth.certificate_hosts(context.auth_context())
+        if names is not None and names and host_id not in names:
+            return grpc.StatusCode.PERMISSION_DENIED, "identity_mismatch", f"this certificate may only report as {names[0]!r}"
+        if self._tokens is not None and not names:
+            token = auth.bearer(context.invocation_metadata() or ())
+            if token is None:
+                return grpc.StatusCode.UNAUTHENTICATED, "unauthenticated", "send 'authorization: Bearer <token>' (agent --token-file)"
+            bound = self._tokens.host_for(token)
+            if bound is None:
+                return grpc.StatusCode.UNAUTHENTICATED, "unauthenticated", "unknown token"
+            if bound != host_id:
+                return grpc.StatusCode.PERMISSION_DENIED, "identity_mismatch", f"this token may only report as {bound!r}"
+        return None

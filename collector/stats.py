@@ -13,6 +13,7 @@ class Stats:
     duplicate: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     connected: int = 0
+    throttled_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, *, received: int = 0, duplicate: int = 0, rejected: Counter[str] | None = None) -> None:
@@ -25,6 +26,10 @@ class Stats:
     def reject(self, reason: str, n: int = 1) -> None:
         with self._lock:
             self.rejected[reason] += n
+
+    def throttle(self, seconds: float) -> None:
+        with self._lock:
+            self.throttled_seconds += seconds
 
     def connect(self, delta: int) -> None:
         with self._lock:
