@@ -12,26 +12,19 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agent import __version__, config, render, wire
+from agent import __version__, clikit, config, render, wire
 from agent.errors import AgentError, ConfigError
 
 logger = logging.getLogger(__name__)
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad usage: one line naming what to fix, exit 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = clikit.Parser(
         prog="enoexec-agent",
         description="Catch containers that die of 'exec format error', say why, and stream the diagnosis to the enoexec collector.",
     )
     p.add_argument("--version", action="version", version=f"enoexec-agent {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=clikit.Parser)
     run = sub.add_parser("run", help="watch the Docker Engine and stream diagnoses to the collector (the daemon)",
                          description="Watch the Docker Engine's events, diagnose every exec format error, keep it in a durable spool and stream it to the collector.")
     config.add_arguments(run)
@@ -149,16 +142,7 @@ COMMANDS = {"run": cmd_run, "diagnose": cmd_diagnose, "facts": cmd_facts, "demo"
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = parser().parse_args(argv)
     environ: Mapping[str, Any] = os.environ if env is None else env
-    try:
-        return COMMANDS[args.command](args, environ)
-    except ConfigError as e:
-        print(f"enoexec-agent: error: {e}", file=sys.stderr)
-        return 2
-    except AgentError as e:
-        print(f"enoexec-agent: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return clikit.dispatch("enoexec-agent", COMMANDS, args, environ, config_errors=(ConfigError,), errors=(AgentError,))
 
 
 if __name__ == "__main__":

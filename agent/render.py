@@ -4,26 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent import wire
 from agent.model import Event, HostFacts
 
 
 def hint_json(event: Event) -> dict[str, Any]:
     """The remediation hint for one event, as the collector would give it."""
-    from collector.hints import hint_for
+    from collector import ingest
 
-    h = hint_for(
-        cause=event.cause,
-        image_ref=event.image.ref,
-        host_platform=event.host.platform,
-        image_platform=event.image.declared_platform,
-        binary_platform=event.binary.platform,
-        available_platforms=event.image.available_platforms,
-        emulated_platforms=event.host.emulated_platforms,
-        binary_path=event.binary.requested_path or event.binary.path,
-        binary_kind=event.binary.kind,
-        shebang=event.binary.shebang,
-    )
-    return {"id": h.id, "title": h.title, "text": h.text, "commands": list(h.commands)}
+    return ingest.hint_json(ingest.hint_of(wire.event_pb(event)))
 
 
 def event_text(event: Event) -> str:

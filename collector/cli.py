@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent import clikit
+from agent.errors import ConfigError as _AgentConfigError
 from collector import __version__, config, hints_view
 from collector.errors import CollectorError, ConfigError
 
@@ -25,15 +27,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_URL = "http://localhost:9469"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="enoexec-collector", description="The enoexec collector: gathers exec-format-error diagnoses from a fleet of agents.")
+    p = clikit.Parser(prog="enoexec-collector", description="The enoexec collector: gathers exec-format-error diagnoses from a fleet of agents.")
     p.add_argument("--version", action="version", version=f"enoexec-collector {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=clikit.Parser)
     serve = sub.add_parser("serve", help="receive agents' streams; serve /metrics and the JSON API",
                            description="Receive agents' gRPC streams, store the events, serve Prometheus metrics, the JSON API and hints.")
     config.add_arguments(serve)
@@ -154,16 +151,7 @@ COMMANDS = {"serve": cmd_serve, "hints": cmd_hints, "check": cmd_check, "token":
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = parser().parse_args(argv)
     environ: Mapping[str, Any] = os.environ if env is None else env
-    try:
-        return COMMANDS[args.command](args, environ)
-    except ConfigError as e:
-        print(f"enoexec-collector: error: {e}", file=sys.stderr)
-        return 2
-    except CollectorError as e:
-        print(f"enoexec-collector: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return clikit.dispatch("enoexec-collector", COMMANDS, args, environ, config_errors=(ConfigError, _AgentConfigError,), errors=(CollectorError,))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from enoexec.v1 import enoexec_pb2 as pb
+
 from agent import platforms
 from agent.classify import CAUSES
 from agent.wire import to_json
-from collector.hints import hint_for
+from collector.hints import Hint, hint_for
 from collector.records import EventRecord
-from enoexec.v1 import enoexec_pb2 as pb
 
 MAX_ID = 128
 MAX_LABEL = 200
@@ -76,23 +77,32 @@ def check(event: pb.Event, host_id: str, now: datetime) -> str:
     return ""
 
 
-def record(event: pb.Event) -> EventRecord:
-    """The stored form of a checked event, with its hint chosen."""
-    payload: dict[str, Any] = to_json(event)
-    emulated = [e.platform for e in event.host.emulators if e.enabled and e.platform]
-    hint = hint_for(
+def hint_of(event: pb.Event) -> Hint:
+    """The remediation hint for one event."""
+    return hint_for(
         cause=event.cause,
         image_ref=event.image.ref,
         host_platform=event.host.platform,
         image_platform=event.image.declared_platform,
         binary_platform=event.binary.platform,
         available_platforms=list(event.image.available_platforms) if event.image.available_platforms_known else None,
-        emulated_platforms=emulated,
+        emulated_platforms=[e.platform for e in event.host.emulators if e.enabled and e.platform],
         binary_path=event.binary.requested_path or event.binary.path,
         binary_kind=event.binary.kind,
         shebang=event.binary.shebang,
+        container=event.container.name or event.container.id[:12],
     )
-    payload["hint"] = {"id": hint.id, "title": hint.title, "text": hint.text, "commands": list(hint.commands)}
+
+
+def hint_json(hint: Hint) -> dict[str, Any]:
+    return {"id": hint.id, "title": hint.title, "text": hint.text, "commands": list(hint.commands)}
+
+
+def record(event: pb.Event) -> EventRecord:
+    """The stored form of a checked event, with its hint chosen."""
+    payload: dict[str, Any] = to_json(event)
+    hint = hint_of(event)
+    payload["hint"] = hint_json(hint)
     return EventRecord(
         event_id=event.event_id,
         time=event.time.ToDatetime(tzinfo=timezone.utc),
