@@ -41,7 +41,6 @@ The spool is thread-safe: one connection, used under one lock.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -51,36 +50,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import SpoolError
+from agent.spool_file import open_spool
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_EVENTS = 10_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_SEEN_TTL = 7 * 24 * 3600.0
-SCHEMA_VERSION = "1"
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _SEEN_PRUNE_INTERVAL = 3600.0
 _ACK_CHUNK = 500  # stays under SQLite's oldest limit of 999 bound parameters
-_BUSY_TIMEOUT = 5.0
 _SYNCHRONOUS = ("FULL", "NORMAL")
-# Errors that say nothing about the file's contents: never move a spool aside for them.
-_NOT_CORRUPTION = frozenset(
-    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR,
-     sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY}
-)
-
-# SQLite keeps each CREATE statement verbatim, so the schema check compares text.
-_TABLES = {
-    "meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "events": (
-        "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL"
-        " UNIQUE, payload BLOB NOT NULL, size INTEGER NOT NULL, enqueued_at REAL NOT NULL)"
-    ),
-    "state": "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "seen": "CREATE TABLE seen (key TEXT PRIMARY KEY, seen_at REAL NOT NULL)",
-}
-_INDEXES = ("CREATE INDEX seen_by_time ON seen (seen_at)",)
 
 
 @dataclass(frozen=True)
@@ -127,22 +107,6 @@ def plan_eviction(
     return Eviction(count, last_seq, freed)
 
 
-def _header_problem(path: Path) -> str:
-    """Why ``path`` cannot be a SQLite database, judged by its first bytes; "" if it may be."""
-    try:
-        with open(path, "rb") as f:
-            header = f.read(len(_SQLITE_MAGIC))
-    except FileNotFoundError:
-        return ""
-    except OSError as e:
-        return f"cannot read it: {e}"
-    if header and header != _SQLITE_MAGIC:
-        return "file is not a database"
-    return ""
-
-
-class _Unusable(Exception):
-    """The file is not a spool we can use; move it aside."""
 
 
 class Spool:
@@ -168,7 +132,9 @@ class Spool:
         self._clock = clock
         self._lock = threading.Lock()
         self._last_seen_prune = float("-inf")
-        self._conn: sqlite3.Connection | None = self._open()
+        self._conn: sqlite3.Connection | None = open_spool(
+            self._path, synchronous=synchronous, clock=clock, seen_ttl=seen_ttl
+        )
         self._load_counters(self._conn)
 
     @property
@@ -359,99 +325,3 @@ class Spool:
         ).fetchone()
         row = conn.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
         self._dropped = int(row[0]) if row else 0
-
-    def _open(self) -> sqlite3.Connection:
-        directory = self._path.parent
-        hint = "check that --state-dir names a directory this agent's user can write"
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SpoolError(f"cannot create the spool directory {directory}: {e}; {hint}") from e
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise SpoolError(f"the spool directory {directory} is not writable; {hint}")
-        if self._path.exists() and not self._path.is_file():
-            self._move_aside("it is not a regular file")
-        elif problem := _header_problem(self._path):
-            # Decided before SQLite opens it: SQLite deletes the -wal of a file it does
-            # not take for a WAL database, and that -wal is evidence worth keeping.
-            self._move_aside(problem)
-        try:
-            return self._connect()
-        except _Unusable as e:
-            self._move_aside(str(e))
-        try:
-            return self._connect()
-        except _Unusable as e:
-            raise SpoolError(f"cannot create a new spool at {self._path}: {e}; {hint}") from e
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(
-                self._path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as e:
-            raise _Unusable(str(e)) from e
-        try:
-            self._prepare(conn)
-        except sqlite3.Error as e:
-            conn.close()
-            if (getattr(e, "sqlite_errorcode", 0) & 0xFF) in _NOT_CORRUPTION:
-                raise SpoolError(
-                    f"cannot open the spool {self._path}: {e}; check the file's permissions and"
-                    " free space, and that no other enoexec-agent uses this --state-dir"
-                ) from e
-            raise _Unusable(str(e)) from e
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _prepare(self, conn: sqlite3.Connection) -> None:
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode != "wal":
-            logger.warning("spool %s: WAL is not available here, using journal mode %s",
-                           self._path, mode, extra={"spool_path": str(self._path)})
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA journal_size_limit=4194304")
-        problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
-        if problems != ["ok"]:
-            raise _Unusable("integrity check failed: " + "; ".join(problems[:3]))
-        tables = dict(conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
-        ).fetchall())
-        if not tables:
-            conn.execute("BEGIN IMMEDIATE")
-            for sql in (*_TABLES.values(), *_INDEXES):
-                conn.execute(sql)
-            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                         (SCHEMA_VERSION,))
-            conn.execute("COMMIT")
-        elif tables != _TABLES:
-            raise _Unusable(f"not an enoexec spool (tables: {', '.join(sorted(tables))})")
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None or row[0] != SCHEMA_VERSION:
-            raise _Unusable(f"unknown spool schema version {row[0] if row else None!r}")
-        conn.execute("DELETE FROM seen WHERE seen_at < ?", (self._clock() - self._seen_ttl,))
-
-    def _move_aside(self, reason: str) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
-        target = self._path.with_name(f"{self._path.name}.corrupt-{stamp}")
-        n = 1
-        while any(os.path.lexists(f"{target}{s}") for s in ("", "-wal", "-shm")):
-            n += 1
-            target = self._path.with_name(f"{self._path.name}.corrupt-{stamp}-{n}")
-        try:
-            for suffix in ("", "-wal", "-shm"):
-                source = f"{self._path}{suffix}"
-                if os.path.lexists(source):
-                    os.replace(source, f"{target}{suffix}")
-        except OSError as e:
-            raise SpoolError(
-                f"the spool {self._path} is unusable ({reason}) and could not be moved aside:"
-                f" {e}; move or delete it by hand, or point --state-dir elsewhere"
-            ) from e
-        logger.warning(
-            "spool %s is unusable (%s); moved it aside to %s and started an empty spool",
-            self._path, reason, target,
-            extra={"spool_path": str(self._path), "moved_to": str(target), "reason": reason},
-        )
