@@ -119,6 +119,7 @@ class Diagnoser:
         *,
         images: ImageInspector | None = None,
         lookup_registry: bool = True,
+        image_fallback: bool = True,
         cache_size: int = 512,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
@@ -126,6 +127,7 @@ class Diagnoser:
         self._host = host
         self._images = images or ImageInspector(api)
         self._lookup_registry = lookup_registry
+        self._image_fallback = image_fallback
         self._clock = clock
         self._cache: OrderedDict[tuple[str, tuple[str, ...]], BinaryFacts] = OrderedDict()
         self._cache_size = cache_size
@@ -189,6 +191,9 @@ class Diagnoser:
                 facts = None
             if facts and facts.kind == "unreadable" and "no such container" in facts.error.lower():
                 facts = None
+        if facts is None and not self._image_fallback:
+            facts = BinaryFacts(argv0, "unreadable", source="image", requested_path=argv0,
+                                error="the container is gone and --no-image-fallback forbids reading the image")
         if facts is None:
             facts = self._read_from_image(image_id, argv0, path_env, workdir)
         if facts.kind != "unreadable":

@@ -93,7 +93,8 @@ class Agent:
         self.host = gather_facts(self.api, config.host_id, proc_root)
         self._binfmt = hostfacts.binfmt_signature(proc_root)
         self.diagnoser = Diagnoser(
-            self.api, lambda: self.host, images=ImageInspector(self.api), lookup_registry=config.lookup_registry, clock=clock
+            self.api, lambda: self.host, images=ImageInspector(self.api), lookup_registry=config.lookup_registry,
+            image_fallback=config.image_fallback, clock=clock
         )
         self.sender = Sender(
             config.collector,
