@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
@@ -62,12 +63,26 @@ class Store:
         )
         self._insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
         try:
-            with self._write() as conn:
-                version = migrations.migrate(conn, now=self._clock())
+            version = self._migrate()
         except BaseException:
             self._engine.dispose()
             raise
         logger.info("store %s open at schema version %d (replica %s)", self._where, version, replica_id)
+
+    def _migrate(self, attempts: int = 20) -> int:
+        """Apply migrations. SQLite may refuse the switch to WAL with "database is
+        locked" without waiting while another process opens the same new file;
+        that is retried briefly."""
+        for attempt in range(attempts):
+            try:
+                with self._write() as conn:
+                    return migrations.migrate(conn, now=self._clock())
+            except StoreError as e:
+                if self._engine.dialect.name != "sqlite" or "locked" not in str(e) or attempt == attempts - 1:
+                    raise
+                self._engine.dispose()
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     @classmethod
     def open(cls, url: str, **kw: Any) -> Store:
