@@ -7,6 +7,8 @@ triple. This module converts the other spellings into that one.
 
 from __future__ import annotations
 
+import re
+
 AMD64 = "linux/amd64"
 I386 = "linux/386"
 ARM64 = "linux/arm64"
@@ -104,9 +106,14 @@ def parse(platform: str) -> str:
     return UNKNOWN
 
 
+_WORD = r"[a-z0-9][a-z0-9._-]{0,31}"
+_CANONICAL = re.compile(rf"^{_WORD}/{_WORD}(?:/{_WORD})?$")
+
+
 def is_valid(platform: str) -> bool:
-    """True if ``platform`` is already in canonical form."""
-    return bool(platform) and parse(platform) == platform
+    """True if ``platform`` is already in canonical form, made of short lowercase
+    ASCII words (it becomes a metric label and a JSON field)."""
+    return bool(_CANONICAL.match(platform)) and parse(platform) == platform
 
 
 def arch_of(platform: str) -> str:

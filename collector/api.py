@@ -19,7 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from agent import platforms
 from agent.classify import CAUSES
-from collector import auth, fleetcheck, hints_view
+from collector import auth, fleetcheck, hints_view, ingest
 from collector.errors import RegistryError, StoreError
 from collector.store import Store
 
@@ -205,7 +205,7 @@ class Api:
         offered: list[str] = []
         for p in wanted:
             norm = platforms.parse(p)
-            if not norm:
+            if not ingest.valid_platform(norm):
                 raise BadRequest(f"platform: expected os/arch[/variant] such as linux/arm64, got {p!r}")
             offered.append(norm)
         source = "query"

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from enoexec.v1 import enoexec_pb2 as pb
+from google.protobuf import json_format
 
 from agent import platforms
 from agent.classify import CAUSES
@@ -26,6 +27,7 @@ MAX_EVENT_BYTES = 64 * 1024
 _EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HOST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9999-12-31
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,17 @@ def image_label(ref: str) -> str:
     return label(ref.split("@", 1)[0]) if ref else "_none"
 
 
+def valid_platform(value: str) -> bool:
+    return platforms.is_valid(value)
+
+
 def _platform(value: str) -> str:
-    return value if not value or platforms.is_valid(value) else "_invalid"
+    return value if not value or valid_platform(value) else "_invalid"
+
+
+def _valid_timestamp(ts: Any) -> bool:
+    """Within google.protobuf.Timestamp's documented range (else it cannot become JSON)."""
+    return _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS and 0 <= ts.nanos <= 999_999_999
 
 
 def check(event: pb.Event, host_id: str, now: datetime) -> str:
@@ -63,7 +74,9 @@ def check(event: pb.Event, host_id: str, now: datetime) -> str:
         return "host_mismatch"
     if event.cause not in CAUSES:
         return "bad_cause"
-    if not event.HasField("time"):
+    if not event.HasField("time") or not _valid_timestamp(event.time):
+        return "bad_time"
+    if event.container.HasField("finished_at") and not _valid_timestamp(event.container.finished_at):
         return "bad_time"
     try:
         when = event.time.ToDatetime(tzinfo=timezone.utc)
@@ -72,7 +85,7 @@ def check(event: pb.Event, host_id: str, now: datetime) -> str:
     if when < _EPOCH or when > now + timedelta(days=1):
         return "bad_time"
     for p in (event.host.platform, event.image.declared_platform, event.binary.platform):
-        if p and not platforms.is_valid(p):
+        if p and not valid_platform(p):
             return "bad_platform"
     return ""
 
@@ -126,9 +139,14 @@ def split(batch: pb.EventBatch, host_id: str, now: datetime) -> tuple[list[Event
         reason = check(event, host_id, now)
         if not reason and event.event_id in seen:
             continue  # repeated inside one batch: stored once, acked once
+        if not reason:
+            try:
+                rec = record(event)
+            except (ValueError, json_format.Error):  # defensive: one odd event must not poison the batch
+                reason = "malformed"
         if reason:
             bad.append(Rejected(event.event_id[:MAX_ID], reason))
         else:
             seen.add(event.event_id)
-            good.append(record(event))
+            good.append(rec)
     return good, bad

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry
 
 from collector import auth
@@ -60,6 +61,26 @@ def http_ssl_context(config: CollectorConfig) -> ssl.SSLContext | None:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(config.http_tls_cert, config.http_tls_key)
     return ctx
+
+
+class _ClientErrors(logging.Filter):
+    """aiohttp logs a malformed request (a header over 8 KiB, garbage on the port)
+    at error level with a traceback; it is the client's fault, answered with a
+    400, so log one debug line instead and let no client flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.msg, record.args = "bad http request peer=%s status=%s error=%s", (
+                record.args[0] if isinstance(record.args, tuple) and record.args else "?", exc.code, exc.message.splitlines()[0][:200])
+            record.exc_info = record.exc_text = None
+            return logger.isEnabledFor(logging.DEBUG)
+        return True
+
+
+http_logger = logging.getLogger("collector.http")
+http_logger.addFilter(_ClientErrors())
 
 
 def _split(addr: str) -> tuple[str, int]:
@@ -113,7 +134,7 @@ class Collector:
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref),
             tokens=self.http_tokens, protect_metrics=self.config.protect_metrics,
         )
-        runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE)
+        runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()
         host, port = _split(self.config.http_listen)
         site = web.TCPSite(runner, host or None, port, ssl_context=http_ssl_context(self.config))

@@ -86,3 +86,8 @@ def test_from_elf_main_platforms_are_canonical() -> None:
 )
 def test_arm_variant_from_cpu_arch(cpu_arch: int, variant: str) -> None:
     assert platforms.arm_variant_from_cpu_arch(cpu_arch) == variant
+
+
+@pytest.mark.parametrize("value", ["a\x00/b", "linux/\x1b[31m", "../..", "linux/" + "a" * 40, "Linux/amd64", "linux/amd64/", "/amd64", "linux/ärm"])
+def test_hostile_strings_are_not_platforms(value: str) -> None:
+    assert not platforms.is_valid(value)
