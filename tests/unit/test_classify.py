@@ -1,0 +1,77 @@
+"""The cause table of shared/CONTRACT.md, decided from literal facts."""
+
+import pytest
+
+from agent import classify
+from agent.model import BinaryFacts, Emulator, HostFacts, ImageFacts
+
+X86 = HostFacts("x86", "linux/amd64", can_run_32bit=True, runnable_platforms=("linux/amd64", "linux/386"))
+GRAVITON4 = HostFacts("gv4", "linux/arm64", can_run_32bit=False, runnable_platforms=("linux/arm64",))
+GRAVITON2 = HostFacts("gv2", "linux/arm64", can_run_32bit=True)
+X86_QEMU = HostFacts(
+    "x86q", "linux/amd64", can_run_32bit=True,
+    emulators=(Emulator("qemu-aarch64", "linux/arm64", "/usr/bin/qemu-aarch64", "F", True),),
+    runnable_platforms=("linux/amd64", "linux/386", "linux/arm64"),
+)
+
+
+def elf(platform: str, **kw: object) -> BinaryFacts:
+    return BinaryFacts("/app", "elf", platform=platform, **kw)  # type: ignore[arg-type]
+
+
+def image(platform: str = "") -> ImageFacts:
+    return ImageFacts("app:1", "sha256:1", declared_platform=platform)
+
+
+@pytest.mark.parametrize(
+    ("binary", "host", "img", "cause"),
+    [
+        (elf("linux/arm64"), X86, image("linux/arm64"), classify.ARCH_MISMATCH),
+        (elf("linux/s390x"), X86, image("linux/s390x"), classify.ARCH_MISMATCH),
+        (elf("linux/arm/v7"), GRAVITON4, image("linux/arm/v7"), classify.NO_32BIT_SUPPORT),
+        (elf("linux/386"), HostFacts("x", "linux/amd64", can_run_32bit=False), image("linux/386"), classify.NO_32BIT_SUPPORT),
+        (elf("linux/arm64"), X86, image("linux/amd64"), classify.MISLABELED_IMAGE),
+        (elf("linux/arm64"), X86, image(""), classify.ARCH_MISMATCH),
+        (BinaryFacts("/app", "text"), X86, image("linux/amd64"), classify.MISSING_SHEBANG),
+        (BinaryFacts("/app", "bom_script", shebang="/bin/sh"), X86, image(), classify.BOM_BEFORE_SHEBANG),
+        (BinaryFacts("/app", "pe"), X86, image(), classify.FOREIGN_OS_BINARY),
+        (BinaryFacts("/app", "macho"), X86, image(), classify.FOREIGN_OS_BINARY),
+        (BinaryFacts("/app", "empty"), X86, image(), classify.EMPTY_FILE),
+        (BinaryFacts("/app", "elf", platform="linux/arm64", truncated=True), X86, image(), classify.EMPTY_FILE),
+        (BinaryFacts("/app", "lfs_pointer"), X86, image(), classify.NOT_A_BINARY),
+        (BinaryFacts("/app", "html"), X86, image(), classify.NOT_A_BINARY),
+        (BinaryFacts("/app", "data"), X86, image(), classify.NOT_A_BINARY),
+        (BinaryFacts("/app", "unreadable", error="gone"), X86, image(), classify.UNKNOWN),
+    ],
+)
+def test_cause_table(binary: BinaryFacts, host: HostFacts, img: ImageFacts, cause: str) -> None:
+    assert classify.classify(binary, host, img).cause == cause
+
+
+def test_a_binary_the_host_runs_is_not_an_exec_format_error() -> None:
+    assert classify.classify(elf("linux/amd64"), X86, image("linux/amd64")).cause == classify.RUNNABLE
+    assert classify.classify(elf("linux/arm/v7"), GRAVITON2, image("linux/arm/v7")).cause == classify.RUNNABLE
+    # Emulation registered with the F flag runs foreign binaries inside containers.
+    assert classify.classify(elf("linux/arm64"), X86_QEMU, image("linux/arm64")).cause == classify.RUNNABLE
+
+
+def test_arm_variants_a_v7_image_may_carry_are_not_mislabeled() -> None:
+    v6 = elf("linux/arm/v6")
+    assert classify.classify(v6, X86, image("linux/arm/v7")).cause == classify.ARCH_MISMATCH
+    # A guessed variant is compared by architecture only.
+    guessed = elf("linux/arm/v7", variant_guessed=True)
+    assert classify.classify(guessed, X86, image("linux/arm/v6")).cause == classify.ARCH_MISMATCH
+    assert classify.classify(guessed, X86, image("linux/amd64")).cause == classify.MISLABELED_IMAGE
+
+
+def test_explanations_name_the_file_and_both_platforms() -> None:
+    d = classify.classify(elf("linux/arm64"), X86, image("linux/arm64"))
+    assert "/app" in d.explanation and "linux/arm64" in d.explanation and "linux/amd64" in d.explanation
+    d = classify.classify(elf("linux/arm/v7"), GRAVITON4, image("linux/arm/v7"))
+    assert "32-bit" in d.explanation
+
+
+def test_every_contract_cause_is_known() -> None:
+    contract = {"arch_mismatch", "no_32bit_support", "mislabeled_image", "missing_shebang", "bom_before_shebang",
+                "foreign_os_binary", "empty_file", "not_a_binary", "unknown"}
+    assert classify.CAUSES == contract
