@@ -26,6 +26,7 @@ OPTIONS = (
     Option("heartbeat_interval", positive_float, 15.0, "seconds between heartbeats to the collector (default 15)"),
     Option("reconcile_interval", positive_float, 60.0, "seconds between scans for exits the event stream missed (default 60)"),
     Option("lookup_registry", parse_bool, True, "ask the registry, through the Docker Engine, which platforms an image offers (default true)"),
+    Option("proc_root", Path, Path("/proc"), "where to read /proc from; mount the host's /proc there (e.g. /host/proc) when the agent runs in a container (default /proc)"),
     Option("image_fallback", parse_bool, True, "when a container is already gone (--rm), read its entrypoint from the image through a never-started helper container; needs POST /containers/create on the Docker API (default true)"),
     Option("insecure", parse_bool, False, "talk to the collector in plaintext, without TLS (default false)"),
     Option("tls_ca", Path, None, "CA certificate that signed the collector's certificate (PEM)"),
@@ -49,6 +50,7 @@ class AgentConfig:
     reconcile_interval: float
     lookup_registry: bool
     image_fallback: bool
+    proc_root: Path
     insecure: bool
     tls_ca: Path | None
     tls_cert: Path | None

@@ -130,6 +130,7 @@ class Api:
         self._lookup = lookup_platforms
         self._tokens = tokens
         self._protect_metrics = protect_metrics
+        self.draining = False  # set at shutdown: /readyz says 503 so balancers move away
 
     def _needs_token(self, path: str) -> bool:
         if self._tokens is None:
@@ -178,6 +179,8 @@ class Api:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
+        if self.draining:
+            return web.json_response({"status": "draining"}, status=503)
         try:
             await asyncio.to_thread(self._store.ping)
         except StoreError as e:

@@ -156,6 +156,7 @@ class Collector:
             await stop.wait()
         finally:
             logger.info("collector stopping")
+            api.draining = True
             pruner.cancel()
             await server.stop(GRACE)
             await runner.cleanup()

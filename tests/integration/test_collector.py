@@ -463,3 +463,24 @@ def test_bad_configuration_exits_2_with_a_one_line_error(tmp_path) -> None:
         out = serve("--db", db, "--insecure", "--grpc-listen", taken, "--http-listen", f"127.0.0.1:{procs.free_port()}")
         assert out.returncode == 2, out.stderr
         assert error_line(out).startswith("enoexec-collector: error: --grpc-listen") and "cannot listen" in error_line(out)
+
+
+def test_shutdown_drains_readiness_first_and_exits_cleanly(collector: Callable[..., procs.Proc]) -> None:
+    """On SIGTERM /readyz turns 503 while open streams get their grace period."""
+    import signal
+
+    col = collector()
+    ready = f"http://127.0.0.1:{col.http}/readyz"  # type: ignore[attr-defined]
+    assert procs.http_get(ready)[0] == 200
+    with ScriptedAgent(col.grpc, X86):  # type: ignore[attr-defined]
+        col.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        procs.wait_for(lambda: _status(ready) == 503, timeout=10, what="readyz 503 while draining")
+    assert col.stop() == 0, col.output()[-2000:]
+    assert "collector stopped" in col.output()
+
+
+def _status(url: str) -> int | None:
+    try:
+        return procs.http_get(url, timeout=2)[0]
+    except OSError:
+        return None
