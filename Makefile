@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= $(VENV)/bin/python
 PROTOC = $(PYTHON) -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos --grpc_python_out=protos $(PROTO_SRC)
 
-.PHONY: venv proto proto-check test quickstart
+.PHONY: venv proto proto-check lint test quickstart
 
 # A virtual environment with the package, its test and dev extras.
 venv: $(VENV)/.installed
@@ -22,6 +22,11 @@ proto: venv
 proto-check: venv
 	$(PROTOC)
 	git diff --exit-code -- protos/ || (echo "generated protobuf code is stale: run 'make proto' and commit" >&2; exit 1)
+
+# Static checks: unused names and import order (ruff), types (mypy).
+lint: venv
+	$(VENV)/bin/ruff check agent collector tests benchmarks
+	$(VENV)/bin/mypy agent collector
 
 # The test command (README, .ci/run): unit and integration tests.
 test: venv

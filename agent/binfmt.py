@@ -35,6 +35,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from agent import platforms
 from agent.model import Emulator
@@ -132,7 +133,7 @@ def parse_entry(name: str, text: str) -> BinfmtEntry | None:
 
 def _elf_headers(machine: int, elf_class: int, little_endian: bool) -> tuple[bytes, ...]:
     """The first 24 bytes of an executable and of a PIE/shared object for that target."""
-    order = "little" if little_endian else "big"
+    order: Literal["little", "big"] = "little" if little_endian else "big"
     ident = b"\x7fELF" + bytes([1 if elf_class == 32 else 2, 1 if little_endian else 2, 1, 0]) + bytes(8)
     tail = machine.to_bytes(2, order) + (1).to_bytes(4, order)  # e_machine, e_version
     return tuple(ident + e_type.to_bytes(2, order) + tail for e_type in (2, 3))  # ET_EXEC, ET_DYN

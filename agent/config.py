@@ -8,9 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError
 from agent import layered
-from agent.layered import Option, host_port, load_toml, parse_bool, positive_float, positive_int, resolve
+from agent.errors import ConfigError
+from agent.layered import (
+    Option,
+    host_port,
+    load_toml,
+    parse_bool,
+    positive_float,
+    positive_int,
+    resolve,
+)
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 

@@ -85,8 +85,8 @@ class ContainerFiles:
         current = path
         for _ in range(max_links + 1):
             kind, value = self._entry(current)
-            if kind == "file":
-                return FileHead(current, bytes(value))
+            if kind == "file" and isinstance(value, bytes):
+                return FileHead(current, value)
             if kind == "link":
                 current = entrypoint.follow(current, str(value))
                 continue

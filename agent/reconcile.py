@@ -37,7 +37,7 @@ def missed_exits(api: Any, since: datetime) -> list[Exit]:
         found.append(
             Exit(
                 container_id=c["Id"],
-                exit_code=int(state.get("ExitCode", m.group("code"))),
+                exit_code=int(state.get("ExitCode") or m.group("code")),
                 image_ref=(attrs.get("Config") or {}).get("Image", ""),
                 name=(attrs.get("Name") or "").lstrip("/"),
                 time=finished,

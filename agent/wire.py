@@ -10,11 +10,18 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from enoexec.v1 import enoexec_pb2 as pb
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent.model import BinaryFacts, ContainerFacts, Emulator, Event, HostFacts, ImageFacts
-from enoexec.v1 import enoexec_pb2 as pb
+from agent.model import (
+    BinaryFacts,
+    ContainerFacts,
+    Emulator,
+    Event,
+    HostFacts,
+    ImageFacts,
+)
 
 
 def timestamp(dt: datetime) -> Timestamp:

@@ -13,6 +13,7 @@ from datetime import timedelta
 import grpc
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 from prometheus_client import CollectorRegistry
 
 from collector import auth
@@ -24,7 +25,6 @@ from collector.metrics import FleetCollector
 from collector.service import CollectorService, utcnow
 from collector.stats import Stats
 from collector.store import Store
-from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class Collector:
             await server.stop(0)
             await runner.cleanup()
             raise ConfigError(f"--http-listen {self.config.http_listen}: cannot listen ({e.strerror or e})") from None
-        sockets = site._server.sockets if site._server else []  # noqa: SLF001 - aiohttp keeps the bound port here
+        sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - aiohttp keeps the bound port here
         self.http_port = sockets[0].getsockname()[1] if sockets else port
         logger.info(
             "collector started grpc=%s grpc_port=%d http=%s http_port=%d db=%s replica_id=%s tls=%s",

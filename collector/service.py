@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 
 import grpc
+from enoexec.v1 import enoexec_pb2 as pb
+from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 from agent.wire import to_json
 from collector import __version__, auth, ingest
@@ -16,8 +18,6 @@ from collector.errors import StoreError
 from collector.ratelimit import TokenBucket
 from collector.stats import Stats
 from collector.store import Store
-from enoexec.v1 import enoexec_pb2 as pb
-from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 

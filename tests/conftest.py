@@ -11,8 +11,12 @@ from typing import Any
 import pytest
 
 from tests import require
-
-from tests.pg import PostgresUnavailable, admin_url_for, create_database, running_postgres
+from tests.pg import (
+    PostgresUnavailable,
+    admin_url_for,
+    create_database,
+    running_postgres,
+)
 
 _database_numbers = itertools.count(1)
 

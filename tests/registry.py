@@ -22,7 +22,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-
 from tests import require
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
