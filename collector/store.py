@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select, text, update
+from sqlalchemy import Connection, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
-from collector import migrations, records
+from collector import hint_queries, migrations, records
 from collector.errors import StoreError
 from collector.schema import (
     database_url,
@@ -230,63 +230,12 @@ class Store:
 
     def hint_groups(self, *, example_hosts: int = 3) -> list[records.HintGroup]:
         """One group per (image, cause, host platform), most recently hit first."""
-        group = (events.c.image_ref, events.c.cause, events.c.host_platform)
-        totals = select(
-            *group,
-            func.count(func.distinct(events.c.host_id)),
-            func.count(),
-            func.min(events.c.time),
-            func.max(events.c.time),
-        ).group_by(*group)
-        newest_first = (events.c.time.desc(), events.c.event_id.desc())
-        ranked = select(
-            *group,
-            events.c.hint_id,
-            events.c.payload,
-            func.row_number().over(partition_by=group, order_by=newest_first).label("rn"),
-        ).subquery()
-        latest = select(*[c for c in ranked.c if c.name != "rn"]).where(ranked.c.rn == 1)
-        per_host = (
-            select(*group, events.c.host_id, func.max(events.c.time).label("last"))
-            .group_by(*group, events.c.host_id)
-            .subquery()
-        )
-        host_rank = func.row_number().over(
-            partition_by=(per_host.c.image_ref, per_host.c.cause, per_host.c.host_platform),
-            order_by=(per_host.c.last.desc(), per_host.c.host_id),
-        )
-        ranked_hosts = select(per_host, host_rank.label("rn")).subquery()
-        rh = ranked_hosts.c
-        examples = (
-            select(rh.image_ref, rh.cause, rh.host_platform, rh.host_id)
-            .where(rh.rn <= example_hosts)
-            .order_by(rh.rn)
-        )
+        totals, latest, examples = hint_queries.queries(example_hosts)
         with self._read() as conn:
             total_rows = conn.execute(totals).all()
-            latest_by_key = {tuple(r[:3]): (r[3], r[4]) for r in conn.execute(latest)}
-            hosts_by_key: dict[tuple[str, str, str], list[str]] = {}
-            if example_hosts > 0:
-                for image, cause, host_pf, host_id in conn.execute(examples):
-                    hosts_by_key.setdefault((image, cause, host_pf), []).append(host_id)
-        groups = [
-            records.HintGroup(
-                image=image,
-                cause=cause,
-                host_platform=host_pf,
-                hint_id=latest_by_key[(image, cause, host_pf)][0],
-                hosts=n_hosts,
-                exits=n_exits,
-                first_seen=first,
-                last_seen=last,
-                example_hosts=tuple(hosts_by_key.get((image, cause, host_pf), ())),
-                sample=latest_by_key[(image, cause, host_pf)][1],
-            )
-            for image, cause, host_pf, n_hosts, n_exits, first, last in total_rows
-        ]
-        groups.sort(key=lambda g: (g.image, g.cause, g.host_platform))
-        groups.sort(key=lambda g: g.last_seen, reverse=True)
-        return groups
+            latest_rows = conn.execute(latest).all()
+            example_rows = conn.execute(examples).all() if example_hosts > 0 else []
+        return hint_queries.assemble(total_rows, latest_rows, example_rows)
 
     def prune(self, older_than: datetime) -> int:
         """Delete events older than ``older_than``; counters stay (they only ever grow)."""
