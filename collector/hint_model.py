@@ -1,0 +1,33 @@
+"""What a remediation hint is, and the facts hint rules read. Pure data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INSPECT_ENTRYPOINT = (
+    "docker image inspect --format "
+    "'{{.Os}}/{{.Architecture}} {{json .Config.Entrypoint}} {{json .Config.Cmd}}'"
+)
+
+
+@dataclass(frozen=True)
+class Hint:
+    id: str  # short stable id; the `hint` label of enoexec_hint_info
+    title: str  # one line
+    text: str  # a few sentences: why it failed and what to do
+    commands: tuple[str, ...]  # runnable commands, values filled in and quoted
+
+
+@dataclass(frozen=True)
+class HintFacts:
+    image: str  # quoted image ref
+    path: str  # quoted binary path
+    raw_path: str
+    host: str
+    image_platform: str
+    binary_platform: str
+    available: tuple[str, ...] | None
+    emulated: tuple[str, ...]
+    binary_kind: str
+    shebang: str
+    container: str  # quoted container name or placeholder
