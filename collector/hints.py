@@ -35,6 +35,8 @@ HINT_IDS: frozenset[str] = frozenset(
 )
 
 _DEFAULT_BUILD_PLATFORMS = (platforms.AMD64, platforms.ARM64, platforms.ARM_V7)
+
+
 def hint_for(
     *,
     cause: str,
