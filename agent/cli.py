@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         backoff = Backoff(base=1.0, cap=30.0)
         while not stop.is_set():
             try:
-                agent = await asyncio.to_thread(lambda: Agent(cfg, proc_root=cfg.proc_root))
+                agent = await asyncio.to_thread(Agent, cfg)
             except DockerUnavailable as e:
                 logger.warning("waiting for docker error=%s", e)
                 try:

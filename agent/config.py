@@ -6,18 +6,15 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agent import layered
 from agent.errors import ConfigError
 from agent.layered import (
     Option,
     host_port,
-    load_toml,
     parse_bool,
     positive_float,
     positive_int,
-    resolve,
 )
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -27,7 +24,7 @@ OPTIONS = (
     Option("docker_host", str, "", "Docker Engine URL, e.g. unix:///var/run/docker.sock (default $DOCKER_HOST, then the local socket)"),
     Option("state_dir", Path, Path("/var/lib/enoexec"), "directory for the spool and checkpoint (default /var/lib/enoexec)"),
     Option("host_id", str, "", "this host's id in the fleet (default /etc/machine-id, then the hostname)"),
-    Option("log_level", str, "info", "debug, info, warning or error (default info)"),
+    layered.LOG_LEVEL,
     Option("spool_max_events", positive_int, 10_000, "events kept while the collector is unreachable; the oldest are dropped beyond (default 10000)"),
     Option("spool_max_bytes", positive_int, 64 * 1024 * 1024, "bytes kept in the spool at most (default 64 MiB)"),
     Option("batch_size", positive_int, 100, "events sent per batch at most (default 100)"),
@@ -72,22 +69,15 @@ class AgentConfig:
         return self.token_file.read_text().strip() or None
 
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     layered.add_arguments(parser, OPTIONS)
 
 
 def build(args: argparse.Namespace, env: Mapping[str, str]) -> AgentConfig:
     """The config from flags, environment and file; ConfigError names what to fix."""
-    file_values: dict[str, Any] = load_toml(args.config) if getattr(args, "config", None) else {}
-    values = resolve(OPTIONS, vars(args), env, file_values, source=str(getattr(args, "config", "")))
+    values = layered.load(OPTIONS, args, env)
     if not values["docker_host"]:
         values["docker_host"] = env.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-    values["log_level"] = values["log_level"].lower()
-    if values["log_level"] not in LOG_LEVELS:
-        raise ConfigError(f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {values['log_level']!r}")
     check_tls(values["tls_ca"], values["tls_cert"], values["tls_key"], values["insecure"], values["token_file"])
     return AgentConfig(**values)
 

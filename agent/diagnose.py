@@ -50,14 +50,18 @@ class Outcome:
     event: Event | None = None
 
 
+def _stamp(finished_at: datetime) -> str:
+    return finished_at.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
 def exit_key(container_id: str, finished_at: datetime) -> str:
-    return f"{container_id}@{finished_at.astimezone(timezone.utc).isoformat(timespec='microseconds')}"
+    """Names one exit in the agent's seen-set."""
+    return f"{container_id}@{_stamp(finished_at)}"
 
 
 def event_id(host_id: str, container_id: str, finished_at: datetime) -> str:
     """Stable id of one exit: the same exit seen twice gets the same id."""
-    stamp = finished_at.astimezone(timezone.utc).isoformat(timespec="microseconds")
-    return hashlib.sha256(f"{host_id}\0{container_id}\0{stamp}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{host_id}\0{container_id}\0{_stamp(finished_at)}".encode()).hexdigest()[:32]
 
 
 def parse_docker_time(value: str) -> datetime | None:
@@ -275,7 +279,7 @@ class Diagnoser:
             cmd=tuple(config.get("Cmd") or ()),
             removed=True,
         )
-        image = self._images.facts(exit.image_ref, image_attrs["Id"], lookup_registry=self._lookup_registry)
+        image = self._images.facts_from(exit.image_ref, image_attrs, lookup_registry=self._lookup_registry)
         return self._event(host, container, image, binary, inferred=True)
 
     def _event(self, host: HostFacts, container: ContainerFacts, image: ImageFacts, binary: BinaryFacts, *, inferred: bool) -> Event | None:

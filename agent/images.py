@@ -95,6 +95,12 @@ class ImageInspector:
     def facts(self, ref: str, image_id: str = "", *, lookup_registry: bool = True) -> ImageFacts:
         """Image facts for ``ref`` (as the user named it) or, if gone, ``image_id``."""
         attrs = self.inspect(image_id or ref) or (self.inspect(ref) if image_id else None) or {}
+        return self.facts_from(ref, attrs, image_id, lookup_registry=lookup_registry)
+
+    def facts_from(
+        self, ref: str, attrs: dict[str, Any], image_id: str = "", *, lookup_registry: bool = True
+    ) -> ImageFacts:
+        """Image facts from ``docker image inspect`` attributes already in hand."""
         return ImageFacts(
             ref=ref,
             id=attrs.get("Id", image_id),

@@ -116,6 +116,26 @@ def positive_float(value: Any) -> float:
     return n
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def log_level(value: Any) -> str:
+    level = str(value).strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return level
+
+
+LOG_LEVEL = Option("log_level", log_level, "info", "debug, info, warning or error (default info)")
+
+
+def load(options: Sequence[Option], args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
+    """Resolve ``options`` from parsed flags, the environment and ``--config FILE``."""
+    config_file = getattr(args, "config", None)
+    file_values: dict[str, Any] = load_toml(config_file) if config_file else {}
+    return resolve(options, vars(args), env, file_values, source=str(config_file or ""))
+
+
 def host_port(value: Any) -> str:
     """``HOST:PORT`` (``[::1]:7469`` for IPv6)."""
     s = str(value).strip()

@@ -57,7 +57,6 @@ class Sender:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._batch_id = 0
-        self.connected = False
 
     def notify(self) -> None:
         """New events are in the spool."""
@@ -89,8 +88,6 @@ class Sender:
                 logger.warning("collector stream failed target=%s error=%r", self._target, e)
             except Exception:  # the sender must never die for good: events would pile up unsent
                 logger.exception("collector stream failed target=%s", self._target)
-            finally:
-                self.connected = False
             if self._stopping.is_set():
                 break
             try:
@@ -109,7 +106,6 @@ class Sender:
                     raise ConnectionError("collector closed the stream before its welcome")
                 max_batch = welcome.welcome.max_batch_events or self._batch_size
                 batch_size = max(1, min(self._batch_size, max_batch))
-                self.connected = True
                 self._backoff.reset()
                 logger.info("collector connected target=%s collector_version=%s", self._target, welcome.welcome.collector_version)
                 await self._pump(call, batch_size)

@@ -24,7 +24,6 @@ from agent import hostfacts, wire
 from agent.config import AgentConfig
 from agent.diagnose import Diagnoser, Exit, Outcome, exit_key
 from agent.errors import DockerUnavailable
-from agent.images import ImageInspector
 from agent.model import HostFacts
 from agent.reconcile import missed_exits
 from agent.sender import Sender
@@ -81,7 +80,6 @@ class Agent:
         api: Any | None = None,
         spool: Spool | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-        proc_root: Path = Path("/proc"),
     ) -> None:
         self.config = config
         self.api = api or docker_client(config.docker_host)
@@ -89,12 +87,12 @@ class Agent:
             config.state_dir / "spool.db", max_events=config.spool_max_events, max_bytes=config.spool_max_bytes
         )
         self._clock = clock
-        self._proc_root = proc_root
-        self.host = gather_facts(self.api, config.host_id, proc_root)
-        self._binfmt = hostfacts.binfmt_signature(proc_root)
+        self._proc_root = config.proc_root
+        self.host = gather_facts(self.api, config.host_id, self._proc_root)
+        self._binfmt = hostfacts.binfmt_signature(self._proc_root)
         self.diagnoser = Diagnoser(
-            self.api, lambda: self.host, images=ImageInspector(self.api), lookup_registry=config.lookup_registry,
-            image_fallback=config.image_fallback, clock=clock
+            self.api, lambda: self.host, lookup_registry=config.lookup_registry,
+            image_fallback=config.image_fallback, clock=clock,
         )
         self.sender = Sender(
             config.collector,
@@ -176,7 +174,8 @@ class Agent:
                 logger.exception("reconciliation failed")
 
     async def _refresh_facts(self) -> None:
-        """Re-gather host facts when binfmt registrations or the engine change."""
+        """Re-gather host facts when binfmt registrations change (engine changes are
+        caught on reconnect, in ``run``)."""
         while True:
             await asyncio.sleep(FACTS_REFRESH)
             sig = await asyncio.to_thread(hostfacts.binfmt_signature, self._proc_root)
@@ -192,10 +191,16 @@ class Agent:
         def on_exit(exit: Exit) -> None:
             loop.call_soon_threadsafe(self._exits.put_nowait, exit)
 
+        first_connect = True
+
         def on_connect() -> None:
+            nonlocal first_connect
             loop.call_soon_threadsafe(self._reconcile_now.set)
-            # A reconnect may follow a daemon upgrade: refresh what Docker says.
-            self.host = gather_facts(self.api, self.config.host_id, self._proc_root)
+            if not first_connect:
+                # A reconnect may follow a daemon upgrade: refresh what Docker says.
+                # (The first connect follows the gathering in __init__.)
+                self.host = gather_facts(self.api, self.config.host_id, self._proc_root)
+            first_connect = False
 
         watcher = Watcher(self.api, on_exit, on_connect, stop=self._stop_thread)
         thread = threading.Thread(target=watcher.run, name="docker-events", daemon=True)

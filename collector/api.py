@@ -91,7 +91,7 @@ def host_json(h: Any) -> dict[str, Any]:
         "kernel": facts.get("kernel_release", ""),
         "kernel_machine": facts.get("kernel_machine", ""),
         "docker_version": facts.get("docker_version", ""),
-        "emulated_platforms": sorted({e.get("platform", "") for e in facts.get("emulators", []) if e.get("enabled") and e.get("platform") and "F" in e.get("flags", "")}),
+        "emulated_platforms": list(container_emulated(facts)),
         "runnable_platforms": facts.get("runnable_platforms", []),
         "can_run_32bit": bool(facts.get("can_run_32bit", False)),
         "first_seen": _iso(h.first_seen),
@@ -103,16 +103,22 @@ def host_json(h: Any) -> dict[str, Any]:
     }
 
 
+def container_emulated(facts: dict[str, Any]) -> tuple[str, ...]:
+    """Platforms a host emulates inside containers: enabled binfmt_misc entries with
+    the F flag (the JSON twin of ``agent.model.HostFacts.emulated_platforms``)."""
+    return tuple(sorted({
+        e.get("platform", "") for e in facts.get("emulators", [])
+        if e.get("enabled") and e.get("platform") and "F" in e.get("flags", "")
+    }))
+
+
 def capabilities(hosts: list[Any]) -> list[fleetcheck.HostCapability]:
-    out = []
-    for h in hosts:
-        facts = h.facts or {}
-        emulated = tuple(sorted({
-            e.get("platform", "") for e in facts.get("emulators", [])
-            if e.get("enabled") and e.get("platform") and "F" in e.get("flags", "")
-        }))
-        out.append(fleetcheck.HostCapability(h.host_id, h.platform, bool(facts.get("can_run_32bit", False)), emulated))
-    return out
+    return [
+        fleetcheck.HostCapability(
+            h.host_id, h.platform, bool((h.facts or {}).get("can_run_32bit", False)), container_emulated(h.facts or {})
+        )
+        for h in hosts
+    ]
 
 
 class Api:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from agent import clikit
-from agent.errors import ConfigError as _AgentConfigError
 from collector import __version__, config, hints_view
 from collector.errors import CollectorError, ConfigError
 
@@ -151,7 +150,7 @@ COMMANDS = {"serve": cmd_serve, "hints": cmd_hints, "check": cmd_check, "token":
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = parser().parse_args(argv)
     environ: Mapping[str, Any] = os.environ if env is None else env
-    return clikit.dispatch("enoexec-collector", COMMANDS, args, environ, config_errors=(ConfigError, _AgentConfigError,), errors=(CollectorError,))
+    return clikit.dispatch("enoexec-collector", COMMANDS, args, environ, config_errors=(ConfigError,), errors=(CollectorError,))
 
 
 if __name__ == "__main__":

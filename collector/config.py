@@ -14,11 +14,9 @@ from agent.errors import ConfigError as _AgentConfigError
 from agent.layered import (
     Option,
     host_port,
-    load_toml,
     parse_bool,
     positive_float,
     positive_int,
-    resolve,
 )
 from collector.errors import ConfigError
 
@@ -30,7 +28,7 @@ OPTIONS = (
     Option("max_image_labels", positive_int, 200, "distinct image label values in metrics; the rest fold into _other (default 200)"),
     Option("max_batch_events", positive_int, 500, "events an agent may send per batch (default 500)"),
     Option("replica_id", str, "", "this replica's id when several share one PostgreSQL database (default the hostname)"),
-    Option("log_level", str, "info", "debug, info, warning or error (default info)"),
+    layered.LOG_LEVEL,
     Option("insecure", parse_bool, False, "accept agents over plaintext gRPC, without TLS (default false)"),
     Option("tls_ca", Path, None, "CA certificate that signs agents' client certificates (PEM)"),
     Option("tls_cert", Path, None, "the collector's server certificate (PEM)"),
@@ -74,14 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build(args: argparse.Namespace, env: Mapping[str, str]) -> CollectorConfig:
     try:
-        file_values: dict[str, Any] = load_toml(args.config) if getattr(args, "config", None) else {}
-        values = resolve(OPTIONS, vars(args), env, file_values, source=str(getattr(args, "config", "")))
+        values = layered.load(OPTIONS, args, env)
     except _AgentConfigError as e:
         raise ConfigError(str(e)) from None
     values["replica_id"] = values["replica_id"] or socket.gethostname()
-    values["log_level"] = values["log_level"].lower()
-    if values["log_level"] not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"--log-level: expected debug, info, warning or error, got {values['log_level']!r}")
     _check_files(values)
     return CollectorConfig(**values)
 
