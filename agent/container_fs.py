@@ -15,7 +15,7 @@ from typing import Any
 import docker.errors
 
 from agent import entrypoint
-from agent.errors import DockerUnavailable
+from agent.errors import ContainerGone, DockerUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,14 @@ class FileHead:
     data: bytes = b""
     error: str = ""  # "" when data is valid
     missing: bool = False
+
+
+def _message(res: Any) -> str:
+    """The engine's error message in a JSON error body, or ""."""
+    try:
+        return str(res.json().get("message", ""))
+    except ValueError:
+        return ""
 
 
 class ContainerFiles:
@@ -49,6 +57,8 @@ class ContainerFiles:
             raise DockerUnavailable(f"cannot read {path} from container {self._id[:12]}: {e}") from e
         try:
             if res.status_code == 404:
+                if "no such container" in _message(res).lower():
+                    raise ContainerGone(f"container {self._id[:12]} was removed while it was being read")
                 return "missing", ""
             self._api._raise_for_status(res)
             res.raw.decode_content = True  # the engine may gzip the tar stream
@@ -66,8 +76,6 @@ class ContainerFiles:
                     return "other", ""
                 f = tar.extractfile(member)
                 return "file", f.read(self._head) if f else b""
-        except docker.errors.NotFound:
-            return "missing", ""
         except docker.errors.APIError as e:
             detail = str(e.explanation or e)
             if "too many links" in detail:
@@ -81,7 +89,9 @@ class ContainerFiles:
             res.close()
 
     def read(self, path: str, *, max_links: int = entrypoint.MAX_SYMLINKS) -> FileHead:
-        """The head of ``path``, following symlinks inside the container."""
+        """The head of ``path``, following symlinks inside the container.
+
+        Raises ContainerGone if the container disappears meanwhile."""
         current = path
         for _ in range(max_links + 1):
             kind, value = self._entry(current)

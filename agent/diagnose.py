@@ -22,7 +22,7 @@ import requests.exceptions
 
 from agent import classify, entrypoint, runtime_message, sniff
 from agent.container_fs import ContainerFiles, FileHead
-from agent.errors import DockerUnavailable
+from agent.errors import ContainerGone, DockerUnavailable
 from agent.images import ImageInspector
 from agent.model import BinaryFacts, ContainerFacts, Event, HostFacts, ImageFacts
 
@@ -191,10 +191,8 @@ class Diagnoser:
         if container_id:
             try:
                 facts = inspect_binary(ContainerFiles(self._api, container_id), argv0, path_env, workdir, "container")
-            except DockerUnavailable:
-                facts = None
-            if facts and facts.kind == "unreadable" and "no such container" in facts.error.lower():
-                facts = None
+            except (ContainerGone, DockerUnavailable):
+                facts = None  # read the same file from the image instead
         if facts is None and not self._image_fallback:
             facts = BinaryFacts(argv0, "unreadable", source="image", requested_path=argv0,
                                 error="the container is gone and --no-image-fallback forbids reading the image")

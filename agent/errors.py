@@ -17,3 +17,7 @@ class DockerUnavailable(AgentError):
 
 class SpoolError(AgentError):
     """The on-disk spool could not be opened or written."""
+
+
+class ContainerGone(AgentError):
+    """The container was removed while it was being read (``docker run --rm``)."""

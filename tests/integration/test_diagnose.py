@@ -388,3 +388,49 @@ def test_cli_json_and_text(dock, engine) -> None:
     res = cli(engine, n, "--json")
     assert res.returncode == 1, res.stderr
     assert json.loads(res.stdout) == {"container": n, "exec_format_error": False}
+
+
+# --- a container removed while it is being read ----------------------------
+
+
+class _RemovedBeforeRead:
+    """The real API client; the container is really removed just before its files
+    are first read: the race with ``docker run --rm`` made deterministic."""
+
+    def __init__(self, api: Any, cid: str) -> None:
+        self._api = api
+        self._cid = cid
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
+
+    def _get(self, url: str, *args: Any, **kw: Any) -> Any:
+        if self._cid in url and url.endswith("/archive"):
+            try:
+                self._api.remove_container(self._cid, force=True)
+            except docker.errors.NotFound:
+                pass
+        return self._api._get(url, *args, **kw)
+
+
+def test_a_removed_container_is_told_apart_from_a_missing_file(dock: Any, api: Any) -> None:
+    from agent.errors import ContainerGone
+
+    tag = dock.load("gone", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"])
+    cid = run(dock, tag)
+    assert ContainerFiles(api, cid).read("/nope").missing
+    api.remove_container(cid, force=True)
+    with pytest.raises(ContainerGone):
+        ContainerFiles(api, cid).read("/app")
+
+
+def test_container_removed_mid_diagnosis_is_read_from_its_image(dock: Any, api: Any, host: HostFacts) -> None:
+    tag = dock.load("race", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"])
+    cid = run(dock, tag)
+    code = api.inspect_container(cid)["State"]["ExitCode"]
+    racing = Diagnoser(_RemovedBeforeRead(api, cid), lambda: host, lookup_registry=False)
+    outcome = racing.diagnose(Exit(cid, code, tag))
+    assert outcome.event is not None
+    assert outcome.event.container.runtime_message == RUNTIME_LINE  # the log was read before the removal
+    assert outcome.event.binary.source == "image"
+    assert (outcome.event.cause, outcome.event.binary.platform) == ("arch_mismatch", "linux/arm64")
