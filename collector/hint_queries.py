@@ -18,8 +18,11 @@ from collector.schema import events
 Key = tuple[str, str, str]
 
 
-def queries(example_hosts: int) -> tuple[Select[Any], Select[Any], Select[Any]]:
-    """(totals per group, newest event per group, example hosts per group)."""
+def queries(example_hosts: int, *, samples: bool = True) -> tuple[Select[Any], Select[Any], Select[Any]]:
+    """(totals per group, newest event per group, example hosts per group).
+
+    Without ``samples`` the newest event's payload is not loaded (metrics need
+    only its hint id)."""
     group = (events.c.image_ref, events.c.cause, events.c.host_platform)
     totals = select(
         *group,
@@ -32,7 +35,7 @@ def queries(example_hosts: int) -> tuple[Select[Any], Select[Any], Select[Any]]:
     ranked = select(
         *group,
         events.c.hint_id,
-        events.c.payload,
+        *([events.c.payload] if samples else []),
         func.row_number().over(partition_by=group, order_by=newest_first).label("rn"),
     ).subquery()
     latest = select(*[c for c in ranked.c if c.name != "rn"]).where(ranked.c.rn == 1)
@@ -61,7 +64,9 @@ def assemble(
     example_rows: Iterable[Sequence[Any]],
 ) -> list[records.HintGroup]:
     """Hint groups from the three queries' rows, most recently hit first. Pure."""
-    latest_by_key: dict[Key, tuple[str, Any]] = {(r[0], r[1], r[2]): (r[3], r[4]) for r in latest_rows}
+    latest_by_key: dict[Key, tuple[str, Any]] = {
+        (r[0], r[1], r[2]): (r[3], r[4] if len(r) > 4 else {}) for r in latest_rows
+    }
     hosts_by_key: dict[Key, list[str]] = {}
     for image, cause, host_pf, host_id in example_rows:
         hosts_by_key.setdefault((image, cause, host_pf), []).append(host_id)

@@ -67,7 +67,7 @@ class FleetCollector(Collector):
 
         hint_info = GaugeMetricFamily("enoexec_hint_info", "Active remediation hints (value 1).", labels=["image", "cause", "host_platform", "hint"])
         seen: set[tuple[str, ...]] = set()
-        for g in self._store.hint_groups(example_hosts=0):
+        for g in self._store.hint_groups(example_hosts=0, samples=False):
             key = (img(g.image), g.cause, g.host_platform, g.hint_id)
             if key not in seen:
                 seen.add(key)

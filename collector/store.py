@@ -228,9 +228,11 @@ class Store:
         with self._read() as conn:
             return list(conn.execute(query).scalars())
 
-    def hint_groups(self, *, example_hosts: int = 3) -> list[records.HintGroup]:
-        """One group per (image, cause, host platform), most recently hit first."""
-        totals, latest, examples = hint_queries.queries(example_hosts)
+    def hint_groups(self, *, example_hosts: int = 3, samples: bool = True) -> list[records.HintGroup]:
+        """One group per (image, cause, host platform), most recently hit first.
+
+        ``samples=False`` leaves ``sample`` empty and skips loading payloads."""
+        totals, latest, examples = hint_queries.queries(example_hosts, samples=samples)
         with self._read() as conn:
             total_rows = conn.execute(totals).all()
             latest_rows = conn.execute(latest).all()

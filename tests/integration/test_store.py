@@ -212,6 +212,9 @@ def test_hint_groups_aggregate_by_image_cause_and_host_platform(open_store):
     assert older.example_hosts == ("h9",)
     assert older.hint_id == "add_shebang"
     assert store.hint_groups(example_hosts=0)[0].example_hosts == ()
+    lean = store.hint_groups(example_hosts=0, samples=False)
+    assert [(g.image, g.hint_id, g.exits) for g in lean] == [(g.image, g.hint_id, g.exits) for g in (latest, older)]
+    assert all(g.sample == {} for g in lean)
 
 
 def test_hint_groups_empty_store(open_store):
