@@ -2,7 +2,8 @@
 PROTO_SRC := protos/enoexec/v1/enoexec.proto
 VENV ?= .venv
 PYTHON ?= $(VENV)/bin/python
-PROTOC = $(PYTHON) -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos --grpc_python_out=protos $(PROTO_SRC)
+# Generated code lands in the core package: protos/enoexec/v1/x.proto -> enoexec/v1/x_pb2.py.
+PROTOC = $(PYTHON) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
 
 .PHONY: venv proto proto-check lint test quickstart
 
@@ -11,7 +12,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,dev]'
+	$(VENV)/bin/pip install -q -e '.[collector,postgres,test,dev]'
 	touch $@
 
 # Regenerate the protobuf and gRPC code from protos/.
@@ -21,12 +22,12 @@ proto: venv
 # Fail when the committed generated code differs from what `make proto` makes.
 proto-check: venv
 	$(PROTOC)
-	git diff --exit-code -- protos/ || (echo "generated protobuf code is stale: run 'make proto' and commit" >&2; exit 1)
+	git diff --exit-code -- enoexec/v1/ || (echo "generated protobuf code is stale: run 'make proto' and commit" >&2; exit 1)
 
 # Static checks: unused names and import order (ruff), types (mypy).
 lint: venv
-	$(VENV)/bin/ruff check agent collector tests benchmarks
-	$(VENV)/bin/mypy agent collector
+	$(VENV)/bin/ruff check enoexec agent collector tests benchmarks
+	$(VENV)/bin/mypy enoexec agent collector
 
 # The test command (README, .ci/run): unit and integration tests.
 test: venv

@@ -12,8 +12,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agent import __version__, clikit, config, render, wire
+from agent import config, render
+from agent.delivery import wire
 from agent.errors import AgentError, ConfigError
+from enoexec import __version__, clikit, eventjson
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +63,10 @@ def _docker_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 
 
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from agent.backoff import Backoff
+    from agent.delivery.backoff import Backoff
     from agent.errors import DockerUnavailable
-    from agent.logsetup import configure
     from agent.service import Agent
+    from enoexec.logsetup import configure
 
     cfg = config.build(args, env)
     configure(cfg.log_level)
@@ -94,8 +96,8 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from agent.diagnose import Diagnoser, Exit
-    from agent.images import ImageInspector
+    from agent.diagnosis.diagnose import Diagnoser, Exit
+    from agent.engine.images import ImageInspector
     from agent.service import docker_client, gather_facts
 
     api = docker_client(_docker_url(args, env))
@@ -116,7 +118,7 @@ def cmd_diagnose(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         else:
             print(f"{args.container}: exit code {state.get('ExitCode')}; not an exec format error")
         return 1
-    doc = wire.to_json(wire.event_pb(outcome.event))
+    doc = eventjson.to_json(wire.event_pb(outcome.event))
     doc["hint"] = render.hint_json(outcome.event)
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -130,7 +132,7 @@ def cmd_facts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     host = gather_facts(docker_client(_docker_url(args, env)), args.host_id or env.get("ENOEXEC_HOST_ID", ""))
     if args.json:
-        print(json.dumps(wire.to_json(wire.host_pb(host)), indent=2))
+        print(json.dumps(eventjson.to_json(wire.host_pb(host)), indent=2))
     else:
         print(render.host_text(host))
     return 0

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import layered
 from agent.errors import ConfigError
-from agent.layered import (
+from enoexec import settings
+from enoexec.settings import (
     Option,
     host_port,
     parse_bool,
@@ -24,7 +24,7 @@ OPTIONS = (
     Option("docker_host", str, "", "Docker Engine URL, e.g. unix:///var/run/docker.sock (default $DOCKER_HOST, then the local socket)"),
     Option("state_dir", Path, Path("/var/lib/enoexec"), "directory for the spool and checkpoint (default /var/lib/enoexec)"),
     Option("host_id", str, "", "this host's id in the fleet (default /etc/machine-id, then the hostname)"),
-    layered.LOG_LEVEL,
+    settings.LOG_LEVEL,
     Option("spool_max_events", positive_int, 10_000, "events kept while the collector is unreachable; the oldest are dropped beyond (default 10000)"),
     Option("spool_max_bytes", positive_int, 64 * 1024 * 1024, "bytes kept in the spool at most (default 64 MiB)"),
     Option("batch_size", positive_int, 100, "events sent per batch at most (default 100)"),
@@ -70,12 +70,12 @@ class AgentConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    layered.add_arguments(parser, OPTIONS)
+    settings.add_arguments(parser, OPTIONS)
 
 
 def build(args: argparse.Namespace, env: Mapping[str, str]) -> AgentConfig:
     """The config from flags, environment and file; ConfigError names what to fix."""
-    values = layered.load(OPTIONS, args, env)
+    values = settings.load(OPTIONS, args, env)
     if not values["docker_host"]:
         values["docker_host"] = env.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
     check_tls(values["tls_ca"], values["tls_cert"], values["tls_key"], values["insecure"], values["token_file"])

@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from agent import platforms, scratch_image
+from agent.engine import scratch_image
 from agent.errors import AgentError
+from enoexec import platforms
 
 # platform -> (e_machine, bits, little endian, image architecture, variant)
 _TARGETS = {

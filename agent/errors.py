@@ -1,14 +1,14 @@
-"""The agent's one root exception and its children."""
+"""The agent's root exception and its children."""
 
 from __future__ import annotations
 
+from enoexec.errors import ConfigError, EnoexecError
 
-class AgentError(Exception):
+__all__ = ["AgentError", "ConfigError", "ContainerGone", "DockerUnavailable", "SpoolError"]
+
+
+class AgentError(EnoexecError):
     """Root of every error the agent raises on purpose; the message says what to do."""
-
-
-class ConfigError(AgentError):
-    """Bad flags, environment or config file. The CLI prints it and exits 2."""
 
 
 class DockerUnavailable(AgentError):

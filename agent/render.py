@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent import wire
+from agent.delivery import wire
 from agent.model import Event, HostFacts
+from enoexec import hints
 
 
 def hint_json(event: Event) -> dict[str, Any]:
     """The remediation hint for one event, as the collector would give it."""
-    from collector import ingest
-
-    return ingest.hint_json(ingest.hint_of(wire.event_pb(event)))
+    return hints.hint_json(hints.hint_of(wire.event_pb(event)))
 
 
 def event_text(event: Event) -> str:

@@ -20,15 +20,16 @@ import docker.errors
 import grpc
 import requests.exceptions
 
-from agent import hostfacts, wire
 from agent.config import AgentConfig
-from agent.diagnose import Diagnoser, Exit, Outcome, exit_key
+from agent.delivery import wire
+from agent.delivery.sender import Sender
+from agent.delivery.spool import Spool
+from agent.diagnosis.diagnose import Diagnoser, Exit, Outcome, exit_key
+from agent.engine.reconcile import missed_exits
+from agent.engine.watch import Watcher
 from agent.errors import DockerUnavailable
+from agent.host import hostfacts
 from agent.model import HostFacts
-from agent.reconcile import missed_exits
-from agent.sender import Sender
-from agent.spool import Spool
-from agent.watch import Watcher
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.spool import Spool
+from agent.delivery.spool import Spool
 
 
 def bench(

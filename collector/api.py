@@ -17,11 +17,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from agent import platforms
-from agent.classify import CAUSES
 from collector import auth, fleetcheck, hints_view, ingest
 from collector.errors import RegistryError, StoreError
 from collector.store import Store
+from enoexec import platforms
+from enoexec.causes import CAUSES
 
 logger = logging.getLogger(__name__)
 

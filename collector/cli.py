@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import clikit
-from collector import __version__, config, hints_view
+from collector import config, hints_view
 from collector.errors import CollectorError, ConfigError
+from enoexec import __version__, clikit, limits
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,8 @@ def _get(base: str, path: str, params: list[tuple[str, str]] | None = None,
 
 
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from agent.logsetup import configure
     from collector.server import Collector
+    from enoexec.logsetup import configure
 
     cfg = config.build(args, env)
     configure(cfg.log_level)
@@ -134,9 +134,9 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_token(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from collector import auth, ingest
+    from collector import auth
 
-    if not ingest.valid_host_id(args.name):
+    if not limits.valid_host_id(args.name):
         raise ConfigError(f"HOST_ID {args.name!r}: use letters, digits and . _ : @ - only")
     token = auth.new_token()
     print(f"token (give to {args.name} in its --token-file, mode 0600): {token}")

@@ -9,16 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import layered
-from agent.errors import ConfigError as _AgentConfigError
-from agent.layered import (
+from collector.errors import ConfigError
+from enoexec import settings
+from enoexec.settings import (
     Option,
     host_port,
     parse_bool,
     positive_float,
     positive_int,
 )
-from collector.errors import ConfigError
 
 OPTIONS = (
     Option("grpc_listen", host_port, "0.0.0.0:7469", "address for agents' gRPC streams (default 0.0.0.0:7469)"),
@@ -28,7 +27,7 @@ OPTIONS = (
     Option("max_image_labels", positive_int, 200, "distinct image label values in metrics; the rest fold into _other (default 200)"),
     Option("max_batch_events", positive_int, 500, "events an agent may send per batch (default 500)"),
     Option("replica_id", str, "", "this replica's id when several share one PostgreSQL database (default the hostname)"),
-    layered.LOG_LEVEL,
+    settings.LOG_LEVEL,
     Option("insecure", parse_bool, False, "accept agents over plaintext gRPC, without TLS (default false)"),
     Option("tls_ca", Path, None, "CA certificate that signs agents' client certificates (PEM)"),
     Option("tls_cert", Path, None, "the collector's server certificate (PEM)"),
@@ -67,14 +66,11 @@ class CollectorConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    layered.add_arguments(parser, OPTIONS)
+    settings.add_arguments(parser, OPTIONS)
 
 
 def build(args: argparse.Namespace, env: Mapping[str, str]) -> CollectorConfig:
-    try:
-        values = layered.load(OPTIONS, args, env)
-    except _AgentConfigError as e:
-        raise ConfigError(str(e)) from None
+    values = settings.load(OPTIONS, args, env)
     values["replica_id"] = values["replica_id"] or socket.gethostname()
     _check_files(values)
     return CollectorConfig(**values)

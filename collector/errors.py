@@ -1,18 +1,18 @@
-"""The collector's one root exception and its children."""
+"""The collector's root exception and its children."""
 
 from __future__ import annotations
 
+from enoexec.errors import ConfigError, EnoexecError
 
-class CollectorError(Exception):
+__all__ = ["CollectorError", "ConfigError", "RegistryError", "StoreError"]
+
+
+class CollectorError(EnoexecError):
     """Root of every error the collector raises on purpose; the message says what to do."""
 
 
 class RegistryError(CollectorError):
     """An image registry could not be reached or did not answer as expected."""
-
-
-class ConfigError(CollectorError):
-    """Bad flags, environment, config file or database URL. The CLI prints it and exits 2."""
 
 
 class StoreError(CollectorError):

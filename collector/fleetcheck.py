@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent import platforms
+from enoexec import platforms
 
 NATIVE = "native"
 COMPAT_32 = "32bit_compat"

@@ -7,25 +7,20 @@ and never stored.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from enoexec.v1 import enoexec_pb2 as pb
 from google.protobuf import json_format
 
-from agent import platforms
-from agent.classify import CAUSES
-from agent.wire import to_json
-from collector.hints import Hint, hint_for
 from collector.records import EventRecord
+from enoexec import platforms
+from enoexec.causes import CAUSES
+from enoexec.eventjson import to_json
+from enoexec.hints import hint_json, hint_of
+from enoexec.limits import MAX_EVENT_BYTES, MAX_ID, MAX_LABEL, valid_event_id
+from enoexec.v1 import enoexec_pb2 as pb
 
-MAX_ID = 128
-MAX_LABEL = 200
-MAX_EVENT_BYTES = 64 * 1024
-_EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_HOST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9999-12-31
 
@@ -34,10 +29,6 @@ _MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9
 class Rejected:
     event_id: str
     reason: str
-
-
-def valid_host_id(host_id: str) -> bool:
-    return bool(_HOST_ID.match(host_id))
 
 
 def label(value: str, limit: int = MAX_LABEL) -> str:
@@ -66,7 +57,7 @@ def _valid_timestamp(ts: Any) -> bool:
 
 def check(event: pb.Event, host_id: str, now: datetime) -> str:
     """"" if the event is acceptable from ``host_id``, else the reason to reject it."""
-    if not _EVENT_ID.match(event.event_id):
+    if not valid_event_id(event.event_id):
         return "bad_event_id"
     if event.ByteSize() > MAX_EVENT_BYTES:
         return "too_large"
@@ -88,27 +79,6 @@ def check(event: pb.Event, host_id: str, now: datetime) -> str:
         if p and not valid_platform(p):
             return "bad_platform"
     return ""
-
-
-def hint_of(event: pb.Event) -> Hint:
-    """The remediation hint for one event."""
-    return hint_for(
-        cause=event.cause,
-        image_ref=event.image.ref,
-        host_platform=event.host.platform,
-        image_platform=event.image.declared_platform,
-        binary_platform=event.binary.platform,
-        available_platforms=list(event.image.available_platforms) if event.image.available_platforms_known else None,
-        emulated_platforms=[e.platform for e in event.host.emulators if e.enabled and e.platform],
-        binary_path=event.binary.requested_path or event.binary.path,
-        binary_kind=event.binary.kind,
-        shebang=event.binary.shebang,
-        container=event.container.name or event.container.id[:12],
-    )
-
-
-def hint_json(hint: Hint) -> dict[str, Any]:
-    return {"id": hint.id, "title": hint.title, "text": hint.text, "commands": list(hint.commands)}
 
 
 def record(event: pb.Event) -> EventRecord:

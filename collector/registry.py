@@ -18,8 +18,8 @@ from typing import Any
 
 import aiohttp
 
-from agent import platforms
 from collector.errors import RegistryError
+from enoexec import platforms
 
 logger = logging.getLogger(__name__)
 

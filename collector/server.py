@@ -13,7 +13,6 @@ from datetime import timedelta
 import grpc
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 from prometheus_client import CollectorRegistry
 
 from collector import auth
@@ -25,6 +24,7 @@ from collector.metrics import FleetCollector
 from collector.service import CollectorService, utcnow
 from collector.stats import Stats
 from collector.store import Store
+from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 

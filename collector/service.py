@@ -9,15 +9,16 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 
 import grpc
-from enoexec.v1 import enoexec_pb2 as pb
-from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
-from agent.wire import to_json
-from collector import __version__, auth, ingest
+from collector import auth, ingest
 from collector.errors import StoreError
 from collector.ratelimit import TokenBucket
 from collector.stats import Stats
 from collector.store import Store
+from enoexec import __version__, limits
+from enoexec.eventjson import to_json
+from enoexec.v1 import enoexec_pb2 as pb
+from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class CollectorService(pb_grpc.CollectorServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello")
         hello = first.hello
         host_id = hello.host.host_id
-        if not ingest.valid_host_id(host_id):
+        if not limits.valid_host_id(host_id):
             self._stats.reject("bad_host_id")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hello.host.host_id is empty or has characters outside [A-Za-z0-9._:@-]")
         denial = self.identity_problem(host_id, context)

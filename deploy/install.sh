@@ -126,7 +126,9 @@ install_package() {
     fi
     say "installing enoexec from $REPO"
     run "$venv/bin/python" -m pip install --quiet --upgrade pip
-    run "$venv/bin/python" -m pip install --quiet --upgrade "$REPO"
+    local spec="$REPO"  # the agent alone needs no extra; the collector brings its libraries
+    [ "$COLLECTOR" = 1 ] && spec="$REPO[postgres]"
+    run "$venv/bin/python" -m pip install --quiet --upgrade "$spec"
     local script
     for script in enoexec-agent enoexec-collector; do
         run ln -sfn "$venv/bin/$script" "$BIN_DIR/$script"

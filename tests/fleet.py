@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import grpc
+
 from enoexec.v1 import enoexec_pb2 as pb
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 

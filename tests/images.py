@@ -1,6 +1,6 @@
-"""Test images from scratch; the builder lives in ``agent.scratch_image`` (also used by ``enoexec-agent demo``)."""
+"""Test images from scratch; the builder lives in ``agent.engine.scratch_image`` (also used by ``enoexec-agent demo``)."""
 
-from agent.scratch_image import (
+from agent.engine.scratch_image import (
     EM_386,
     EM_AARCH64,
     EM_ARM,

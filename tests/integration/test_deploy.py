@@ -421,7 +421,9 @@ def test_example_config_loads_with_real_config(module: str, tmp_path: Path) -> N
 def test_dockerfiles(role: str) -> None:
     text = (DEPLOY / "docker" / f"Dockerfile.{role}").read_text()
     assert re.search(r"(?m)^FROM python:3\.12-slim$", text)
-    assert "pip install ." in text
+    # The agent image gets the agent alone; the collector's brings its libraries and PostgreSQL's driver.
+    assert ('pip install ".[postgres]"' in text) == (role == "collector")
+    assert ("pip install . " in text) == (role == "agent")
     assert f'ENTRYPOINT ["enoexec-{role}"]' in text
     assert "--platform linux/amd64,linux/arm64,linux/arm/v7" in text
     if role == "collector":

@@ -2,7 +2,7 @@
 
 Every image is built from scratch (``tests.images``), really run by the engine
 (so the kernel and runc decide what fails), and then diagnosed by
-``agent.diagnose.Diagnoser`` in-process, or by ``enoexec-agent diagnose`` as a
+``agent.diagnosis.diagnose.Diagnoser`` in-process, or by ``enoexec-agent diagnose`` as a
 subprocess. Controls prove that failures which are not exec format errors stay
 unreported.
 """
@@ -20,9 +20,10 @@ from typing import Any
 import docker.errors
 import pytest
 
-from agent import classify, render, runtime_message
-from agent.container_fs import ContainerFiles
-from agent.diagnose import HELPER_LABEL, Diagnoser, Exit, Outcome, inspect_binary
+from agent import render
+from agent.diagnosis import classify, runtime_message
+from agent.diagnosis.diagnose import HELPER_LABEL, Diagnoser, Exit, Outcome, inspect_binary
+from agent.engine.container_fs import ContainerFiles
 from agent.model import Event, HostFacts
 from agent.service import gather_facts
 from tests import images, procs

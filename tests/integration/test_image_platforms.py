@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from agent import render
-from agent.diagnose import Diagnoser, Exit
-from agent.images import ImageInspector
+from agent.diagnosis.diagnose import Diagnoser, Exit
+from agent.engine.images import ImageInspector
 from agent.model import Event, HostFacts
 from agent.service import gather_facts
 from tests import images

@@ -25,13 +25,13 @@ from typing import Any
 
 import grpc
 import pytest
-from enoexec.v1 import enoexec_pb2 as pb
-from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import platforms
-from agent.classify import CAUSES
+from enoexec import platforms
+from enoexec.causes import CAUSES
+from enoexec.v1 import enoexec_pb2 as pb
+from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 from tests import fleet, images, procs
 from tests.fleet import ScriptedAgent
 from tests.images import File

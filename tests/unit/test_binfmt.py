@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import binfmt
-from agent.binfmt import BinfmtEntry
+from agent.host import binfmt
+from agent.host.binfmt import BinfmtEntry
 from agent.model import Emulator
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"

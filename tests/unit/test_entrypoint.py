@@ -1,6 +1,6 @@
 import pytest
 
-from agent import entrypoint as ep
+from agent.diagnosis import entrypoint as ep
 
 
 def test_argv_joins_entrypoint_and_cmd() -> None:

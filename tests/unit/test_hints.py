@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from collector.hints import HINT_IDS, Hint, hint_for
+from enoexec.hints import HINT_IDS, Hint, hint_for
 
 CAUSES = (
     "arch_mismatch",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import cpuinfo, hostfacts
+from agent.host import cpuinfo, hostfacts
 from agent.model import Emulator, HostFacts
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"

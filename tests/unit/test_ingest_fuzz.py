@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from enoexec.v1 import enoexec_pb2 as pb
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agent import platforms
-from agent.classify import CAUSES
 from collector import ingest
+from enoexec import platforms
+from enoexec.causes import CAUSES
+from enoexec.v1 import enoexec_pb2 as pb
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 VALID_PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386", "linux/riscv64")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent import platforms
+from enoexec import platforms
 
 
 @pytest.mark.parametrize(

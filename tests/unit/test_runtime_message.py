@@ -1,6 +1,6 @@
 import pytest
 
-from agent import runtime_message as rm
+from agent.diagnosis import runtime_message as rm
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.delivery.spool import Eviction, Spool, SpoolStats, plan_eviction
 from agent.errors import SpoolError
-from agent.spool import Eviction, Spool, SpoolStats, plan_eviction
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -146,7 +146,7 @@ def test_put_survives_sigkill(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from agent.spool import Spool\n"
+        "from agent.delivery.spool import Spool\n"
         f"s = Spool(Path({str(path)!r}))\n"
         "for n in range(200):\n"
         "    s.put(f'e{n}', b'p' * 100)\n"
@@ -207,7 +207,7 @@ def test_garbage_file_is_moved_aside_with_its_wal(
     (tmp_path / "spool.db-wal").write_bytes(b"old wal")
     clock.now = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
-    with caplog.at_level(logging.WARNING, logger="agent.spool"):
+    with caplog.at_level(logging.WARNING, logger="agent.delivery.spool"):
         spool = Spool(path, clock=clock)
     with spool:
         assert spool.put("a", b"1") is True

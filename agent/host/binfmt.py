@@ -37,8 +37,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from agent import platforms
 from agent.model import Emulator
+from enoexec import platforms
 
 logger = logging.getLogger(__name__)
 

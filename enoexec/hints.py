@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from typing import Any
 
-from agent import platforms
-from collector import hints_files
-from collector.hint_model import Hint, HintFacts
+from enoexec import hint_files as hints_files
+from enoexec import platforms
+from enoexec.hint_model import Hint, HintFacts
+from enoexec.v1 import enoexec_pb2 as pb
 
-__all__ = ["HINT_IDS", "Hint", "hint_for"]
+__all__ = ["HINT_IDS", "Hint", "hint_for", "hint_json", "hint_of"]
 
 
 HINT_IDS: frozenset[str] = frozenset(
@@ -188,3 +190,24 @@ _BY_CAUSE = {
     "not_a_binary": hints_files.not_a_binary,
     "unknown": hints_files.investigate,
 }
+
+
+def hint_of(event: pb.Event) -> Hint:
+    """The remediation hint for one event."""
+    return hint_for(
+        cause=event.cause,
+        image_ref=event.image.ref,
+        host_platform=event.host.platform,
+        image_platform=event.image.declared_platform,
+        binary_platform=event.binary.platform,
+        available_platforms=list(event.image.available_platforms) if event.image.available_platforms_known else None,
+        emulated_platforms=[e.platform for e in event.host.emulators if e.enabled and e.platform],
+        binary_path=event.binary.requested_path or event.binary.path,
+        binary_kind=event.binary.kind,
+        shebang=event.binary.shebang,
+        container=event.container.name or event.container.id[:12],
+    )
+
+
+def hint_json(hint: Hint) -> dict[str, Any]:
+    return {"id": hint.id, "title": hint.title, "text": hint.text, "commands": list(hint.commands)}

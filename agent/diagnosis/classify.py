@@ -7,31 +7,18 @@ tested with literal facts.
 
 from __future__ import annotations
 
-from agent import platforms
 from agent.model import BinaryFacts, Diagnosis, HostFacts, ImageFacts
-
-ARCH_MISMATCH = "arch_mismatch"
-NO_32BIT_SUPPORT = "no_32bit_support"
-MISLABELED_IMAGE = "mislabeled_image"
-MISSING_SHEBANG = "missing_shebang"
-BOM_BEFORE_SHEBANG = "bom_before_shebang"
-FOREIGN_OS_BINARY = "foreign_os_binary"
-EMPTY_FILE = "empty_file"
-NOT_A_BINARY = "not_a_binary"
-UNKNOWN = "unknown"
-
-CAUSES = frozenset(
-    {
-        ARCH_MISMATCH,
-        NO_32BIT_SUPPORT,
-        MISLABELED_IMAGE,
-        MISSING_SHEBANG,
-        BOM_BEFORE_SHEBANG,
-        FOREIGN_OS_BINARY,
-        EMPTY_FILE,
-        NOT_A_BINARY,
-        UNKNOWN,
-    }
+from enoexec import platforms
+from enoexec.causes import (
+    ARCH_MISMATCH,
+    BOM_BEFORE_SHEBANG,
+    EMPTY_FILE,
+    FOREIGN_OS_BINARY,
+    MISLABELED_IMAGE,
+    MISSING_SHEBANG,
+    NO_32BIT_SUPPORT,
+    NOT_A_BINARY,
+    UNKNOWN,
 )
 
 # A binary of a runnable platform that still failed: not an exec format error

@@ -25,8 +25,8 @@ import struct
 logger = logging.getLogger(__name__)
 
 
-from agent.elf import sniff_elf
-from agent.filekind import Kind, Sniff
+from agent.diagnosis.elf import sniff_elf
+from agent.diagnosis.filekind import Kind, Sniff
 
 __all__ = ["Kind", "Sniff", "sniff"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError
+from enoexec.errors import ConfigError
 
 ENV_PREFIX = "ENOEXEC_"
 

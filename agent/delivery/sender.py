@@ -13,12 +13,12 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 import grpc
+
+from agent.delivery.backoff import Backoff
+from agent.delivery.spool import Spool
+from enoexec import __version__
 from enoexec.v1 import enoexec_pb2 as pb
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
-
-from agent import __version__
-from agent.backoff import Backoff
-from agent.spool import Spool
 
 logger = logging.getLogger(__name__)
 

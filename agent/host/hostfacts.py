@@ -17,10 +17,11 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from agent import binfmt, platforms
-from agent.binfmt import signature as binfmt_signature
-from agent.cpuinfo import CpuInfo, cpu_model, lacks_aarch32, parse_cpuinfo
+from agent.host import binfmt
+from agent.host.binfmt import signature as binfmt_signature
+from agent.host.cpuinfo import CpuInfo, cpu_model, lacks_aarch32, parse_cpuinfo
 from agent.model import HostFacts
+from enoexec import platforms
 
 __all__ = [
     "gather",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agent.errors import SpoolError
 
-logger = logging.getLogger("agent.spool")
+logger = logging.getLogger("agent.delivery.spool")
 
 SCHEMA_VERSION = "1"
 _SQLITE_MAGIC = b"SQLite format 3\x00"

@@ -14,7 +14,7 @@ from typing import Any
 
 import docker.errors
 
-from agent import entrypoint
+from agent.diagnosis import entrypoint
 from agent.errors import ContainerGone, DockerUnavailable
 
 logger = logging.getLogger(__name__)

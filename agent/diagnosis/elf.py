@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import struct
 
-from agent import platforms
-from agent.filekind import Kind, Sniff
+from agent.diagnosis.filekind import Kind, Sniff
+from enoexec import platforms
 
 # --- ELF -------------------------------------------------------------------
 

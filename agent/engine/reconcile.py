@@ -10,7 +10,7 @@ from typing import Any
 
 import docker.errors
 
-from agent.diagnose import HELPER_LABEL, Exit, parse_docker_time
+from agent.diagnosis.diagnose import HELPER_LABEL, Exit, parse_docker_time
 
 logger = logging.getLogger(__name__)
 

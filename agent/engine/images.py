@@ -17,9 +17,9 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
-from agent import platforms
 from agent.errors import DockerUnavailable
 from agent.model import ImageFacts
+from enoexec import platforms
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
-from agent.backoff import Backoff
-from agent.diagnose import HELPER_LABEL, Exit
+from agent.delivery.backoff import Backoff
+from agent.diagnosis.diagnose import HELPER_LABEL, Exit
 
 logger = logging.getLogger(__name__)
 

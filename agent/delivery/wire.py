@@ -8,10 +8,7 @@ receives.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
-from enoexec.v1 import enoexec_pb2 as pb
-from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.model import (
@@ -22,6 +19,7 @@ from agent.model import (
     HostFacts,
     ImageFacts,
 )
+from enoexec.v1 import enoexec_pb2 as pb
 
 
 def timestamp(dt: datetime) -> Timestamp:
@@ -103,11 +101,4 @@ def event_pb(e: Event) -> pb.Event:
         binary=binary_pb(e.binary),
         cause=e.cause,
         explanation=e.explanation,
-    )
-
-
-def to_json(message: Any) -> dict[str, Any]:
-    """Canonical JSON of a protobuf message, proto field names, defaults included."""
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )

@@ -49,8 +49,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.delivery.spool_file import open_spool
 from agent.errors import SpoolError
-from agent.spool_file import open_spool
 
 logger = logging.getLogger(__name__)
 

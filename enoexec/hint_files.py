@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import shlex
 
-from agent import platforms
-from collector.hint_model import INSPECT_ENTRYPOINT, Hint, HintFacts
+from enoexec import platforms
+from enoexec.hint_model import INSPECT_ENTRYPOINT, Hint, HintFacts
 
 # Interpreter to suggest for a script without a shebang, by file extension.
 _INTERPRETERS = {

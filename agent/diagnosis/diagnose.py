@@ -20,10 +20,10 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
-from agent import classify, entrypoint, runtime_message, sniff
-from agent.container_fs import ContainerFiles, FileHead
+from agent.diagnosis import classify, entrypoint, runtime_message, sniff
+from agent.engine.container_fs import ContainerFiles, FileHead
+from agent.engine.images import ImageInspector
 from agent.errors import ContainerGone, DockerUnavailable
-from agent.images import ImageInspector
 from agent.model import BinaryFacts, ContainerFacts, Event, HostFacts, ImageFacts
 
 logger = logging.getLogger(__name__)
