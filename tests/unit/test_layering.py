@@ -43,3 +43,9 @@ def test_the_rule_sees_a_forbidden_import(tmp_path: Path) -> None:
     f = tmp_path / "x.py"
     f.write_text("import os\nfrom collector.store import Store\nfrom . import sibling\n")
     assert imported_roots(f) == {"os", "collector"}
+
+
+def test_every_package_folder_is_a_regular_package() -> None:
+    """setuptools' find_packages skips a folder without __init__.py: the wheel would lack it."""
+    folders = {p.parent for pkg in FORBIDDEN for p in (ROOT / pkg).rglob("*.py") if "__pycache__" not in p.parts}
+    assert sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file()) == []

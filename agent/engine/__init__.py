@@ -1,0 +1,1 @@
+"""The Docker Engine boundary: events, reconciliation, container files, images."""

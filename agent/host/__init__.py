@@ -1,0 +1,1 @@
+"""This host's facts: platform, kernel, 32-bit support, binfmt_misc emulators."""
