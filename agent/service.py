@@ -25,6 +25,7 @@ from agent.delivery import wire
 from agent.delivery.sender import Sender
 from agent.delivery.spool import Spool
 from agent.diagnosis.diagnose import Diagnoser, Exit, Outcome, exit_key
+from agent.engine.images import DAEMON_WAIT, ImageInspector
 from agent.engine.reconcile import missed_exits
 from agent.engine.watch import Watcher
 from agent.errors import DockerUnavailable
@@ -93,6 +94,7 @@ class Agent:
         self._binfmt = hostfacts.binfmt_signature(self._proc_root)
         self.diagnoser = Diagnoser(
             self.api, lambda: self.host, lookup_registry=config.lookup_registry,
+            images=ImageInspector(self.api, wait=DAEMON_WAIT),
             image_fallback=config.image_fallback, clock=clock,
         )
         self.sender = Sender(

@@ -240,6 +240,8 @@ class Diagnoser:
             failure = runtime_message.RuntimeFailure("daemon", "", daemon_error.strip()[:500])
         if failure is None:
             return None
+        if self._lookup_registry:  # in the background, while the entrypoint is read
+            self._images.prefetch(config.get("Image") or exit.image_ref)
         exit_code = int(state.get("ExitCode", exit.exit_code))
         binary = self._binary(
             attrs.get("Image", ""), argv, attrs["Id"], entrypoint.path_from_env(config.get("Env")), config.get("WorkingDir") or "/"
@@ -263,6 +265,8 @@ class Diagnoser:
         image_attrs = self._images.inspect(exit.image_ref)
         if not image_attrs:
             return None
+        if self._lookup_registry:
+            self._images.prefetch(exit.image_ref)
         config = image_attrs.get("Config") or {}
         argv = entrypoint.argv(config.get("Entrypoint"), config.get("Cmd"))
         binary = self._binary(image_attrs["Id"], argv, None, entrypoint.path_from_env(config.get("Env")), config.get("WorkingDir") or "/")
