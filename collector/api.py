@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from collector import auth, fleetcheck, hints_view, ingest
+from collector.agent_resources import ResourceBoard, resources_json
 from collector.errors import RegistryError, StoreError
 from collector.store import Store
 from enoexec import platforms
@@ -130,7 +131,9 @@ class Api:
         lookup_platforms: PlatformLookup,
         tokens: auth.Tokens | None = None,
         protect_metrics: bool = False,
+        resources: ResourceBoard | None = None,
     ) -> None:
+        self._resources = resources or ResourceBoard()
         self._store = store
         self._registry = registry
         self._lookup = lookup_platforms
@@ -200,7 +203,14 @@ class Api:
 
     async def hosts(self, request: web.Request) -> web.Response:
         rows = await asyncio.to_thread(self._store.hosts)
-        return web.json_response({"hosts": [host_json(h) for h in rows]})
+        return web.json_response({"hosts": [self._with_resources(host_json(h)) for h in rows]})
+
+    def _with_resources(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The agent's own report, while it is connected: ``spool_writable`` is null when unknown."""
+        r = self._resources.get(doc["host_id"])
+        doc["spool_writable"] = r.spool_writable if r is not None else None
+        doc["agent_resources"] = resources_json(r)
+        return doc
 
     async def hints(self, request: web.Request) -> web.Response:
         groups = await asyncio.to_thread(self._store.hint_groups)

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from collector import auth
 from collector import registry as image_registry
+from collector.agent_resources import AgentResourcesCollector, BuildInfoCollector, ResourceBoard
 from collector.api import Api
 from collector.config import CollectorConfig
 from collector.errors import ConfigError, StoreError
@@ -95,6 +96,9 @@ class Collector:
         self.stats = Stats()
         self.registry = registry or CollectorRegistry()
         self.registry.register(FleetCollector(self.store, self.stats, max_image_labels=config.max_image_labels))
+        self.resources = ResourceBoard()
+        self.registry.register(AgentResourcesCollector(self.resources))
+        self.registry.register(BuildInfoCollector())
         self.tokens = auth.load_tokens(config.tokens_file) if config.tokens_file else None
         self.http_tokens = auth.load_tokens(config.http_token_file) if config.http_token_file else None
         self.grpc_port = 0
@@ -116,7 +120,7 @@ class Collector:
         pb_grpc.add_CollectorServicer_to_server(
             CollectorService(
                 self.store, self.stats, max_batch_events=self.config.max_batch_events, tokens=self.tokens,
-                agent_rate=self.config.agent_rate, agent_burst=self.config.agent_burst,
+                agent_rate=self.config.agent_rate, agent_burst=self.config.agent_burst, resources=self.resources,
             ),
             server,
         )
@@ -132,7 +136,7 @@ class Collector:
 
         api = Api(
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref),
-            tokens=self.http_tokens, protect_metrics=self.config.protect_metrics,
+            tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, resources=self.resources,
         )
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import grpc
 
 from collector import auth, ingest
+from collector.agent_resources import ResourceBoard
 from collector.errors import StoreError
 from collector.ratelimit import TokenBucket
 from collector.stats import Stats
@@ -41,7 +42,9 @@ class CollectorService(pb_grpc.CollectorServicer):
         agent_rate: float = 50.0,
         agent_burst: int = 2000,
         clock: Callable[[], datetime] = utcnow,
+        resources: ResourceBoard | None = None,
     ) -> None:
+        self._resources = resources or ResourceBoard()
         self._store = store
         self._stats = stats
         self._max_batch = max_batch_events
@@ -84,6 +87,7 @@ class CollectorService(pb_grpc.CollectorServicer):
         except StoreError as e:
             logger.error("store unavailable error=%s", e)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
+        self._resources.report(host_id, context, hello)
         self._stats.connect(+1)
         logger.info("agent connected host_id=%s platform=%s agent_version=%s peer=%s",
                     host_id, hello.host.platform, hello.agent_version, context.peer())
@@ -93,11 +97,13 @@ class CollectorService(pb_grpc.CollectorServicer):
                 if msg.HasField("batch"):
                     yield pb.CollectorMessage(ack=await self._batch(msg.batch, host_id, context))
                 elif msg.HasField("heartbeat"):
+                    self._resources.report(host_id, context, msg.heartbeat)
                     await asyncio.to_thread(
                         self._store.touch_host, host_id, seen=self._clock(),
                         spool_events=msg.heartbeat.spool.events, dropped_total=msg.heartbeat.spool.dropped_total,
                     )
         finally:
+            self._resources.forget(host_id, context)
             self._stats.connect(-1)
             logger.info("agent disconnected host_id=%s", host_id)
             try:
