@@ -19,6 +19,9 @@ from enoexec import __version__, clikit, eventjson
 
 logger = logging.getLogger(__name__)
 
+# The demo's platforms (agent.demo.TARGETS), written here so --help needs no import.
+DEMO_PLATFORMS = ("linux/arm64", "linux/amd64", "linux/s390x", "linux/ppc64le", "linux/riscv64", "linux/arm/v7")
+
 
 def parser() -> argparse.ArgumentParser:
     p = clikit.Parser(
@@ -43,16 +46,20 @@ def parser() -> argparse.ArgumentParser:
     facts.add_argument("--host-id", metavar="ID", help="host id to report")
     demo = sub.add_parser("demo", help="run a foreign-architecture image built here, to see an exit caught",
                           description="Build an image for another CPU from scratch (no registry), load it and run it once. A running agent reports the exit within seconds.")
-    demo.add_argument("--platform", default="linux/arm64", help="platform of the demo image (default linux/arm64)")
+    demo.add_argument("--platform", choices=DEMO_PLATFORMS, metavar="PLATFORM",
+                      help=f"platform of the demo image, one of {', '.join(DEMO_PLATFORMS)} "
+                           "(default: the first this host neither runs nor emulates)")
     demo.add_argument("--docker-host", metavar="URL", help="Docker Engine URL (default $DOCKER_HOST, then the local socket)")
     return p
 
 
 def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from agent import demo
-    from agent.service import docker_client
+    from agent.service import docker_client, gather_facts
 
-    result = demo.run(docker_client(_docker_url(args, env)), args.platform)
+    api = docker_client(_docker_url(args, env))
+    platform = args.platform or demo.choose_platform(gather_facts(api, "demo"))
+    result = demo.run(api, platform)
     print(f"ran {result['image']}: exit {result['exit_code']}: {result['log'] or '(no log)'}")
     print(f"container {result['container'][:12]}; see it with: enoexec-agent diagnose {result['container'][:12]}")
     return 0
