@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agent import config, render
-from agent.delivery import wire
+# Only what parsing needs: each command imports its own modules, so --help and
+# facts pay for neither asyncio nor grpc nor protobuf (see benchmarks/agent_imports_bench.py).
+from agent import config
 from agent.errors import AgentError, ConfigError
-from enoexec import __version__, clikit, eventjson
+from enoexec import __version__, clikit
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
 
 def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from agent import demo
-    from agent.service import docker_client, gather_facts
+    from agent.engine.connect import docker_client, gather_facts
 
     api = docker_client(_docker_url(args, env))
     platform = args.platform or demo.choose_platform(gather_facts(api, "demo"))
@@ -70,6 +69,9 @@ def _docker_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 
 
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import asyncio
+    import signal
+
     from agent.delivery.backoff import Backoff
     from agent.errors import DockerUnavailable
     from agent.service import Agent
@@ -103,9 +105,12 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from agent import render
+    from agent.delivery import wire
     from agent.diagnosis.diagnose import Diagnoser, Exit
+    from agent.engine.connect import docker_client, gather_facts
     from agent.engine.images import ImageInspector
-    from agent.service import docker_client, gather_facts
+    from enoexec import eventjson
 
     api = docker_client(_docker_url(args, env))
     host = gather_facts(api, args.host_id or env.get("ENOEXEC_HOST_ID", ""))
@@ -135,10 +140,14 @@ def cmd_diagnose(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_facts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from agent.service import docker_client, gather_facts
+    from agent import render
+    from agent.engine.connect import docker_client, gather_facts
 
     host = gather_facts(docker_client(_docker_url(args, env)), args.host_id or env.get("ENOEXEC_HOST_ID", ""))
     if args.json:
+        from agent.delivery import wire  # the wire's JSON form: protobuf only for --json
+        from enoexec import eventjson
+
         print(json.dumps(eventjson.to_json(wire.host_pb(host)), indent=2))
     else:
         print(render.host_text(host))

@@ -12,10 +12,8 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
-import docker
 import docker.errors
 import grpc
 import requests.exceptions
@@ -25,12 +23,12 @@ from agent.delivery import wire
 from agent.delivery.sender import Sender
 from agent.delivery.spool import Spool
 from agent.diagnosis.diagnose import Diagnoser, Exit, Outcome, exit_key
+from agent.engine.connect import docker_client, gather_facts
 from agent.engine.images import DAEMON_WAIT, ImageInspector
 from agent.engine.reconcile import missed_exits
 from agent.engine.watch import Watcher
 from agent.errors import DockerUnavailable
 from agent.host import hostfacts
-from agent.model import HostFacts
 
 logger = logging.getLogger(__name__)
 
@@ -39,28 +37,6 @@ FIRST_RUN_LOOKBACK = timedelta(hours=1)
 SEEN_RETENTION = timedelta(days=7)
 SHUTDOWN_GRACE = 5.0
 FACTS_REFRESH = 60.0
-
-
-def docker_client(url: str) -> docker.APIClient:
-    """A client for the engine at ``url``; DockerUnavailable says how to fix a failure."""
-    try:
-        return docker.APIClient(base_url=url, version="auto", timeout=30)
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        reason = str(e).splitlines()[0][:200]
-        raise DockerUnavailable(
-            f"cannot reach the Docker Engine at {url} ({reason}); is dockerd running? set --docker-host or DOCKER_HOST"
-        ) from e
-
-
-def gather_facts(api: Any, host_id: str, proc_root: Path = Path("/proc")) -> HostFacts:
-    """Host facts with the Docker Engine's view when it answers, without otherwise."""
-    info: dict[str, Any] | None = None
-    version: dict[str, Any] | None = None
-    try:
-        info, version = api.info(), api.version()
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        logger.warning("docker facts unavailable error=%s", str(e).splitlines()[0][:200])
-    return hostfacts.gather(host_id=host_id or None, proc_root=proc_root, docker_info=info, docker_version=version)
 
 
 def credentials(config: AgentConfig) -> grpc.ChannelCredentials | None:

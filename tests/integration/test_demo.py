@@ -9,7 +9,7 @@ import sys
 import docker.errors
 
 from agent import demo
-from agent.service import gather_facts
+from agent.engine.connect import gather_facts
 
 
 def test_demo_picks_a_foreign_platform_and_fails_with_exec_format_error(engine, api) -> None:

@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from agent.diagnosis.diagnose import Diagnoser, Exit, parse_docker_time
+from agent.engine.connect import gather_facts
 from agent.engine.images import DAEMON_WAIT, ImageInspector
-from agent.service import gather_facts
 from tests import images, procs
 from tests.images import File
 from tests.integration.test_image_platforms import CountingApi
