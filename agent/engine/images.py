@@ -113,6 +113,12 @@ class ImageInspector:
             known = self._cache.known(ref, self._clock())
         return known.platforms if known else None
 
+    @property
+    def pending(self) -> int:
+        """Lookups queued or under way."""
+        with self._lock:
+            return len(self._pending)
+
     def _start(self, ref: str) -> threading.Event | None:
         """The event set when ``ref``'s lookup ends; ``None`` if known or not queued."""
         if not ref or ref.startswith("sha256:"):

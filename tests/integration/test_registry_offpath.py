@@ -66,7 +66,7 @@ def test_daemon_diagnosis_does_not_wait_for_a_silent_registry_and_asks_it_once(d
         assert took < 1.0, f"diagnosis waited {took:.2f}s for a registry that never answers"
         assert ev.image.available_platforms is None  # unknown for now
         # The lookup ends (times out) in the background; the registry is then remembered as down.
-        procs.wait_for(lambda: inspector.lookups == 1 and not inspector._pending, timeout=15, what="lookup timed out")
+        procs.wait_for(lambda: inspector.lookups == 1 and not inspector.pending, timeout=15, what="lookup timed out")
         ev2 = diagnose(diagnoser, dock, dock.run(second))
         assert ev2.image.available_platforms is None
         time.sleep(0.3)  # give a (wrong) second lookup the chance to be started and counted
