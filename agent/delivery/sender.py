@@ -83,7 +83,8 @@ class Sender:
         me = self._self_stats()
         return pb.AgentResources(
             resident_memory_bytes=me.resident_memory_bytes, cpu_seconds=me.cpu_seconds, open_fds=me.open_fds,
-            spool_writable=selfstats.writable(self._spool.path), uptime_seconds=me.uptime_seconds,
+            spool_writable=not self._spool.write_failed and selfstats.writable(self._spool.path),
+            uptime_seconds=me.uptime_seconds,
         )
 
     def _beat(self) -> pb.Heartbeat:
