@@ -109,3 +109,20 @@ def test_exit_is_queryable_at_the_collector_quickly_while_the_registry_blackhole
         # The lookup's own timeout is 5 s: the exit did not wait for it.
         assert latency < 2.5, f"die -> queryable took {latency:.2f}s\n{ag.output()[-3000:]}"
         procs.wait_for(lambda: "registry unreachable" in ag.output(), timeout=20, what="lookup gave up in the background")
+
+
+def test_refused_registry_is_asked_once_but_a_missing_image_only_rules_out_itself(api) -> None:
+    counting = CountingApi(api)
+    inspector = ImageInspector(counting)  # waits for answers, like `enoexec-agent diagnose`
+    with socket.socket() as sock:  # bound, not listening: the daemon answers 500 "connection refused"
+        sock.bind(("127.0.0.1", 0))
+        refused = f"127.0.0.1:{sock.getsockname()[1]}"
+        assert inspector.available_platforms(f"{refused}/acme/a:1") is None
+        assert inspector.available_platforms(f"{refused}/acme/b:1") is None
+    assert len(counting.distribution_gets) == 1  # the registry host is down: not asked per image
+
+    with local_registry() as address:
+        push_multiplatform_index(address, "acme/present", "1", ["linux/amd64"])
+        assert inspector.available_platforms(f"{address}/acme/absent:1") is None  # 404 from the registry
+        assert inspector.available_platforms(f"{address}/acme/present:1") == ("linux/amd64",)
+    assert len(counting.distribution_gets) == 3
