@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry
 
-from collector import auth
+from collector import auth, listen
 from collector import registry as image_registry
 from collector.api import Api
 from collector.config import CollectorConfig
@@ -41,6 +41,9 @@ SERVER_OPTIONS = (
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.max_connection_idle_ms", 15 * 60_000),
+    # gRPC sets SO_REUSEPORT by default: a second collector on the same port would
+    # start silently and take half the fleet into another database.
+    ("grpc.so_reuseport", 0),
 )
 
 
@@ -83,14 +86,12 @@ http_logger = logging.getLogger("collector.http")
 http_logger.addFilter(_ClientErrors())
 
 
-def _split(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 class Collector:
     def __init__(self, config: CollectorConfig, *, store: Store | None = None, registry: CollectorRegistry | None = None) -> None:
         self.config = config
+        # Before the store opens: a collector that cannot listen leaves no database behind.
+        listen.check_free("--grpc-listen", config.grpc_listen)
+        listen.check_free("--http-listen", config.http_listen)
         self.store = store or Store(config.db, replica_id=config.replica_id)
         self.stats = Stats()
         self.registry = registry or CollectorRegistry()
@@ -126,8 +127,8 @@ class Collector:
                 self.grpc_port = server.add_insecure_port(self.config.grpc_listen)
             else:
                 self.grpc_port = server.add_secure_port(self.config.grpc_listen, creds)
-        except RuntimeError as e:
-            raise ConfigError(f"--grpc-listen {self.config.grpc_listen}: cannot listen ({e})") from None
+        except RuntimeError:
+            raise ConfigError(listen.cannot_listen("--grpc-listen", self.config.grpc_listen)) from None
         await server.start()
 
         api = Api(
@@ -136,14 +137,14 @@ class Collector:
         )
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()
-        host, port = _split(self.config.http_listen)
+        host, port = listen.split(self.config.http_listen)
         site = web.TCPSite(runner, host or None, port, ssl_context=http_ssl_context(self.config))
         try:
             await site.start()
         except OSError as e:
             await server.stop(0)
             await runner.cleanup()
-            raise ConfigError(f"--http-listen {self.config.http_listen}: cannot listen ({e.strerror or e})") from None
+            raise ConfigError(listen.cannot_listen("--http-listen", self.config.http_listen, e)) from None
         sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - aiohttp keeps the bound port here
         self.http_port = sockets[0].getsockname()[1] if sockets else port
         logger.info(

@@ -462,7 +462,7 @@ def test_bad_configuration_exits_2_with_a_one_line_error(tmp_path) -> None:
         assert error_line(out).startswith("enoexec-collector: error: --http-listen") and "in use" in error_line(out)
         out = serve("--db", db, "--insecure", "--grpc-listen", taken, "--http-listen", f"127.0.0.1:{procs.free_port()}")
         assert out.returncode == 2, out.stderr
-        assert error_line(out).startswith("enoexec-collector: error: --grpc-listen") and "cannot listen" in error_line(out)
+        assert error_line(out).startswith("enoexec-collector: error: --grpc-listen") and "in use" in error_line(out)
 
 
 def test_shutdown_drains_readiness_first_and_exits_cleanly(collector: Callable[..., procs.Proc]) -> None:
