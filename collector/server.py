@@ -6,6 +6,7 @@ Shutdown: stop accepting, give open streams a bounded grace period, then cancel.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 from datetime import timedelta
@@ -111,6 +112,19 @@ class Collector:
                 logger.warning("retention prune failed error=%s", e)
             await asyncio.sleep(PRUNE_EVERY)
 
+    async def _expire_hosts(self) -> None:
+        """Forget hosts silent for --host-expiry, so their AgentDown alerts clear."""
+        expiry = timedelta(seconds=self.config.host_expiry)
+        every = min(60.0, max(1.0, self.config.host_expiry / 4))
+        while True:
+            try:
+                gone = await asyncio.to_thread(self.store.expire_hosts, utcnow() - expiry)
+                for host_id in gone:
+                    logger.info("host expired host_id=%s silent_for_more_than=%s", host_id, expiry)
+            except StoreError as e:
+                logger.warning("host expiry failed error=%s", e)
+            await asyncio.sleep(every)
+
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.to_thread(self.store.disconnect_all)
         server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -131,8 +145,9 @@ class Collector:
             raise ConfigError(listen.cannot_listen("--grpc-listen", self.config.grpc_listen)) from None
         await server.start()
 
+        policy = self.config.check_registries
         api = Api(
-            self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref),
+            self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
             tokens=self.http_tokens, protect_metrics=self.config.protect_metrics,
         )
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
@@ -152,18 +167,31 @@ class Collector:
             self.config.grpc_listen, self.grpc_port, self.config.http_listen, self.http_port,
             _redact(self.config.db), self.config.replica_id, creds is not None,
         )
-        pruner = asyncio.create_task(self._prune(), name="prune")
+        if self.http_tokens is None and not _loopback(host):
+            logger.warning("the JSON API on %s needs no token: anyone who reaches it can read the fleet, "
+                           "retire hosts and run 'check'; set --http-token-file", self.config.http_listen)
+        tasks = [asyncio.create_task(self._prune(), name="prune")]
+        if self.config.host_expiry > 0:
+            tasks.append(asyncio.create_task(self._expire_hosts(), name="expire-hosts"))
         try:
             await stop.wait()
         finally:
             logger.info("collector stopping")
             api.draining = True
-            pruner.cancel()
+            for task in tasks:
+                task.cancel()
             await server.stop(GRACE)
             await runner.cleanup()
             await asyncio.to_thread(self.store.disconnect_all)
             await asyncio.to_thread(self.store.close)
             logger.info("collector stopped")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _redact(url: str) -> str:

@@ -366,10 +366,10 @@ def test_hints_and_check_commands(collector: Callable[..., procs.Proc]) -> None:
 
 
 def test_check_asks_a_real_registry_for_the_platforms(collector: Callable[..., procs.Proc]) -> None:
-    col = collector()
-    populate(col.grpc)  # type: ignore[attr-defined]
-    base = f"http://127.0.0.1:{col.http}"  # type: ignore[attr-defined]
     with local_registry() as registry:
+        col = collector(None, None, None, "--check-registries", registry)
+        populate(col.grpc)  # type: ignore[attr-defined]
+        base = f"http://127.0.0.1:{col.http}"  # type: ignore[attr-defined]
         push_multiplatform_index(registry, "team/svc", "1.0", [AMD64, ARM64], attestation=True)
         ref = f"{registry}/team/svc:1.0"
         out = cli("check", ref, "--url", base, "--json")

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from collector.errors import RegistryError
 from collector.registry import ImageRef, fetch_platforms, parse_reference
+from collector.registry_policy import parse
 
 DIGEST = "sha256:" + "ab" * 32
 ISSUED = web.AppKey("issued", list)
@@ -113,7 +114,7 @@ def _token_app(*, token_status: int = 200) -> web.Application:
 async def test_bearer_token_then_index() -> None:
     app = _token_app()
     async with TestServer(app, host="127.0.0.1", port=0) as server:
-        found = await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi")
+        found = await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi", allowed=parse(f"127.0.0.1:{server.port}"))
 
     assert found == ("linux/amd64", "linux/arm/v7")
     assert app[ISSUED] == [{"scope": "repository:secret/app:pull", "service": "test-registry"}]
@@ -122,7 +123,7 @@ async def test_bearer_token_then_index() -> None:
 async def test_bearer_token_reused_for_the_config_blob() -> None:
     app = _token_app()
     async with TestServer(app, host="127.0.0.1", port=0) as server:
-        found = await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:single")
+        found = await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:single", allowed=parse(f"127.0.0.1:{server.port}"))
 
     assert found == ("linux/arm64",)
     assert len(app[ISSUED]) == 1
@@ -131,7 +132,7 @@ async def test_bearer_token_reused_for_the_config_blob() -> None:
 async def test_token_refused_is_a_registry_error() -> None:
     async with TestServer(_token_app(token_status=403), host="127.0.0.1", port=0) as server:
         with pytest.raises(RegistryError, match="answered HTTP 403 for anonymous pull of secret/app"):
-            await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi")
+            await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi", allowed=parse(f"127.0.0.1:{server.port}"))
 
 
 async def test_bad_json_is_a_registry_error() -> None:
@@ -142,4 +143,4 @@ async def test_bad_json_is_a_registry_error() -> None:
     app.router.add_get("/v2/a/b/manifests/c", garbage)
     async with TestServer(app, host="127.0.0.1", port=0) as server:
         with pytest.raises(RegistryError, match=rf"registry 127.0.0.1:{server.port} sent invalid JSON"):
-            await fetch_platforms(f"127.0.0.1:{server.port}/a/b:c")
+            await fetch_platforms(f"127.0.0.1:{server.port}/a/b:c", allowed=parse(f"127.0.0.1:{server.port}"))
