@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from collector.errors import RegistryError
+from collector.errors import RegistryError, RegistryRefused
 from collector.registry import ImageRef, fetch_platforms, parse_reference
 from collector.registry_policy import parse
 
@@ -144,3 +144,88 @@ async def test_bad_json_is_a_registry_error() -> None:
     async with TestServer(app, host="127.0.0.1", port=0) as server:
         with pytest.raises(RegistryError, match=rf"registry 127.0.0.1:{server.port} sent invalid JSON"):
             await fetch_platforms(f"127.0.0.1:{server.port}/a/b:c", allowed=parse(f"127.0.0.1:{server.port}"))
+
+
+# -- what the look-up may contact ----------------------------------------------
+
+
+def _realm_app(realm: str) -> web.Application:
+    """A registry whose Bearer challenge names ``realm``."""
+
+    async def manifest(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer t0ken":
+            challenge = f'Bearer realm="{realm}",service="elsewhere"'
+            return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": challenge})
+        return web.Response(body=json.dumps(_INDEX).encode(), content_type=_INDEX["mediaType"])
+
+    app = web.Application()
+    app.router.add_get("/v2/secret/app/manifests/{ref}", manifest)
+    return app
+
+
+async def test_a_realm_on_another_host_is_fetched_only_when_allowed() -> None:
+    issuer = _token_app()  # its /token answers "t0ken"
+    async with TestServer(issuer, host="127.0.0.1", port=0) as realm_server:
+        realm = f"http://127.0.0.1:{realm_server.port}/token"
+        async with TestServer(_realm_app(realm), host="127.0.0.1", port=0) as server:
+            ref = f"127.0.0.1:{server.port}/secret/app:multi"
+            with pytest.raises(RegistryRefused, match=rf"token realm .*127\.0\.0\.1:{realm_server.port}.* does not allow"):
+                await fetch_platforms(ref, allowed=parse(f"127.0.0.1:{server.port}"))
+            assert issuer[ISSUED] == []
+
+            both = parse(f"127.0.0.1:{server.port},127.0.0.1:{realm_server.port}")
+            assert await fetch_platforms(ref, allowed=both) == ("linux/amd64", "linux/arm/v7")
+            assert len(issuer[ISSUED]) == 1
+
+
+async def test_a_registry_not_on_the_list_is_never_contacted() -> None:
+    app = _token_app()
+    async with TestServer(app, host="127.0.0.1", port=0) as server:
+        with pytest.raises(RegistryRefused, match=rf"registry 127\.0\.0\.1:{server.port} is on .* --check-registries"):
+            await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi", allowed=parse("default"))
+        with pytest.raises(RegistryRefused, match="disabled"):
+            await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi", allowed=parse(""))
+    assert app[ISSUED] == []
+
+
+async def test_redirects_are_checked_and_carry_no_token_to_another_host() -> None:
+    seen: list[str | None] = []
+
+    async def blob(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({"os": "linux", "architecture": "arm64"})
+
+    cdn = web.Application()
+    cdn.router.add_get("/blob", blob)
+    async with TestServer(cdn, host="127.0.0.1", port=0) as cdn_server:
+        target = f"http://127.0.0.1:{cdn_server.port}/blob"
+
+        async def manifest(request: web.Request) -> web.Response:
+            return web.Response(body=json.dumps(_MANIFEST).encode(), content_type=_MANIFEST["mediaType"])
+
+        async def redirect(request: web.Request) -> web.Response:
+            raise web.HTTPTemporaryRedirect(target)
+
+        app = web.Application()
+        app.router.add_get("/v2/a/b/manifests/{ref}", manifest)
+        app.router.add_get("/v2/a/b/blobs/{digest}", redirect)
+        async with TestServer(app, host="127.0.0.1", port=0) as server:
+            ref = f"127.0.0.1:{server.port}/a/b:c"
+            with pytest.raises(RegistryRefused, match=rf"redirected to '{target}', which is not HTTPS"):
+                await fetch_platforms(ref, allowed=parse(f"127.0.0.1:{server.port},127.0.0.1:{cdn_server.port}"))
+            assert seen == []
+
+
+async def test_a_redirect_within_the_registry_is_followed() -> None:
+    async def manifest(request: web.Request) -> web.Response:
+        return web.Response(body=json.dumps(_INDEX).encode(), content_type=_INDEX["mediaType"])
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently("/v2/a/b/manifests/real")
+
+    app = web.Application()
+    app.router.add_get("/v2/a/b/manifests/real", manifest)
+    app.router.add_get("/v2/a/b/manifests/old", moved)
+    async with TestServer(app, host="127.0.0.1", port=0) as server:
+        found = await fetch_platforms(f"127.0.0.1:{server.port}/a/b:old", allowed=parse(f"127.0.0.1:{server.port}"))
+    assert found == ("linux/amd64", "linux/arm/v7")
