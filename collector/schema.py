@@ -221,4 +221,5 @@ write_probe = Table(
     metadata,
     Column("replica_id", String, primary_key=True),
     Column("checked_at", UTCDateTime, nullable=False),
+    Column("probes", BigInteger, nullable=False),  # grows on every probe, so each one changes the row
 )

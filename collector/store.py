@@ -360,9 +360,10 @@ class Store:
         a read-only database fails here, where ``ping`` would still answer)."""
         with self._write() as conn:
             write_probe.create(conn, checkfirst=True)
-            stmt = self._insert(write_probe).values(replica_id=self.replica_id, checked_at=self._clock())
+            stmt = self._insert(write_probe).values(replica_id=self.replica_id, checked_at=self._clock(), probes=1)
             conn.execute(stmt.on_conflict_do_update(
-                index_elements=[write_probe.c.replica_id], set_={"checked_at": stmt.excluded.checked_at}
+                index_elements=[write_probe.c.replica_id],
+                set_={"checked_at": stmt.excluded.checked_at, "probes": write_probe.c.probes + 1},
             ))
 
     def close(self) -> None:
