@@ -30,6 +30,7 @@ def bind_problem(addr: str) -> OSError | None:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         return OSError(errno.EADDRNOTAVAIL, f"cannot resolve {host!r} ({e.strerror})")
+    problems: list[OSError] = []
     for family, kind, proto, _, sockaddr in infos:
         with socket.socket(family, kind, proto) as probe:
             # SO_REUSEADDR as every server sets it: a port in TIME_WAIT is free, a listening one is not.
@@ -38,8 +39,13 @@ def bind_problem(addr: str) -> OSError | None:
                 probe.bind(sockaddr)
                 probe.listen(1)
             except OSError as e:
-                return e
-    return None
+                problems.append(e)
+    # A busy port anywhere is decisive; an address family this host lacks (::1 without
+    # IPv6) is not, as long as another address of the name works (servers skip it too).
+    busy = [e for e in problems if e.errno in (errno.EADDRINUSE, errno.EACCES)]
+    if busy:
+        return busy[0]
+    return problems[0] if problems and len(problems) == len(infos) else None
 
 
 def cannot_listen(flag: str, addr: str, error: OSError | None = None) -> str:
