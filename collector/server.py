@@ -153,7 +153,7 @@ class Collector:
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()
         host, port = listen.split(self.config.http_listen)
-        site = web.TCPSite(runner, host or None, port, ssl_context=http_ssl_context(self.config))
+        site = web.TCPSite(runner, host or None, port, ssl_context=http_ssl_context(self.config), reuse_port=False)
         try:
             await site.start()
         except OSError as e:
