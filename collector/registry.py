@@ -132,7 +132,7 @@ async def fetch_platforms(
     base = f"{'http' if insecure else 'https'}://{image.registry}/v2/{image.repository}"
     if allowed.disabled:
         raise RegistryRefused("registry look-ups are disabled (--check-registries is empty); pass --platform")
-    _permit(allowed, base, f"registry {image.registry}")
+    allowed.check_url(base, f"registry {image.registry}", plain_http=insecure)
     own = session is None
     if session is None:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
@@ -175,13 +175,6 @@ async def _platforms(client: _Client, image: ImageRef) -> tuple[str, ...]:
     return (found,) if found else ()
 
 
-def _permit(allowed: RegistryPolicy, url: str, what: str) -> None:
-    try:
-        allowed.check_url(url, what)
-    except ValueError as e:
-        raise RegistryRefused(str(e)) from None
-
-
 def _from_index(entries: list[Any]) -> tuple[str, ...]:
     out = []
     for entry in entries:
@@ -208,6 +201,7 @@ class _Client:
         self._image = image
         self._base = base
         self._origin = urlsplit(base)[:2]  # (scheme, netloc) the token belongs to
+        self._plain = self._origin[0] == "http"  # a loopback registry: its realm and redirects may be http too
         self._allowed = allowed
         self._token = ""
 
@@ -240,11 +234,7 @@ class _Client:
                 if resp.status not in _REDIRECTS:
                     return await self._read(url, resp)
                 target = urljoin(url, resp.headers.get("Location", ""))
-            if urlsplit(target).scheme != "https" and urlsplit(target)[:2] != self._origin:
-                raise RegistryRefused(
-                    f"registry {self._image.registry} redirected to {target!r}, which is not HTTPS; refused"
-                )
-            _permit(self._allowed, target, f"a redirect from registry {self._image.registry}")
+            self._allowed.check_url(target, f"a redirect from registry {self._image.registry}", plain_http=self._plain)
             logger.debug("GET %s -> redirect %s", url, target)
             url = target
         raise RegistryError(f"registry {self._image.registry} redirected more than {_MAX_REDIRECTS} times for {url}")
@@ -268,7 +258,7 @@ class _Client:
                 f"registry {self._image.registry} sent a Bearer challenge without a usable realm "
                 f"({challenge!r}); check the registry's auth configuration"
             )
-        _permit(self._allowed, realm, f"the token realm {realm!r} of registry {self._image.registry}")
+        self._allowed.check_url(realm, f"the token realm {realm!r} of registry {self._image.registry}", plain_http=self._plain)
         query = {"scope": params.get("scope") or f"repository:{self._image.repository}:pull"}
         if params.get("service"):
             query["service"] = params["service"]

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from collector.errors import RegistryRefused
+
 # Public registries and the other hosts their look-ups are sent to (token realm, blob CDN).
 WELL_KNOWN: dict[str, tuple[str, ...]] = {
     "docker.io": ("registry-1.docker.io", "index.docker.io", "auth.docker.io", "production.cloudflare.docker.com"),
@@ -65,14 +67,17 @@ class RegistryPolicy:
         host = host.lower().strip("[]")
         return any(p.matches(host, port) for p in self.patterns)
 
-    def check_url(self, url: str, what: str) -> None:
-        """Raise ValueError naming ``what`` and the host unless ``url`` may be opened."""
+    def check_url(self, url: str, what: str, *, plain_http: bool = False) -> None:
+        """Raise RegistryRefused naming ``what`` and the host unless ``url`` may be opened.
+
+        ``plain_http``: http:// is acceptable (the registry itself is spoken to over
+        plain HTTP, a loopback test registry); otherwise only https:// is."""
         parts = urlsplit(url)
-        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-            raise ValueError(f"{what} {url!r} is not an http(s) URL")
+        if parts.scheme not in (("https", "http") if plain_http else ("https",)) or not parts.hostname:
+            raise RegistryRefused(f"{what} {url!r} is not an HTTPS URL; refused")
         port = parts.port or _DEFAULT_PORTS[parts.scheme]
         if not self.allows(parts.hostname, port):
-            raise ValueError(
+            raise RegistryRefused(
                 f"{what} is on {_bracket(parts.hostname)}:{port}, which --check-registries "
                 f"({self.source or 'empty'}) does not allow; the operator can add it, or pass --platform"
             )

@@ -200,20 +200,31 @@ async def test_redirects_are_checked_and_carry_no_token_to_another_host() -> Non
     async with TestServer(cdn, host="127.0.0.1", port=0) as cdn_server:
         target = f"http://127.0.0.1:{cdn_server.port}/blob"
 
+        async def token(request: web.Request) -> web.Response:
+            return web.json_response({"token": "t0ken"})
+
         async def manifest(request: web.Request) -> web.Response:
+            if request.headers.get("Authorization") != "Bearer t0ken":
+                realm = f"http://{request.host}/token"
+                return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
             return web.Response(body=json.dumps(_MANIFEST).encode(), content_type=_MANIFEST["mediaType"])
 
         async def redirect(request: web.Request) -> web.Response:
+            assert request.headers.get("Authorization") == "Bearer t0ken"
             raise web.HTTPTemporaryRedirect(target)
 
         app = web.Application()
+        app.router.add_get("/token", token)
         app.router.add_get("/v2/a/b/manifests/{ref}", manifest)
         app.router.add_get("/v2/a/b/blobs/{digest}", redirect)
         async with TestServer(app, host="127.0.0.1", port=0) as server:
             ref = f"127.0.0.1:{server.port}/a/b:c"
-            with pytest.raises(RegistryRefused, match=rf"redirected to '{target}', which is not HTTPS"):
-                await fetch_platforms(ref, allowed=parse(f"127.0.0.1:{server.port},127.0.0.1:{cdn_server.port}"))
+            with pytest.raises(RegistryRefused, match=rf"a redirect from registry .* is on 127\.0\.0\.1:{cdn_server.port}, which"):
+                await fetch_platforms(ref, allowed=parse(f"127.0.0.1:{server.port}"))
             assert seen == []
+            both = parse(f"127.0.0.1:{server.port},127.0.0.1:{cdn_server.port}")
+            assert await fetch_platforms(ref, allowed=both) == ("linux/arm64",)
+            assert seen == [None]  # the registry's token stayed with the registry
 
 
 async def test_a_redirect_within_the_registry_is_followed() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from collector.errors import RegistryRefused
 from collector.registry_policy import parse
 
 
@@ -37,10 +38,13 @@ def test_docker_io_names_the_hub_hosts_and_empty_disables() -> None:
 def test_check_url_names_the_host_and_the_setting() -> None:
     policy = parse("ghcr.io")
     policy.check_url("https://ghcr.io/v2/x/manifests/1", "registry ghcr.io")
-    with pytest.raises(ValueError, match=r"token realm is on 10\.0\.0\.1:443, which --check-registries \(ghcr.io\) does not allow"):
+    with pytest.raises(RegistryRefused, match=r"token realm is on 10\.0\.0\.1:443, which --check-registries \(ghcr.io\) does not allow"):
         policy.check_url("https://10.0.0.1/token", "token realm")
-    with pytest.raises(ValueError, match="not an http"):
+    with pytest.raises(RegistryRefused, match="not an HTTPS URL"):
         policy.check_url("file:///etc/passwd", "a redirect")
+    with pytest.raises(RegistryRefused, match="not an HTTPS URL"):
+        policy.check_url("http://ghcr.io/token", "token realm")
+    policy.check_url("http://ghcr.io/token", "token realm", plain_http=True)
 
 
 @pytest.mark.parametrize("bad", ["host:port", "host:0", "a b", "x/y", "h:99999"])
