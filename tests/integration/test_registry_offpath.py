@@ -56,14 +56,14 @@ def test_daemon_diagnosis_does_not_wait_for_a_silent_registry_and_asks_it_once(d
         first = load_arm64(dock, f"{address}/enoexec/app:1")
         second = load_arm64(dock, f"{address}/enoexec/api:2")
         counting = CountingApi(api)
-        inspector = ImageInspector(counting, wait=DAEMON_WAIT, distribution_timeout=2.0)
+        inspector = ImageInspector(counting, wait=DAEMON_WAIT, distribution_timeout=4.0)
         diagnoser = Diagnoser(counting, lambda: host, images=inspector, lookup_registry=True)
 
         started = time.monotonic()
         ev = diagnose(diagnoser, dock, dock.run(first))
         took = time.monotonic() - started
 
-        assert took < 1.0, f"diagnosis waited {took:.2f}s for a registry that never answers"
+        assert took < 2.0, f"diagnosis waited {took:.2f}s for a registry that never answers"
         assert ev.image.available_platforms is None  # unknown for now
         # The lookup ends (times out) in the background; the registry is then remembered as down.
         procs.wait_for(lambda: inspector.lookups == 1 and not inspector.pending, timeout=15, what="lookup timed out")
@@ -106,8 +106,9 @@ def test_exit_is_queryable_at_the_collector_quickly_while_the_registry_blackhole
 
         assert events[0]["container"]["id"] == cid
         assert events[0]["image"]["available_platforms_known"] is False
-        # The lookup's own timeout is 5 s: the exit did not wait for it.
-        assert latency < 2.5, f"die -> queryable took {latency:.2f}s\n{ag.output()[-3000:]}"
+        # The lookup's own timeout is 5 s: the exit did not wait for it (typically ~0.1 s;
+        # benchmarks/detection_latency_bench.py measures it).
+        assert latency < 4.0, f"die -> queryable took {latency:.2f}s\n{ag.output()[-3000:]}"
         procs.wait_for(lambda: "registry unreachable" in ag.output(), timeout=20, what="lookup gave up in the background")
 
 
