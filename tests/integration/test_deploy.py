@@ -205,34 +205,59 @@ def dashboard_exprs(dash: dict) -> list[str]:
 def test_dashboard_uses_only_contract_metrics() -> None:
     dash = dashboard()
     assert 36 <= dash["schemaVersion"] <= 41
-    assert [i["name"] for i in dash["__inputs"]] == ["DS_PROMETHEUS"]
     exprs = dashboard_exprs(dash)
     assert len(exprs) >= 10
     used: set[str] = set()
+    allowed = CONTRACT_METRICS | PROMETHEUS_METRICS
     for expr in exprs:
         names = metric_names(expr)
         assert names, f"no metric in {expr!r}"
-        assert names <= CONTRACT_METRICS, f"{expr!r} uses {names - CONTRACT_METRICS}"
+        assert names <= allowed, f"{expr!r} uses {names - allowed}"
         used |= names
-    # every contract metric but the per-host exit counter has a panel
-    assert CONTRACT_METRICS - used == {"enoexec_host_exits_total"}
+    # every contract metric but the build info has a panel, and so do up and ALERTS
+    assert allowed - used == {"enoexec_build_info"}
+
+
+def test_dashboard_counts_do_not_use_increase_on_series_born_at_their_first_value() -> None:
+    """increase()/rate() ignore a series' first sample: the exit counters must not go through them."""
+    for expr in dashboard_exprs(dashboard()):
+        if metric_names(expr) & {"enoexec_exits_total", "enoexec_host_exits_total", "enoexec_agent_dropped_events_total"}:
+            assert "increase(" not in expr and "rate(" not in expr, expr
+
+
+def test_dashboard_is_provisioning_ready() -> None:
+    """Grafana file provisioning does not resolve __inputs: a datasource variable instead."""
+    text = (DEPLOY / "grafana" / "enoexec-dashboard.json").read_text()
+    dash = json.loads(text)
+    assert "__inputs" not in dash and "DS_PROMETHEUS" not in text
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    for p in dash["panels"]:
+        for holder in [p] * (p["type"] != "row") + p.get("targets", []):
+            assert holder["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+    for v in variables.values():
+        if v["type"] == "query":
+            assert v["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, v["name"]
+    provider = (DEPLOY / "grafana" / "provisioning" / "dashboards" / "enoexec.yml").read_text()
+    assert re.search(r"^apiVersion: 1\nproviders:\n  - name: enoexec\n", provider, re.M)
+    assert re.search(r"^\s+type: file$", provider, re.M) and re.search(r"^\s+path: /\S+$", provider, re.M)
+    source = (DEPLOY / "grafana" / "provisioning" / "datasources" / "enoexec.yml").read_text()
+    assert re.search(r"^apiVersion: 1\ndatasources:\n  - name: Prometheus\n    type: prometheus\n", source, re.M)
 
 
 def test_dashboard_panels_and_variables() -> None:
     dash = dashboard()
     titles = {p["title"] for p in dash["panels"]}
-    for title in ("Exits by cause", "Exits by image and host platform", "Hosts by platform", "Agents connected",
-                  "Agent last seen", "Agent spool depth and drops", "Active hints"):
+    for title in ("Exits by cause", "Exits in range", "Exits by image and host platform", "Exits per host",
+                  "Collector up", "Firing alerts", "Agent throttling", "Agent resources", "Hosts by platform",
+                  "Agents connected", "Agent last seen", "Agent spool depth and drops", "Active hints"):
         assert title in titles
     variables = {v["name"]: v for v in dash["templating"]["list"]}
-    assert set(variables) == {"cause", "host_platform"}
-    for v in variables.values():
-        query = v["query"]["query"]
+    assert set(variables) == {"datasource", "cause", "host_platform"}
+    for name in ("cause", "host_platform"):
+        query = variables[name]["query"]["query"]
         metric = re.fullmatch(r"label_values\((\w+), *\w+\)", query).group(1)
         assert metric in CONTRACT_METRICS
-    for p in dash["panels"]:
-        if p["type"] != "row":
-            assert p["datasource"]["uid"] == "${DS_PROMETHEUS}", p["title"]
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
 

@@ -1,0 +1,117 @@
+"""The shipped rules and dashboard on a real Prometheus and Alertmanager.
+
+Real Docker Engine, real agent and collector processes, Debian's Prometheus
+(1 s scrape and evaluation, the shipped enoexec-rules.yml) and Alertmanager
+(cluster off) posting to a webhook receiver in this test. A never-seen foreign
+image dies once; its alert must reach the webhook with host, cause and hint
+within ALERT_BOUND seconds of the container's exit: agent delivery (well under
+a second), one scrape (1 s), one evaluation (1 s), Alertmanager's group_wait
+(0 s) and its dispatch, with room for a loaded 2-core machine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests import alerting, dashboard, images, procs
+from tests.images import File
+from tests.integration.conftest import Docker
+
+ALERT_BOUND = 15.0  # seconds from a container's exit to the webhook
+HOST = "alert-host"
+ON_FAILURE_5 = {"Name": "on-failure", "MaximumRetryCount": 5}
+
+
+@dataclass
+class Stack:
+    collector_http: int
+    prom: alerting.Prometheus
+    hook: alerting.Webhook
+    first_image: str
+    loop_image: str
+    latency: float
+    started: float  # wall clock, before the first exit
+
+
+def _alert_for(hook: alerting.Webhook, image: str, status: str = "firing") -> list[dict[str, Any]]:
+    return [a for a in hook.alerts()
+            if a["labels"].get("alertname") == "EnoexecExecFormatErrors" and a["labels"].get("image") == image
+            and a["status"] == status]
+
+
+def _events(port: int) -> list[dict[str, Any]]:
+    return procs.get_json(f"http://127.0.0.1:{port}/api/v1/events?limit=1000")["events"]
+
+
+@pytest.fixture(scope="module")
+def stack(api: Any, engine: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("alerting")
+    dock = Docker(api)
+    grpc_port, http_port = procs.free_port(), procs.free_port()
+    col = procs.Proc(procs.collector_argv(str(work / "collector.db"), grpc_port, http_port), work / "collector.log").start()
+    ag = procs.Proc(procs.agent_argv(f"127.0.0.1:{grpc_port}", engine.url, work / "state", HOST), work / "agent.log")
+    try:
+        procs.wait_for(lambda: procs.answering(f"http://127.0.0.1:{http_port}/healthz") or not col.alive(), what="collector /healthz")
+        ag.start()
+        procs.wait_for(lambda: "docker event stream connected" in ag.output() or not ag.alive(), what="agent connected to docker")
+        assert col.alive() and ag.alive(), col.output() + ag.output()
+        first = dock.load("alert-arm64", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"])
+        loop = dock.load("alert-loop", [File("/app", images.elf(images.EM_RISCV))], architecture="riscv64", entrypoint=["/app"])
+        with alerting.webhook() as hook, alerting.alertmanager(work, hook.port) as am, \
+                alerting.prometheus(work, http_port, am) as prom:
+            procs.wait_for(lambda: prom.query('up{job="enoexec"} == 1'), timeout=30, what="collector scraped")
+            started = time.time()
+            dock.run(first)
+            exited = time.monotonic()
+            procs.wait_for(lambda: _alert_for(hook, first), timeout=60, what=f"alert for {first} at the webhook")
+            latency = time.monotonic() - exited
+            # A crash loop of another never-seen image: 6 exits, the restarts a few 100 ms apart.
+            dock.run(loop, wait=False, host_config={"restart_policy": ON_FAILURE_5})
+            procs.wait_for(lambda: not api.inspect_container(dock.containers[-1])["State"]["Restarting"]
+                           and not api.inspect_container(dock.containers[-1])["State"]["Running"], timeout=60, what="crash loop over")
+            procs.wait_for(lambda: len([e for e in _events(http_port) if e["image"]["ref"] == loop]) >= 5,
+                           timeout=30, what="the crash loop's exits at the collector")
+            yield Stack(http_port, prom, hook, first, loop, latency, started)
+    finally:
+        ag.stop()
+        col.stop()
+        dock.cleanup()
+
+
+def test_first_exit_of_a_never_seen_image_reaches_the_webhook(stack: Stack) -> None:
+    print(f"alert at the webhook {stack.latency:.1f}s after the container exited (bound {ALERT_BOUND:.0f}s)")
+    assert stack.latency <= ALERT_BOUND, f"alert took {stack.latency:.1f}s"
+    alert = _alert_for(stack.hook, stack.first_image)[0]
+    assert alert["labels"]["host_platform"] == "linux/amd64"
+    assert alert["labels"]["severity"] == "warning"
+    ann = alert["annotations"]
+    hints = procs.get_json(f"http://127.0.0.1:{stack.collector_http}/api/v1/hints")["hints"]
+    hint = next(h for h in hints if h["image"] == stack.first_image)
+    assert ann["hosts"] == HOST
+    assert ann["cause"] == "arch_mismatch" == hint["cause"]
+    assert ann["hint"] == f"{hint['title']} [{hint['hint']}]" and hint["title"]
+    assert ann["command"] == f"enoexec-collector hints --url http://127.0.0.1:{stack.collector_http}"
+    assert ann["runbook_url"].endswith("README.md#alert-enoexecexecformaterrors")
+
+
+def test_a_crash_loop_of_a_never_seen_image_is_one_critical_alert(stack: Stack) -> None:
+    procs.wait_for(lambda: any(a["labels"]["severity"] == "critical" for a in _alert_for(stack.hook, stack.loop_image)),
+                   timeout=ALERT_BOUND, what="critical alert for the crash loop")
+    firing = stack.prom.query(f'ALERTS{{alertname="EnoexecExecFormatErrors",alertstate="firing",image="{stack.loop_image}"}}')
+    assert [s["metric"]["severity"] for s in firing] == ["critical"]
+
+
+def test_every_dashboard_panel_evaluates_and_counts_match_the_collector(stack: Stack) -> None:
+    def settled() -> list[dict[str, Any]] | None:
+        """The collector's events once Prometheus has scraped all of them."""
+        events = _events(stack.collector_http)
+        return events if dashboard.total(stack.prom, "Exits in range") == len(events) else None
+
+    events = procs.wait_for(settled, timeout=20, what="Prometheus to have every exit the API reports")
+    dashboard.check_all_panels(stack.prom, dashboard.expected_counts(events), start=stack.started, end=time.time())
+    assert len(_events(stack.collector_http)) == len(events), "an exit arrived while the panels were checked"
