@@ -21,8 +21,9 @@ from collector.stats import Stats
 from collector.store import Store, utcnow
 
 OTHER = "_other"
-# How far back enoexec_last_exit_timestamp_seconds looks; longer than any alert window.
-LAST_EXIT_WINDOW = timedelta(hours=1)
+# How far back enoexec_last_exit_timestamp_seconds looks: the image alert's window, so a
+# Prometheus that missed an exit still sees it for as long as it should alert.
+LAST_EXIT_WINDOW = timedelta(minutes=30)
 
 
 def allowed_images(first_seen: Iterable[tuple[str, object]], cap: int) -> frozenset[str]:

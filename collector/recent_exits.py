@@ -56,23 +56,16 @@ def read(conn: Connection, since: datetime) -> list[RecentExit]:
     ).all()
     if not per_host:
         return []
-    ranked = (
-        select(
-            *group,
-            events.c.hint_id,
-            events.c.payload,
-            func.row_number()
-            .over(partition_by=group, order_by=(events.c.time.desc(), events.c.event_id.desc()))
-            .label("rn"),
-        )
-        .where(recent, live)
-        .subquery()
-    )
-    newest = conn.execute(
-        select(ranked.c.image_ref, ranked.c.host_platform, ranked.c.cause, ranked.c.hint_id, ranked.c.payload).where(
-            ranked.c.rn == 1
-        )
+    # The hint of each group's newest exit: only the rows at those instants are read.
+    newest_at: dict[tuple[str, str, str], datetime] = {}
+    for image, hp, cause, _, last in per_host:
+        newest_at[(image, hp, cause)] = max(newest_at.get((image, hp, cause), last), last)
+    candidates = conn.execute(
+        select(*group, events.c.event_id, events.c.hint_id, events.c.payload, events.c.time)
+        .where(events.c.time.in_(sorted(set(newest_at.values()))), live)
+        .order_by(events.c.event_id)
     ).all()
+    newest = [(i, hp, c, hint, payload) for i, hp, c, _, hint, payload, t in candidates if newest_at.get((i, hp, c)) == t]
     hints = {(i, hp, c): (hint, _title(payload)) for i, hp, c, hint, payload in newest}
     return [
         RecentExit(image, hp, cause, host, *hints.get((image, hp, cause), ("", "")), last_exit=last)
@@ -90,7 +83,7 @@ def family(rows: Iterable[RecentExit], image_label: Callable[[str], str] = str) 
     gauge = GaugeMetricFamily(
         NAME,
         "Time of the latest exec format error exit per image, host platform, cause and host, "
-        "for exits in the last hour (read from the shared store: the same on every replica).",
+        "for exits in the last 30 minutes, the alert window (read from the shared store: the same on every replica).",
         labels=list(LABELS),
     )
     latest: dict[tuple[str, ...], float] = {}

@@ -101,5 +101,5 @@ def check_all_panels(prom: Prometheus, want: Counts, *, start: float, end: float
     assert image_alerts == want.failing
     assert len([s for s in firing if s["metric"]["alertname"] == "EnoexecExecFormatErrors"]) == len(want.failing)
 
-    latest = _by(instant(prom, "Latest exits (last hour)"), "image", "host_platform", "cause")
+    latest = _by(instant(prom, "Latest exits (last 30 minutes)"), "image", "host_platform", "cause")
     assert set(latest) == set(want.by_image)

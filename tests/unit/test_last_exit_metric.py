@@ -70,9 +70,9 @@ def test_latest_exit_per_host_with_the_newest_hint_title(store: Store) -> None:
     }
 
 
-def test_exits_older_than_an_hour_and_backfilled_exits_are_left_out(store: Store) -> None:
+def test_exits_older_than_30_minutes_and_backfilled_exits_are_left_out(store: Store) -> None:
     store.insert_events([
-        ev("old", ago=timedelta(minutes=61)),
+        ev("old", ago=timedelta(minutes=31)),
         ev("before-agent", ago=timedelta(minutes=1), host="pi-3", backfilled=True),
     ])
     assert scrape(store) == {}
