@@ -29,6 +29,7 @@ ON_FAILURE_5 = {"Name": "on-failure", "MaximumRetryCount": 5}
 
 @dataclass
 class Stack:
+    collector: procs.Proc
     collector_http: int
     prom: alerting.Prometheus
     hook: alerting.Webhook
@@ -76,7 +77,7 @@ def stack(api: Any, engine: Any, tmp_path_factory: pytest.TempPathFactory) -> It
                            and not api.inspect_container(dock.containers[-1])["State"]["Running"], timeout=60, what="crash loop over")
             procs.wait_for(lambda: len([e for e in _events(http_port) if e["image"]["ref"] == loop]) >= 5,
                            timeout=30, what="the crash loop's exits at the collector")
-            yield Stack(http_port, prom, hook, first, loop, latency, started)
+            yield Stack(col, http_port, prom, hook, first, loop, latency, started)
     finally:
         ag.stop()
         col.stop()
@@ -115,3 +116,24 @@ def test_every_dashboard_panel_evaluates_and_counts_match_the_collector(stack: S
     events = procs.wait_for(settled, timeout=20, what="Prometheus to have every exit the API reports")
     dashboard.check_all_panels(stack.prom, dashboard.expected_counts(events), start=stack.started, end=time.time())
     assert len(_events(stack.collector_http)) == len(events), "an exit arrived while the panels were checked"
+
+
+def test_the_alert_stays_firing_across_a_collector_restart(stack: Stack) -> None:
+    """The last-exit gauge comes back from the store with the same value: no resolve, no new page."""
+    def firing() -> list[dict[str, Any]]:
+        return stack.prom.query(f'ALERTS{{alertname="EnoexecExecFormatErrors",alertstate="firing",image="{stack.first_image}"}}')
+
+    assert firing()
+    notified = len(stack.hook.notifications)
+    stack.collector.stop()
+    procs.wait_for(lambda: stack.prom.query('up{job="enoexec"} == 0'), timeout=20, what="Prometheus to see the collector down")
+    stack.collector.start()
+    procs.wait_for(lambda: stack.prom.query('up{job="enoexec"} == 1'), timeout=30, what="the restarted collector scraped")
+    # a few evaluations with the restarted collector's series
+    procs.wait_for(lambda: stack.prom.query(
+        f'count_over_time(enoexec_last_exit_timestamp_seconds{{image="{stack.first_image}"}}[3s]) >= 3'), timeout=20,
+        what="three scrapes of the restarted collector")
+    assert firing()
+    assert not _alert_for(stack.hook, stack.first_image, status="resolved")
+    new = stack.hook.notifications[notified:]
+    assert not [a for n in new for a in n["alerts"] if a["labels"].get("image") == stack.first_image], new
