@@ -113,8 +113,8 @@ class Prometheus:
 
 
 @contextmanager
-def prometheus(workdir: Path, collector_http: int, alertmanager_port: int, interval: str = "1s") -> Iterator[Prometheus]:
-    """Prometheus scraping the collector and evaluating the shipped rules every ``interval``."""
+def prometheus(workdir: Path, collector_http: list[int], alertmanager_port: int, interval: str = "1s") -> Iterator[Prometheus]:
+    """Prometheus scraping the collector replicas and evaluating the shipped rules every ``interval``."""
     binary = _binary("prometheus", "prometheus")
     port = procs.free_port()
     config = workdir / "prometheus.yml"
@@ -122,7 +122,7 @@ def prometheus(workdir: Path, collector_http: int, alertmanager_port: int, inter
         "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
         "rule_files": [str(RULES)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
-        "scrape_configs": [{"job_name": "enoexec", "static_configs": [{"targets": [f"127.0.0.1:{collector_http}"]}]}],
+        "scrape_configs": [{"job_name": "enoexec", "static_configs": [{"targets": [f"127.0.0.1:{port}" for port in collector_http]}]}],
     }))
     proc = procs.Proc([
         binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'prom-data'}",

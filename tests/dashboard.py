@@ -70,7 +70,7 @@ def _by(result: list[dict[str, Any]], *labels: str) -> dict[tuple[str, ...], int
     return {tuple(s["metric"].get(k, "") for k in labels): round(float(s["value"][1])) for s in result}
 
 
-def check_all_panels(prom: Prometheus, want: Counts, *, start: float, end: float) -> None:
+def check_all_panels(prom: Prometheus, want: Counts, *, start: float, end: float, replicas: int = 1) -> None:
     """Every panel's every query evaluates; the counting panels equal ``want``."""
     start = end - math.ceil((end - start + 60) / STEP) * STEP  # steps end exactly at ``end``, like Grafana's
     for title, panel in panels().items():
@@ -87,7 +87,7 @@ def check_all_panels(prom: Prometheus, want: Counts, *, start: float, end: float
     image_rows = _by(instant(prom, "Exits by image and host platform"), "image", "host_platform", "cause")
     assert image_rows == want.by_image
     assert _by(instant(prom, "Exits per host"), "host", "host_platform") == want.by_host
-    assert total(prom, "Collector up") == 1
+    assert total(prom, "Collector up") == replicas
 
     # A time series panel shows exits per step: summed over the range they are every exit.
     (target,) = panels()["Exits by cause"]["targets"]

@@ -1,9 +1,10 @@
 """The shipped rules and dashboard on a real Prometheus and Alertmanager.
 
-Real Docker Engine, real agent and collector processes, Debian's Prometheus
-(1 s scrape and evaluation, the shipped enoexec-rules.yml) and Alertmanager
-(cluster off) posting to a webhook receiver in this test. A never-seen foreign
-image dies once; its alert must reach the webhook with host, cause and hint
+Real Docker Engine, two collector replicas sharing one store (each exports its
+own counters) with an agent each, Debian's Prometheus (1 s scrape and
+evaluation, the shipped enoexec-rules.yml) and Alertmanager (cluster off)
+posting to a webhook receiver in this test. A never-seen foreign image dies
+once; its one alert must reach the webhook with host, cause and hint
 within ALERT_BOUND seconds of the container's exit: agent delivery (well under
 a second), one scrape (1 s), one evaluation (1 s), Alertmanager's group_wait
 (0 s) and its dispatch, with room for a loaded 2-core machine.
@@ -23,7 +24,7 @@ from tests.images import File
 from tests.integration.conftest import Docker
 
 ALERT_BOUND = 15.0  # seconds from a container's exit to the webhook
-HOST = "alert-host"
+HOSTS = ("alert-host-1", "alert-host-2")
 ON_FAILURE_5 = {"Name": "on-failure", "MaximumRetryCount": 5}
 
 
@@ -31,6 +32,7 @@ ON_FAILURE_5 = {"Name": "on-failure", "MaximumRetryCount": 5}
 class Stack:
     collector: procs.Proc
     collector_http: int
+    replica_http: list[int]
     prom: alerting.Prometheus
     hook: alerting.Webhook
     first_image: str
@@ -51,36 +53,47 @@ def _events(port: int) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def stack(api: Any, engine: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Two collector replicas on one store, each with an agent (both agents watch the same
+    Docker Engine under their own host ids, so every exit is two events, one per replica)."""
     work = tmp_path_factory.mktemp("alerting")
     dock = Docker(api)
-    grpc_port, http_port = procs.free_port(), procs.free_port()
-    col = procs.Proc(procs.collector_argv(str(work / "collector.db"), grpc_port, http_port), work / "collector.log").start()
-    ag = procs.Proc(procs.agent_argv(f"127.0.0.1:{grpc_port}", engine.url, work / "state", HOST), work / "agent.log")
+    db = str(work / "collector.db")
+    ports = [(procs.free_port(), procs.free_port()) for _ in HOSTS]
+    cols = [procs.Proc(procs.collector_argv(db, g, h, "--replica-id", f"replica-{i}"), work / f"collector-{i}.log")
+            for i, (g, h) in enumerate(ports)]
+    agents = [procs.Proc(procs.agent_argv(f"127.0.0.1:{g}", engine.url, work / f"state-{host}", host), work / f"agent-{host}.log")
+              for host, (g, _) in zip(HOSTS, ports)]
+    http_port = ports[0][1]
     try:
-        procs.wait_for(lambda: procs.answering(f"http://127.0.0.1:{http_port}/healthz") or not col.alive(), what="collector /healthz")
-        ag.start()
-        procs.wait_for(lambda: "docker event stream connected" in ag.output() or not ag.alive(), what="agent connected to docker")
-        assert col.alive() and ag.alive(), col.output() + ag.output()
+        for col, (_, h) in zip(cols, ports):
+            col.start()
+            procs.wait_for(lambda: procs.answering(f"http://127.0.0.1:{h}/healthz") or not col.alive(), what="collector /healthz")
+        for ag in agents:
+            ag.start()
+            procs.wait_for(lambda: "docker event stream connected" in ag.output() or not ag.alive(), what="agent connected to docker")
+        assert all(p.alive() for p in cols + agents), "".join(p.output()[-2000:] for p in cols + agents)
         first = dock.load("alert-arm64", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"])
         loop = dock.load("alert-loop", [File("/app", images.elf(images.EM_RISCV))], architecture="riscv64", entrypoint=["/app"])
         with alerting.webhook() as hook, alerting.alertmanager(work, hook.port) as am, \
-                alerting.prometheus(work, http_port, am) as prom:
-            procs.wait_for(lambda: prom.query('up{job="enoexec"} == 1'), timeout=30, what="collector scraped")
+                alerting.prometheus(work, [h for _, h in ports], am) as prom:
+            procs.wait_for(lambda: len(prom.query('up{job="enoexec"} == 1')) == len(cols), timeout=30, what="both replicas scraped")
             started = time.time()
             dock.run(first)
             exited = time.monotonic()
             procs.wait_for(lambda: _alert_for(hook, first), timeout=60, what=f"alert for {first} at the webhook")
             latency = time.monotonic() - exited
-            # A crash loop of another never-seen image: 6 exits, the restarts a few 100 ms apart.
+            # A crash loop of another never-seen image: 6 runs, the restarts a few 100 ms apart.
             dock.run(loop, wait=False, host_config={"restart_policy": ON_FAILURE_5})
             procs.wait_for(lambda: not api.inspect_container(dock.containers[-1])["State"]["Restarting"]
                            and not api.inspect_container(dock.containers[-1])["State"]["Running"], timeout=60, what="crash loop over")
-            procs.wait_for(lambda: len([e for e in _events(http_port) if e["image"]["ref"] == loop]) >= 5,
-                           timeout=30, what="the crash loop's exits at the collector")
-            yield Stack(col, http_port, prom, hook, first, loop, latency, started)
+            runs = api.inspect_container(dock.containers[-1])["RestartCount"] + 1
+            # every run seen by both agents; then nothing more is on its way
+            procs.wait_for(lambda: len(_events(http_port)) == (1 + runs) * len(HOSTS), timeout=30,
+                           what=f"{(1 + runs) * len(HOSTS)} exits at the collector")
+            yield Stack(cols[0], http_port, [h for _, h in ports], prom, hook, first, loop, latency, started)
     finally:
-        ag.stop()
-        col.stop()
+        for p in agents + cols:
+            p.stop()
         dock.cleanup()
 
 
@@ -93,11 +106,16 @@ def test_first_exit_of_a_never_seen_image_reaches_the_webhook(stack: Stack) -> N
     ann = alert["annotations"]
     hints = procs.get_json(f"http://127.0.0.1:{stack.collector_http}/api/v1/hints")["hints"]
     hint = next(h for h in hints if h["image"] == stack.first_image)
-    assert ann["hosts"] == HOST
+    assert ann["hosts"] in (HOSTS[0], HOSTS[1], ", ".join(HOSTS))  # as of the first notification
     assert ann["cause"] == "arch_mismatch" == hint["cause"]
     assert ann["hint"] == f"{hint['title']} [{hint['hint']}]" and hint["title"]
-    assert ann["command"] == f"enoexec-collector hints --url http://127.0.0.1:{stack.collector_http}"
+    assert ann["command"] in {f"enoexec-collector hints --url http://127.0.0.1:{port}" for port in stack.replica_http}
     assert ann["runbook_url"].endswith("README.md#alert-enoexecexecformaterrors")
+    # one alert for both hosts and both replicas, whose annotations name both hosts
+    active = procs.get_json(f"http://127.0.0.1:{stack.prom.port}/api/v1/alerts")["data"]["alerts"]
+    mine = [a for a in active if a["labels"].get("image") == stack.first_image]
+    assert len(mine) == 1 and mine[0]["state"] == "firing", mine
+    assert mine[0]["annotations"]["hosts"] == ", ".join(HOSTS)
 
 
 def test_a_crash_loop_of_a_never_seen_image_is_one_critical_alert(stack: Stack) -> None:
@@ -114,7 +132,8 @@ def test_every_dashboard_panel_evaluates_and_counts_match_the_collector(stack: S
         return events if dashboard.total(stack.prom, "Exits in range") == len(events) else None
 
     events = procs.wait_for(settled, timeout=20, what="Prometheus to have every exit the API reports")
-    dashboard.check_all_panels(stack.prom, dashboard.expected_counts(events), start=stack.started, end=time.time())
+    dashboard.check_all_panels(stack.prom, dashboard.expected_counts(events), start=stack.started, end=time.time(),
+                               replicas=len(HOSTS))
     assert len(_events(stack.collector_http)) == len(events), "an exit arrived while the panels were checked"
 
 
@@ -128,7 +147,8 @@ def test_the_alert_stays_firing_across_a_collector_restart(stack: Stack) -> None
     stack.collector.stop()
     procs.wait_for(lambda: stack.prom.query('up{job="enoexec"} == 0'), timeout=20, what="Prometheus to see the collector down")
     stack.collector.start()
-    procs.wait_for(lambda: stack.prom.query('up{job="enoexec"} == 1'), timeout=30, what="the restarted collector scraped")
+    procs.wait_for(lambda: len(stack.prom.query('up{job="enoexec"} == 1')) == len(HOSTS), timeout=30,
+                   what="the restarted collector scraped")
     # a few evaluations with the restarted collector's series
     procs.wait_for(lambda: stack.prom.query(
         f'count_over_time(enoexec_last_exit_timestamp_seconds{{image="{stack.first_image}"}}[3s]) >= 3'), timeout=20,
