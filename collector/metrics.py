@@ -62,6 +62,15 @@ class FleetCollector(Collector):
             host_exits.add_metric([h.host, h.host_platform], h.count)
         yield host_exits
 
+        backfilled = CounterMetricFamily(
+            "enoexec_backfilled_exits",
+            "Exits a fresh agent reported from before it started (stored, not in enoexec_exits_total), since this collector started.",
+            labels=["host"],
+        )
+        for host, n in sorted(self._stats.backfilled_snapshot().items()):
+            backfilled.add_metric([host], n)
+        yield backfilled
+
         hosts = self._store.hosts()
         yield from self._host_metrics(hosts)
 
