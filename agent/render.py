@@ -8,7 +8,6 @@ from agent.delivery import wire
 from agent.model import Event, HostFacts
 from enoexec import hints
 
-
 EVIDENCE = {
     "runtime_message": "runtime_message (the runtime said the file could not be executed)",
     "file_only": "file_only (no runtime message could be read; the file is one the kernel refuses and the exit code is the runtime's)",

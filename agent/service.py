@@ -126,6 +126,7 @@ class Agent:
         self._started = clock()
         self._stop_thread = threading.Event()
         self._reconcile_now = asyncio.Event()
+        self._deferred: list[Exit] = []
 
     def _claim_host_id(self) -> None:
         """Spooled events carry the host id they were made with; the collector takes
@@ -166,7 +167,10 @@ class Agent:
         try:
             outcome = await loop.run_in_executor(self._docker, self.diagnoser.diagnose, exit)
         except DockerUnavailable as e:
+            # Its identity is in hand: diagnose it when the engine answers again
+            # (the container, and its log up to the die, are still there then).
             logger.warning("diagnosis deferred container=%s error=%s", exit.container_id[:12], e)
+            self._deferred.append(exit)
             return None
         if outcome.event is not None:
             ev = outcome.event
@@ -213,7 +217,9 @@ class Agent:
         since = datetime.fromisoformat(raw) if raw else self._started - BACKFILL_WINDOW
         until = started - STATE_GRACE
         new = 0
+        deferred, self._deferred = self._deferred, []
         try:
+            new, ok_deferred = await self._handle_all(deferred, fresh)
             replayed = await asyncio.to_thread(replay_exits, self.api, since, started)
             new_replayed, ok = await self._handle_all(replayed, fresh)
             found = await asyncio.to_thread(state_exits, self.api, since, until, self._inspected)
@@ -221,8 +227,8 @@ class Agent:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
             logger.warning("reconciliation deferred error=%s", str(e).splitlines()[0][:200])
             return 0
-        new = new_replayed + new_found
-        if not (ok and ok_found):
+        new += new_replayed + new_found
+        if not (ok and ok_found and ok_deferred):
             return new  # Docker went away: keep the checkpoint, retry later
         # Replays overlap the next pass by STATE_GRACE; exits met twice are named alike.
         await asyncio.to_thread(self.spool.set_state, CHECKPOINT_KEY, until.isoformat())

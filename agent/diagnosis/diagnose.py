@@ -130,9 +130,11 @@ class Diagnoser:
         kw: dict[str, Any] = {"until": (until + LOG_UNTIL_MARGIN).timestamp()} if until else {}
         try:
             out = self._api.logs(container_id, stdout=True, stderr=True, tail=LOG_TAIL, timestamps=False, **kw)
-        except (docker.errors.APIError, requests.exceptions.RequestException) as e:
+        except docker.errors.APIError as e:
             logger.debug("cannot read logs container=%s error=%s", container_id[:12], e)
             return None
+        except requests.exceptions.RequestException as e:
+            raise DockerUnavailable(f"cannot read the logs of container {container_id[:12]}: {e}") from e
         return out.decode("utf-8", errors="replace") if isinstance(out, bytes) else str(out)
 
     # -- the decision -------------------------------------------------------

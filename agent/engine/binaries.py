@@ -101,7 +101,7 @@ class BinaryReader:
             try:
                 facts = inspect_binary(ContainerFiles(self._api, container_id), argv0, path_env, workdir, "container", named_path)
             except (ContainerGone, DockerUnavailable):
-                facts = None  # read the same file from the image instead
+                facts = None  # read the same file from the image instead (DockerUnavailable if the engine is gone)
         if facts is None and not self._image_fallback:
             facts = BinaryFacts(argv0, "unreadable", source="image", requested_path=argv0,
                                 error="the container is gone and --no-image-fallback forbids reading the image")
@@ -126,11 +126,13 @@ class BinaryReader:
             )
         except docker.errors.NotFound:
             return BinaryFacts(argv0, "unreadable", source="image", requested_path=argv0, error=f"image {image_id[:19]} is gone")
-        except (docker.errors.APIError, requests.exceptions.RequestException) as e:
+        except docker.errors.APIError as e:
             return BinaryFacts(argv0, "unreadable", source="image", requested_path=argv0, error=f"cannot create helper: {e}")
+        except requests.exceptions.RequestException as e:
+            raise DockerUnavailable(f"cannot create a helper container: {e}") from e
         try:
             return inspect_binary(ContainerFiles(self._api, helper["Id"]), argv0, path_env, workdir, "image", named_path)
-        except (ContainerGone, DockerUnavailable) as e:
+        except ContainerGone as e:
             return BinaryFacts(argv0, "unreadable", source="image", requested_path=argv0, error=str(e))
         finally:
             try:

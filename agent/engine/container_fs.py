@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
+import requests.exceptions
 
 from agent.diagnosis import entrypoint
 from agent.errors import ContainerGone, DockerUnavailable
@@ -59,7 +60,7 @@ class ContainerFiles:
         url = self._api._url("/containers/{0}/archive", self._id)
         try:
             res = self._api._get(url, params={"path": path}, stream=True)
-        except docker.errors.DockerException as e:
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
             raise DockerUnavailable(f"cannot read {path} from container {self._id[:12]}: {e}") from e
         try:
             if res.status_code == 404:
