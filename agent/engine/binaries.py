@@ -102,6 +102,10 @@ class BinaryReader:
                 facts = inspect_binary(ContainerFiles(self._api, container_id), argv0, path_env, workdir, "container", named_path)
             except (ContainerGone, DockerUnavailable):
                 facts = None  # read the same file from the image instead (DockerUnavailable if the engine is gone)
+            if facts is not None and facts.kind == "unreadable":
+                # A dead or removing container (--rm) answers "no such file" once its
+                # root filesystem is unmounted: the image has the same file.
+                facts = None
         if facts is None and not self._image_fallback:
             facts = BinaryFacts(argv0, "unreadable", source="image", requested_path=argv0,
                                 error="the container is gone and --no-image-fallback forbids reading the image")

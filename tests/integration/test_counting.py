@@ -157,3 +157,35 @@ def test_a_fresh_agent_backfills_old_exits_marked_and_uncounted(dock, collector,
     procs.wait_for(lambda: _exits(col) >= 1, timeout=60, what="the new exit counted")
     _stays(col, 1, ag)
     assert [e["backfilled"] for e in _events(col) if e["container"]["id"] == new] == [False]
+
+
+def test_a_host_id_change_with_spooled_events_is_refused_in_one_line(dock, tmp_path, engine) -> None:
+    """Item 12: events spooled as one host are not silently dropped under another id."""
+    tag = dock.load("hostid", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"])
+    state = tmp_path / "state-hostid"
+    unreachable = f"127.0.0.1:{procs.free_port()}"  # no collector: the event stays spooled
+    first = procs.Proc(procs.agent_argv(unreachable, engine.url, state, "old-id"), tmp_path / "first.log").start()
+    try:
+        procs.wait_for(lambda: "docker event stream connected" in first.output(), timeout=30, what="agent connected")
+        dock.run(tag)
+        procs.wait_for(lambda: "exec format error event_id" in first.output(), timeout=30, what="the event spooled")
+    finally:
+        assert first.stop() == 0
+    second = procs.Proc(procs.agent_argv(unreachable, engine.url, state, "new-id"), tmp_path / "second.log").start()
+    assert second.popen is not None
+    assert second.popen.wait(timeout=30) == 2
+    lines = [line for line in second.output().splitlines() if "old-id" in line]
+    assert len(lines) == 1 and "--host-id old-id" in lines[0] and "Traceback" not in second.output(), second.output()
+
+
+def test_the_spool_wal_is_truncated_while_the_agent_runs(dock, collector, agent, tmp_path) -> None:
+    """Item 12: the agent's SQLite WAL is checkpointed while it runs, not only at exit."""
+    tag = dock.load("wal", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"])
+    col = collector()
+    ag = agent(col.grpc, "wal-host")
+    wal = tmp_path / "state-wal-host" / "spool.db-wal"
+    for _ in range(3):
+        dock.run(tag)
+    procs.wait_for(lambda: _exits(col) >= 3, timeout=60, what="three exits counted")
+    procs.wait_for(lambda: wal.exists() and wal.stat().st_size == 0, timeout=30, what="the WAL truncated after the acks")
+    assert ag.alive()
