@@ -39,7 +39,8 @@ class DieCounter(threading.Thread):
 
     def __init__(self, api: Any, since: float) -> None:
         super().__init__(daemon=True)
-        self.api, self.since, self.keys = api, since, set()
+        self.api, self.since = api, since
+        self.keys: set[tuple[str, int]] = set()
         self._stream: Any = None
 
     def run(self) -> None:
