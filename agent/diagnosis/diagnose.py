@@ -21,7 +21,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -206,7 +206,8 @@ class Diagnoser:
             named_path=failure.path if failure is not None else "",
         )
         ref = s.config.get("Image") or exit.image_ref
-        verdict = classify.classify(binary, host, self._images.facts(ref, s.image_id, lookup_registry=False))
+        image = self._images.facts(ref, s.image_id, lookup_registry=False)
+        verdict = classify.classify(binary, host, image)
         if verdict.cause == classify.RUNNABLE:
             # The kernel runs this file here: whatever printed the message, it was
             # not the runtime failing to execute it.
@@ -214,7 +215,8 @@ class Diagnoser:
             return None
         if decisive_only and verdict.cause == classify.UNKNOWN:
             return None  # no runtime message and no deciding file: nothing to report
-        image = self._images.facts(ref, s.image_id, lookup_registry=self._lookup_registry)
+        if self._lookup_registry:
+            image = replace(image, available_platforms=self._images.available_platforms(ref))
         container = ContainerFacts(
             id=s.container_id,
             name=s.name,
