@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
 from agent.engine.exits import docker_since, event_time
@@ -85,8 +86,15 @@ def test_exits_across_a_docker_restart_are_counted_once(own_engine, collector, t
         api = own_engine.client()
         procs.wait_for(lambda: "reconnecting" in ag.output() or "docker unavailable" in ag.output(), timeout=30, what="the agent noticed")
         time.sleep(3)  # let the loops run on across the reconnect
+        def no_restart(cid: str) -> bool:
+            try:  # refused while the container changes state; ask again
+                api.update_container(cid, restart_policy={"Name": "no"})
+                return True
+            except docker.errors.APIError:
+                return False
+
         for c in ids:
-            api.update_container(c, restart_policy={"Name": "no"})
+            procs.wait_for(lambda c=c: no_restart(c), timeout=30, interval=0.05, what="restart policy updated")
         procs.wait_for(lambda: all(api.inspect_container(c)["State"]["Status"] == "exited" for c in ids), timeout=90, what="loops ended")
         time.sleep(1)
         dies.stop.set()
