@@ -391,6 +391,17 @@ def test_cli_json_and_text(dock, engine) -> None:
     assert json.loads(res.stdout) == {"container": n, "exec_format_error": False}
 
 
+def test_cli_says_which_evidence_decided(dock, engine) -> None:
+    arm64 = dock.load("cli-evidence", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"])
+    logged = run(dock, arm64)
+    silent = run(dock, arm64, host_config={"log_config": {"Type": "none", "Config": {}}})
+    assert json.loads(cli(engine, logged, "--json").stdout)["evidence"] == "runtime_message"
+    doc = json.loads(cli(engine, silent, "--json").stdout)
+    assert (doc["evidence"], doc["cause"], doc["container"]["runtime_message"]) == ("file_only", "arch_mismatch", "")
+    text = cli(engine, silent).stdout
+    assert "evidence   file_only" in text, text
+
+
 # --- a container removed while it is being read ----------------------------
 
 
