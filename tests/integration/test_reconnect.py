@@ -7,6 +7,7 @@ resubscribes with ``since=`` and reconciles restarting containers too.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import signal
 import subprocess
@@ -43,6 +44,7 @@ def own_engine() -> Iterator[dockerd.Engine]:
         except Exception:  # noqa: BLE001 - best effort before the daemon goes
             pass
         eng.stop()
+        _end_leftovers(root)
         subprocess.run(["umount", "-R", str(root / "data")], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
 
@@ -61,6 +63,22 @@ def kill_and_restart(eng: dockerd.Engine) -> None:
         (eng.root / stale).unlink(missing_ok=True)
     time.sleep(1)  # exits happen while no daemon answers
     eng.start()
+
+
+def _end_leftovers(root: Path) -> None:
+    """Shims of the killed daemon's containers outlive it: end those of this engine only."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"containerd-shim" in cmdline and str(root).encode() in cmdline:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 class DieCounter:
