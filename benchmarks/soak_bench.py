@@ -18,6 +18,7 @@ import argparse
 import io
 import os
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -134,7 +135,11 @@ def main() -> int:
         print(f"docker die events (failed exits): {docker_count}")
         print(f"collector enoexec_exits_total:    {collector_count}")
         print(f"drained {drained:.1f} s after the storm; equal: {'yes' if collector_count == docker_count else 'NO'}")
-        return 0 if collector_count == docker_count else 1
+        if collector_count != docker_count:
+            print(f"logs kept in {work}")
+            return 1
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
 
 
 if __name__ == "__main__":
