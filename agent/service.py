@@ -121,6 +121,8 @@ class Agent:
         )
         self._parallel = parallel
         self._docker = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="docker")
+        # Inspecting a just-created container races ``--rm``: its own threads, no queue.
+        self._quick = ThreadPoolExecutor(max_workers=4, thread_name_prefix="docker-create")
         self._pool: OrderedPool | None = None
         self._inspected = InspectCache()
         self._started = clock()
@@ -199,12 +201,6 @@ class Agent:
         self._inspected.forget(exit.container_id)
         return self._pool.submit(exit.container_id, lambda: self._handle_logged(exit))
 
-    async def _remember(self, container_id: str) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._docker, self.diagnoser.remember, container_id)
-        except DockerUnavailable as e:
-            logger.debug("created container not inspected container=%s error=%s", container_id[:12], e)
 
     # -- reconciliation ---------------------------------------------------------
     async def reconcile(self) -> int:
@@ -282,9 +278,10 @@ class Agent:
             loop.call_soon_threadsafe(self.submit, exit)
 
         def on_create(container_id: str) -> None:
-            pool = self._pool
-            assert pool is not None
-            loop.call_soon_threadsafe(pool.submit, container_id, lambda: self._remember(container_id))
+            # Straight from the event thread to its own threads: an --rm container
+            # may be gone a few hundred milliseconds later.
+            self.diagnoser.expect(container_id)
+            self._quick.submit(self.diagnoser.remember, container_id)
 
         first_connect = True
 
@@ -327,6 +324,7 @@ class Agent:
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(thread.join, SHUTDOWN_GRACE)
             self._docker.shutdown(wait=False, cancel_futures=True)
+            self._quick.shutdown(wait=False, cancel_futures=True)
             left = self.spool.stats().events
             self.spool.close()
             logger.info("agent stopped spooled=%d", left)

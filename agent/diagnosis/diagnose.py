@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 RUNTIME_MESSAGE = "runtime_message"
 FILE_ONLY = "file_only"
 LOG_TAIL = 20
+# How long the diagnosis of a vanished container waits for its create-time inspect.
+REMEMBER_WAIT = 2.0
 # The container's own log lines end before its die event; the margin only covers rounding.
 LOG_UNTIL_MARGIN = timedelta(milliseconds=1)
 
@@ -95,6 +97,7 @@ class Diagnoser:
         # once ``--rm`` has removed them.
         self._known: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._known_size = cache_size
+        self._pending: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     @property
@@ -110,15 +113,26 @@ class Diagnoser:
         except (docker.errors.APIError, requests.exceptions.RequestException) as e:
             raise DockerUnavailable(f"cannot inspect container {container_id[:12]}: {e}") from e
 
+    def expect(self, container_id: str) -> None:
+        """A create event arrived: ``remember`` will follow (called on the event thread)."""
+        with self._lock:
+            self._pending[container_id] = threading.Event()
+
     def remember(self, container_id: str) -> None:
         """Keep the config of a just-created ``--rm`` container for when it is gone."""
-        attrs = self._inspect(container_id)
-        if attrs is None or not (attrs.get("HostConfig") or {}).get("AutoRemove"):
-            return
+        try:
+            attrs = self._inspect(container_id)
+        except DockerUnavailable as e:
+            logger.debug("created container not inspected container=%s error=%s", container_id[:12], e)
+            attrs = None
         with self._lock:
-            self._known[container_id] = attrs
-            while len(self._known) > self._known_size:
-                self._known.popitem(last=False)
+            if attrs is not None and (attrs.get("HostConfig") or {}).get("AutoRemove"):
+                self._known[container_id] = attrs
+                while len(self._known) > self._known_size:
+                    self._known.popitem(last=False)
+            done = self._pending.pop(container_id, None)
+        if done is not None:
+            done.set()
 
     def forget(self, container_id: str) -> None:
         with self._lock:
@@ -145,6 +159,10 @@ class Diagnoser:
         left for reconciliation.
         """
         attrs = self._inspect(exit.container_id)
+        with self._lock:
+            pending = self._pending.get(exit.container_id)
+        if attrs is None and pending is not None:
+            pending.wait(REMEMBER_WAIT)  # its create-time inspect is under way
         with self._lock:
             known = self._known.pop(exit.container_id, None)
         state = (attrs or {}).get("State") or {}
