@@ -37,6 +37,9 @@ def explain(code: str, details: str, target: str, *, tls: bool) -> StreamFailure
     if not tls and "socket closed" in low:
         return StreamFailure(False, f"the collector at {target} closed the plaintext connection: it probably speaks TLS; "
                                     "drop --insecure and pass --tls-ca (with --tls-cert/--tls-key or --token-file)")
+    if tls and "socket closed" in low:
+        return StreamFailure(False, f"the collector at {target} closed the TLS connection: it may require a client "
+                                    "certificate (--tls-cert/--tls-key) signed by its CA")
     if tls and ("wrong_version_number" in low or "ssl handshake failed" in low or "handshake" in low and "ssl" in low):
         return StreamFailure(False, f"TLS handshake with the collector at {target} failed: if the collector runs with "
                                     f"--insecure, pass --insecure here too; else check --tls-ca ({_tail(d)})")
