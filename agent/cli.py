@@ -203,6 +203,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     clikit.quiet_grpc(os.environ)  # before anything imports grpc
     args = parser().parse_args(argv)
     environ: Mapping[str, Any] = os.environ if env is None else env
+    clikit.one_shot_logging()  # the daemons configure their own from their config
     return clikit.dispatch("enoexec-agent", COMMANDS, args, environ)
 
 

@@ -31,6 +31,13 @@ def quiet_grpc(environ: MutableMapping[str, str]) -> None:
         environ.setdefault(key, value)
 
 
+def one_shot_logging() -> None:
+    """Warnings of one-shot commands (diagnose, hints...) as short human lines on stderr."""
+    from enoexec import logsetup
+
+    logsetup.configure("warning", "human")
+
+
 class Parser(argparse.ArgumentParser):
     """Bad usage: one line naming what to fix, exit 2."""
 
