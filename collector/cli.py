@@ -129,6 +129,7 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from enoexec.logsetup import configure
 
     cfg = config.build(args, env)
+    config.check_db(cfg.db)
     configure(cfg.log_level, cfg.log_format)
     if cfg.insecure:
         logger.warning("TLS disabled by --insecure: agents connect in plaintext and are not authenticated")
@@ -186,7 +187,7 @@ def check_table(doc: Mapping[str, Any]) -> str:
     if not hosts:
         lines.append("no hosts known to the collector yet: nothing was checked (is --url the right collector?)")
     else:
-        lines.append(f"{bad} of {len(hosts)} known host(s) could not run it" if bad else f"all {len(hosts)} known host(s) can run it")
+        lines.append(f"{bad} host(s) could not run it, of {len(hosts)} known" if bad else f"every known host can run it ({len(hosts)})")
     return text.printable("\n".join(lines) + "\n")
 
 

@@ -74,13 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build(args: argparse.Namespace, env: Mapping[str, str]) -> CollectorConfig:
     values = settings.load(OPTIONS, args, env)
     values["replica_id"] = values["replica_id"] or socket.gethostname()
-    check_db(values["db"])
     _check_files(values)
     return CollectorConfig(**values)
 
 
 def check_db(db: str) -> None:
-    """A SQLite path's directory must exist: a missing one is a typo far more often than a wish."""
+    """A SQLite path's directory must exist: a missing one is a typo far more often than a wish.
+    Checked when serving (an installed config may name a directory systemd creates)."""
     if "://" in db or not db.strip():
         return  # URLs (and the empty string) are judged when the store opens them
     parent = Path(db).expanduser().parent

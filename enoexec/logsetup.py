@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -35,6 +36,32 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
 
 
+# Older calls write ``logger.info("agent started host_id=%s platform=%s", a, b)``:
+# a trailing run of ``key=%s`` placeholders is read back as fields, so every
+# record has a short message and its details as fields.
+_TAIL = re.compile(r"(?:\s+[A-Za-z_]\w*=%[sdrif])+\s*$")
+_KV = re.compile(r"([A-Za-z_]\w*)=%([sdrif])")
+
+
+def message_and_fields(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
+    """The record's short message and all its fields (``key=%s`` tail and ``extra=``)."""
+    msg, args, got = record.msg, record.args, fields(record)
+    if isinstance(msg, str) and isinstance(args, tuple) and args:
+        tail = _TAIL.search(msg)
+        head = msg[: tail.start()] if tail else msg
+        pairs = _KV.findall(tail.group(0)) if tail else []
+        if pairs and len(pairs) == len(args) and "%" not in head.replace("%%", ""):
+            out: dict[str, Any] = {}
+            for (key, conv), value in zip(pairs, args):
+                if conv == "r":
+                    value = repr(value)
+                elif conv == "s" or not isinstance(value, (int, float)):
+                    value = value if isinstance(value, (int, float, bool)) and not isinstance(value, str) else str(value)
+                out[key] = value
+            return head.replace("%%", "%").strip(), {**out, **got}
+    return record.getMessage(), got
+
+
 def _ts(record: logging.LogRecord) -> str:
     return datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -45,8 +72,9 @@ def _plain(value: Any) -> Any:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {"ts": _ts(record), "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
-        for k, v in fields(record).items():
+        msg, extra = message_and_fields(record)
+        out: dict[str, Any] = {"ts": _ts(record), "level": record.levelname.lower(), "logger": record.name, "msg": msg}
+        for k, v in extra.items():
             out.setdefault(k, _plain(v))
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
@@ -62,8 +90,9 @@ def _logfmt_value(value: Any) -> str:
 
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        pairs: dict[str, Any] = {"ts": _ts(record), "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
-        for k, v in fields(record).items():
+        msg, extra = message_and_fields(record)
+        pairs: dict[str, Any] = {"ts": _ts(record), "level": record.levelname.lower(), "logger": record.name, "msg": msg}
+        for k, v in extra.items():
             pairs.setdefault(k, v)
         if record.exc_info:
             pairs["exc"] = self.formatException(record.exc_info)
@@ -73,8 +102,9 @@ class LogfmtFormatter(logging.Formatter):
 class HumanFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        extra = " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields(record).items())
-        line = f"{when} {record.levelname:<7} {oneline(record.getMessage())}" + (f"  {extra}" if extra else "")
+        msg, got = message_and_fields(record)
+        extra = " ".join(f"{k}={_logfmt_value(v)}" for k, v in got.items())
+        line = f"{when} {record.levelname:<7} {oneline(msg)}" + (f"  {extra}" if extra else "")
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

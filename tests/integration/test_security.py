@@ -253,7 +253,7 @@ def test_mtls_accepts_a_host_certificate_and_refuses_every_other_client(pki: Pat
     assert metric(col.http, REJECTED, reason="identity_mismatch") == 1.0
     assert metric(col.http, "enoexec_collector_events_received_total") == 1.0
     assert stored_ids(col.http, "host-a") == ["mtls-1"] and stored_ids(col.http, "host-b") == []
-    assert "agent refused host_id=host-b reason=identity_mismatch" in col.output()
+    assert '"msg": "agent refused", "host_id": "host-b", "reason": "identity_mismatch"' in col.output()
 
 
 def test_the_real_agent_delivers_over_mtls(pki: Path, serve, secure_agent, dock) -> None:
@@ -298,7 +298,7 @@ def test_tokens_bind_agents_to_their_host_and_never_reach_a_log(pki: Path, serve
     ag.stop()
     for log in (col.output(), ag.output()):
         assert token_a not in log and token_b not in log
-    assert "agent refused host_id=host-b reason=identity_mismatch" in col.output()
+    assert '"msg": "agent refused", "host_id": "host-b", "reason": "identity_mismatch"' in col.output()
 
 
 # -- --insecure -------------------------------------------------------------------

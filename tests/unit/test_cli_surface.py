@@ -52,6 +52,15 @@ def test_json_logs_keep_fields_as_fields() -> None:
     assert (doc["target"], doc["attempts"], doc["level"], doc["logger"]) == ("h:7469", 3, "warning", "enoexec.test")
 
 
+def test_key_value_placeholders_become_fields() -> None:
+    logger = logging.getLogger("enoexec.test")
+    rec = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "agent started host_id=%s spooled=%d", ("h-1", 3), None)
+    doc = json.loads(logsetup.JsonFormatter().format(rec))
+    assert (doc["msg"], doc["host_id"], doc["spooled"]) == ("agent started", "h-1", 3)
+    mixed = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "read %s bytes n=%d", ("x", 3), None)
+    assert json.loads(logsetup.JsonFormatter().format(mixed))["msg"] == "read x bytes n=3"  # not a pure tail: left as is
+
+
 def test_logfmt_quotes_and_escapes() -> None:
     line = logsetup.LogfmtFormatter().format(_record("image seen", image='evil "x"\x1b[2J', n=2))
     assert 'msg="image seen"' in line and "n=2" in line
