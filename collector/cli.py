@@ -121,6 +121,10 @@ def _get(base: str, path: str, params: list[tuple[str, str]] | None = None,
             raise ConfigError(said) from None
         raise CollectorUnavailable(said) from None
     except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise ConfigError(f"cannot verify the collector's certificate at {base} ({reason.verify_message}): "
+                              "pass --cacert with the CA that signed it") from None
         raise CollectorUnavailable(f"cannot reach the collector at {base} ({getattr(e, 'reason', e)}); is it running? pass --url") from None
 
 

@@ -121,8 +121,16 @@ def test_a_socket_we_may_not_open_says_permission_denied() -> None:
         out = subprocess.run([*drop, sys.executable, "-m", "agent.cli", "diagnose", "x", "--docker-host", f"unix://{path}"],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 2, out.stderr
-        assert only_line(out) == (f"enoexec-agent: error: permission denied on the Docker Engine socket unix://{path}: "
-                                  "run as root or as a member of the docker group")
+        said = (f"enoexec-agent: error: permission denied on the Docker Engine socket unix://{path}: "
+                "run as root or as a member of the docker group")
+        assert only_line(out) == said
+        state = tempfile.mkdtemp(prefix="enoexec-state-")
+        try:  # the daemon stops too, instead of waiting for a Docker that will never let it in
+            out = subprocess.run([*drop, sys.executable, "-m", "agent.cli", "run", "--insecure", "--state-dir", state,
+                                  "--docker-host", f"unix://{path}"], capture_output=True, text=True, timeout=60)
+        finally:
+            shutil.rmtree(state)
+        assert out.returncode == 2 and last_line(out) == said, out.stderr
 
 
 # --- diagnose: one exit code per outcome ----------------------------------------------

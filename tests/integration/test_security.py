@@ -520,9 +520,9 @@ def test_https_api_with_protected_metrics(pki: Path, serve, tmp_path: Path) -> N
     out = hints("--cacert", ca, "--token-file", client_token)
     assert out.returncode == 0, out
     out = hints("--cacert", ca)
-    assert out.returncode == 1 and "401" in out.stderr, out
+    assert out.returncode == 2 and "401" in out.stderr, out  # permanent: a token is missing
     out = hints("--token-file", client_token)
-    assert out.returncode == 1 and "cannot reach" in out.stderr, out
+    assert out.returncode == 2 and "pass --cacert" in out.stderr, out
     assert token not in col.output()
 
 
