@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enoexec.errors import ConfigError, EnoexecError, Unavailable
 
-__all__ = ["CollectorError", "CollectorUnavailable", "ConfigError", "RegistryError", "StoreError"]
+__all__ = ["CollectorError", "CollectorUnavailable", "ConfigError", "InvalidReference", "RegistryError", "RegistryRefused", "StoreError"]
 
 
 class CollectorError(EnoexecError):
@@ -17,6 +17,14 @@ class CollectorUnavailable(CollectorError, Unavailable):
 
 class RegistryError(CollectorError):
     """An image registry could not be reached or did not answer as expected."""
+
+
+class InvalidReference(RegistryError):
+    """The image reference itself is malformed (the caller's mistake)."""
+
+
+class RegistryRefused(RegistryError):
+    """The look-up would contact a host the operator did not allow (``--check-registries``)."""
 
 
 class StoreError(CollectorError):
