@@ -310,6 +310,12 @@ def test_client_commands_exit_codes(collector: Callable[..., procs.Proc]) -> Non
     out = collector_cli("check", "registry.example/app:1", "--platform", "linux/amd64", "--url", f"127.0.0.1:{col.http}", "--json")
     assert out.returncode == 4 and json.loads(out.stdout)["exit_code"] == 4
 
+    # A request the collector refuses (HTTP 400): exit 2, one line with its reason.
+    for bad in (["NOT A REF"], ["registry.example/app:1", "--platform", "banana"]):
+        out = collector_cli("check", *bad, "--url", f"127.0.0.1:{col.http}")
+        assert out.returncode == 2, (out.stdout, out.stderr)
+        assert only_line(out).startswith(f"enoexec-collector: error: http://127.0.0.1:{col.http}/api/v1/check: HTTP 400: ")
+
     # Collector unreachable: exit 3, and --json still prints JSON.
     dead = f"127.0.0.1:{procs.free_port()}"
     out = collector_cli("check", "x", "--platform", "linux/amd64", "--url", dead)
