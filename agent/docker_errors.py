@@ -29,5 +29,9 @@ def explain(url: str, e: BaseException) -> ConfigError | DockerUnavailable:
         )
     if any(isinstance(x, FileNotFoundError) for x in _chain(e)) or "No such file or directory" in text:
         return DockerUnavailable(f"no Docker Engine socket at {url}: is dockerd running? (set --docker-host or DOCKER_HOST)")
+    if any(isinstance(x, ConnectionRefusedError) for x in _chain(e)) or "Connection refused" in text:
+        return DockerUnavailable(f"nothing answers at {url} (connection refused): is dockerd running? set --docker-host or DOCKER_HOST")
+    if "timed out" in text.lower():
+        return DockerUnavailable(f"the Docker Engine at {url} did not answer in time: is it overloaded or unreachable?")
     reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
     return DockerUnavailable(f"cannot reach the Docker Engine at {url} ({reason}); is dockerd running? set --docker-host or DOCKER_HOST")

@@ -182,3 +182,29 @@ def test_docker_urls_accepted(url: str) -> None:
 def test_docker_urls_refused(url: str) -> None:
     with pytest.raises(AgentConfigError):
         agent_config.docker_url(url)
+
+
+def _wrapped(inner: BaseException) -> Exception:
+    try:
+        try:
+            raise inner
+        except OSError as e:
+            raise RuntimeError("Error while fetching server API version: ('Connection aborted.', ...)") from e
+    except RuntimeError as outer:
+        return outer
+
+
+@pytest.mark.parametrize(
+    ("inner", "kind", "says"),
+    [
+        (PermissionError(13, "Permission denied"), "ConfigError", "permission denied on the Docker Engine socket"),
+        (FileNotFoundError(2, "No such file or directory"), "DockerUnavailable", "no Docker Engine socket at"),
+        (ConnectionRefusedError(111, "Connection refused"), "DockerUnavailable", "nothing answers at"),
+    ],
+)
+def test_docker_connection_errors_are_explained(inner: OSError, kind: str, says: str) -> None:
+    from agent import docker_errors
+
+    got = docker_errors.explain("unix:///var/run/docker.sock", _wrapped(inner))
+    assert type(got).__name__ == kind and says in str(got)
+    assert got.exit_code == (2 if kind == "ConfigError" else 3)
