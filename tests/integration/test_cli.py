@@ -323,3 +323,27 @@ def test_client_commands_exit_codes(collector: Callable[..., procs.Proc]) -> Non
     out = collector_cli("check", "x", "--platform", "linux/amd64", "--url", dead, "--json")
     assert out.returncode == 3 and json.loads(out.stdout)["kind"] == "CollectorUnavailable"
 
+
+
+# --- quick start ---------------------------------------------------------------------
+
+def test_second_quickstart_refuses_ports_another_process_holds(engine: Any, tmp_path: Path) -> None:
+    """Another clone's collector on the ports: refuse with one line, never report it as ours."""
+    if subprocess.run(["python3", "-c", "import ensurepip, venv"], capture_output=True).returncode != 0:
+        pytest.skip("python3-venv missing: the quick start would install it")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(Path(__file__).resolve().parents[2]), str(clone)], check=True)
+    stamp = clone / ".enoexec" / "venv" / ".installed"  # enoexec counts as installed: no pip run here
+    stamp.parent.mkdir(parents=True)
+    stamp.touch()
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = {**os.environ, "DOCKER_HOST": engine.url, "ENOEXEC_GRPC_PORT": str(port), "ENOEXEC_HTTP_PORT": str(procs.free_port())}
+        out = subprocess.run(["bash", "deploy/quickstart.sh"], cwd=clone, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert only_line(out).startswith(f"quickstart: port {port} on 127.0.0.1 is taken by another process")
+    assert "running" not in out.stdout
+    help_text = subprocess.run(["bash", "deploy/quickstart.sh", "--help"], cwd=clone, capture_output=True, text=True).stdout
+    assert help_text.startswith("enoexec quick start") and "set -euo" not in help_text and "--stop" in help_text
