@@ -70,6 +70,10 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, float, bool)) or value is None else str(value)
 
 
+# json.dumps escapes C0 controls but not DEL and C1 (0x9b is a CSI to many terminals).
+_C1_ESCAPES = {n: f"\\u{n:04x}" for n in range(0x7F, 0xA0)}
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         msg, extra = message_and_fields(record)
@@ -78,7 +82,7 @@ class JsonFormatter(logging.Formatter):
             out.setdefault(k, _plain(v))
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
+        return json.dumps(out, ensure_ascii=False).translate(_C1_ESCAPES)
 
 
 def _logfmt_value(value: Any) -> str:

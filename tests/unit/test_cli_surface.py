@@ -208,3 +208,9 @@ def test_docker_connection_errors_are_explained(inner: OSError, kind: str, says:
     got = docker_errors.explain("unix:///var/run/docker.sock", _wrapped(inner))
     assert type(got).__name__ == kind and says in str(got)
     assert got.exit_code == (2 if kind == "ConfigError" else 3)
+
+
+def test_json_logs_never_carry_raw_controls() -> None:
+    line = logsetup.JsonFormatter().format(_record("image seen", image="a\x9bb\x1bc\x7f"))
+    assert not any(0x7F <= ord(c) < 0xA0 or ord(c) < 0x20 for c in line)
+    assert json.loads(line)["image"] == "a\x9bb\x1bc\x7f"
