@@ -201,7 +201,9 @@ COMMANDS = {"run": cmd_run, "diagnose": cmd_diagnose, "facts": cmd_facts, "demo"
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     clikit.quiet_grpc(os.environ)  # before anything imports grpc
-    args = parser().parse_args(argv)
+    args = clikit.parse(parser(), "enoexec-agent", argv)
+    if isinstance(args, int):
+        return args
     environ: Mapping[str, Any] = os.environ if env is None else env
     clikit.one_shot_logging()  # the daemons configure their own from their config
     return clikit.dispatch("enoexec-agent", COMMANDS, args, environ)

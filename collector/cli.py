@@ -226,7 +226,9 @@ COMMANDS = {"serve": cmd_serve, "hints": cmd_hints, "check": cmd_check, "forget"
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     clikit.quiet_grpc(os.environ)  # before anything imports grpc
-    args = parser().parse_args(argv)
+    args = clikit.parse(parser(), "enoexec-collector", argv)
+    if isinstance(args, int):
+        return args
     environ: Mapping[str, Any] = os.environ if env is None else env
     clikit.one_shot_logging()  # the daemons configure their own from their config
     return clikit.dispatch("enoexec-collector", COMMANDS, args, environ)

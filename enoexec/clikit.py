@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any, TextIO
 
 from enoexec import text
-from enoexec.errors import EXIT_USAGE, EnoexecError
+from enoexec.errors import ConfigError, EnoexecError
 
 Command = Callable[[argparse.Namespace, Mapping[str, str]], int]
 
@@ -38,11 +38,28 @@ def one_shot_logging() -> None:
     logsetup.configure("warning", "human")
 
 
+class UsageError(ConfigError):
+    """Bad flags or arguments, found by the parser (``prog`` is the (sub)command)."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{message} (see {prog} --help)")
+        self.prog = prog
+
+
 class Parser(argparse.ArgumentParser):
-    """Bad usage: one line naming what to fix, exit 2."""
+    """Bad usage: one line naming what to fix, exit 2 (see ``parse``)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {text.printable(message)} (see --help)\n")
+        raise UsageError(self.prog, message)
+
+
+def parse(parser: argparse.ArgumentParser, prog: str, argv: Sequence[str] | None) -> argparse.Namespace | int:
+    """Parsed arguments, or the exit code after saying the usage error (as JSON too with ``--json``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return parser.parse_args(argv)
+    except UsageError as e:
+        return report(prog, e, as_json="--json" in argv, out=sys.stdout, err=sys.stderr)
 
 
 def one_line(message: object) -> str:

@@ -347,3 +347,11 @@ def test_second_quickstart_refuses_ports_another_process_holds(engine: Any, tmp_
     assert "running" not in out.stdout
     help_text = subprocess.run(["bash", "deploy/quickstart.sh", "--help"], cwd=clone, capture_output=True, text=True).stdout
     assert help_text.startswith("enoexec quick start") and "set -euo" not in help_text and "--stop" in help_text
+
+
+def test_usage_errors_are_one_line_and_json_when_asked() -> None:
+    out = agent("diagnose")
+    assert out.returncode == 2
+    assert only_line(out) == "enoexec-agent: error: the following arguments are required: CONTAINER (see enoexec-agent diagnose --help)"
+    out = collector_cli("check", "--json")
+    assert out.returncode == 2 and json.loads(out.stdout)["exit_code"] == 2 and only_line(out).startswith("enoexec-collector: error: ")
