@@ -188,7 +188,13 @@ def cmd_facts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     url = _docker_url(args, env)
     host_id = config.check_host_id(args.host_id or env.get("ENOEXEC_HOST_ID", ""))
-    host = gather_facts(docker_client(url), host_id)
+    try:
+        host = gather_facts(docker_client(url), host_id)
+    except DockerUnavailable as e:  # the host's own facts are still worth showing
+        logger.warning("without the Docker Engine's view: %s", e)
+        from agent.host import hostfacts
+
+        host = hostfacts.gather(host_id=host_id or None, proc_root=Path("/proc"), docker_info=None, docker_version=None)
     if args.json:
         print(json.dumps(eventjson.to_json(wire.host_pb(host)), indent=2))
     else:

@@ -355,3 +355,10 @@ def test_usage_errors_are_one_line_and_json_when_asked() -> None:
     assert only_line(out) == "enoexec-agent: error: the following arguments are required: CONTAINER (see enoexec-agent diagnose --help)"
     out = collector_cli("check", "--json")
     assert out.returncode == 2 and json.loads(out.stdout)["exit_code"] == 2 and only_line(out).startswith("enoexec-collector: error: ")
+
+
+def test_facts_without_docker_still_shows_the_host() -> None:
+    out = agent("facts", "--docker-host", "unix:///nonexistent/docker.sock")
+    assert out.returncode == 0, out.stderr
+    assert "without the Docker Engine's view: no Docker Engine socket at unix:///nonexistent/docker.sock" in only_line(out)
+    assert out.stdout.startswith("host id ") and "docker       ? (?)" in out.stdout
