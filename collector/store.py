@@ -21,7 +21,7 @@ from sqlalchemy import Connection, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
-from collector import hint_queries, migrations, records
+from collector import hint_queries, migrations, recent_exits, records
 from collector.errors import StoreError
 from collector.schema import (
     database_url,
@@ -239,6 +239,11 @@ class Store:
             latest_rows = conn.execute(latest).all()
             example_rows = conn.execute(examples).all() if example_hosts > 0 else []
         return hint_queries.assemble(total_rows, latest_rows, example_rows)
+
+    def recent_exits(self, since: datetime) -> list[recent_exits.RecentExit]:
+        """Latest exit per (image, host platform, cause, host) since ``since``, for alerting."""
+        with self._read() as conn:
+            return recent_exits.read(conn, since)
 
     def prune(self, older_than: datetime) -> int:
         """Delete events older than ``older_than``; counters stay (they only ever grow)."""
