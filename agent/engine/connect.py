@@ -14,7 +14,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from agent.errors import DockerUnavailable
+from agent import docker_errors
 from agent.host import hostfacts
 from agent.model import HostFacts
 
@@ -22,14 +22,11 @@ logger = logging.getLogger(__name__)
 
 
 def docker_client(url: str) -> docker.APIClient:
-    """A client for the engine at ``url``; DockerUnavailable says how to fix a failure."""
+    """A client for the engine at ``url``; a failure says how to fix it (agent.docker_errors)."""
     try:
         return docker.APIClient(base_url=url, version="auto", timeout=30)
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        reason = str(e).splitlines()[0][:200]
-        raise DockerUnavailable(
-            f"cannot reach the Docker Engine at {url} ({reason}); is dockerd running? set --docker-host or DOCKER_HOST"
-        ) from e
+        raise docker_errors.explain(url, e) from e
 
 
 def gather_facts(api: Any, host_id: str, proc_root: Path = Path("/proc")) -> HostFacts:

@@ -28,6 +28,7 @@ from agent.engine.lookup_cache import LookupCache, registry_host
 from agent.errors import DockerUnavailable
 from agent.model import ImageFacts
 from enoexec import platforms
+from enoexec.logsetup import Repeats
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,12 @@ def registry_refused(error: BaseException) -> bool:
     return isinstance(error, docker.errors.APIError) and status is not None and 400 <= status < 500
 
 
+def _short(e: Exception) -> str:
+    """The useful part of a Docker error: the engine's explanation, not the request URL."""
+    explanation = getattr(e, "explanation", None)
+    return str(explanation or e).splitlines()[0][:200]
+
+
 class ImageInspector:
     """Looks images up; asks registries in the background and remembers their answers."""
 
@@ -85,6 +92,8 @@ class ImageInspector:
         self._threads: list[threading.Thread] = []
         self._host_locks: dict[str, threading.Lock] = {}
         self.lookups = 0  # questions actually sent to the daemon
+        # An air-gapped host fails every lookup: say it once, then summarise hourly.
+        self._registry_failures = Repeats(logger, "registry lookup failed", every=3600.0)
 
     def inspect(self, image: str) -> dict[str, Any] | None:
         try:
@@ -168,17 +177,22 @@ class ImageInspector:
                 self._api._raise_for_status(res)
                 result = platforms_from_distribution(res.json()) or None
             except (docker.errors.DockerException, requests.exceptions.RequestException, ValueError) as e:
-                reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
                 with self._lock:
                     if registry_refused(e) or isinstance(e, ValueError):
                         self._cache.answered(ref, None, self._clock())
-                        logger.info("registry lookup refused image=%s error=%s", ref, reason)
+                        logger.info("registry lookup refused image=%s error=%s", ref, _short(e))
                     else:
                         self._cache.unreachable(ref, self._clock())
-                        logger.info("registry unreachable registry=%s image=%s error=%s; not asked again for a while", host, ref, reason)
+                if not (registry_refused(e) or isinstance(e, ValueError)):
+                    # An air-gapped host: said once, then summarised hourly.
+                    self._registry_failures.failed(
+                        "registry unreachable; asked again in 5 minutes, its images' platforms reported as not known",
+                        registry=host, image=ref, error=_short(e),
+                    )
                 return
             with self._lock:
                 self._cache.answered(ref, result, self._clock())
+            self._registry_failures.recovered()
 
     # -- facts ---------------------------------------------------------------------
     def facts(self, ref: str, image_id: str = "", *, lookup_registry: bool = True) -> ImageFacts:
