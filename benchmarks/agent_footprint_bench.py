@@ -85,7 +85,10 @@ def main() -> None:
                 agent_started = time.monotonic()
 
                 def reported() -> float:
-                    return procs.total(procs.metrics(col.http), "enoexec_host_exits_total", host="footprint-host")
+                    # Exits from before the agent started are back-filled: counted apart.
+                    text = procs.metrics(col.http)
+                    return (procs.total(text, "enoexec_host_exits_total", host="footprint-host")
+                            + procs.total(text, "enoexec_backfilled_exits_total", host="footprint-host"))
 
                 try:
                     procs.wait_for(lambda: reported() >= n, timeout=max(60.0, n * 0.5), interval=1.0, what="exits reported")
