@@ -13,11 +13,11 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from collector import eventcodec
 from collector.records import EventRecord
 from enoexec import platforms
 from enoexec.causes import CAUSES
-from enoexec.eventjson import to_json
-from enoexec.hints import hint_json, hint_of
+from enoexec.hints import hint_of
 from enoexec.limits import MAX_EVENT_BYTES, MAX_ID, MAX_LABEL, valid_event_id
 from enoexec.v1 import enoexec_pb2 as pb
 
@@ -82,21 +82,24 @@ def check(event: pb.Event, host_id: str, now: datetime) -> str:
 
 
 def record(event: pb.Event) -> EventRecord:
-    """The stored form of a checked event, with its hint chosen."""
-    payload: dict[str, Any] = to_json(event)
-    hint = hint_of(event)
-    payload["hint"] = hint_json(hint)
+    """The stored form of a checked event, with its hint chosen. Consumes ``event``
+    (its host facts move out of it, see :mod:`collector.eventcodec`)."""
+    hint_id = hint_of(event).id
+    host_id, host_platform = event.host.host_id, _platform(event.host.platform)
+    body, facts = eventcodec.split(event)
     return EventRecord(
         event_id=event.event_id,
         time=event.time.ToDatetime(tzinfo=timezone.utc),
-        host_id=event.host.host_id,
-        host_platform=_platform(event.host.platform),
+        host_id=host_id,
+        host_platform=host_platform,
         image_ref=image_label(event.image.ref),
         image_platform=_platform(event.image.declared_platform),
         binary_platform=_platform(event.binary.platform),
         cause=event.cause,
-        hint_id=hint.id,
-        payload=payload,
+        hint_id=hint_id,
+        body=body,
+        host_ref=eventcodec.facts_ref(facts),
+        host_facts=facts,
     )
 
 

@@ -25,7 +25,9 @@ class EventRecord:
     binary_platform: str
     cause: str
     hint_id: str
-    payload: dict[str, Any] = field(hash=False)  # the full event JSON (contract shape)
+    body: bytes = field(repr=False)  # the event as protobuf bytes without its host facts, compressed
+    host_ref: str  # key of the host facts in ``host_facts`` (stored once per distinct value)
+    host_facts: bytes = field(repr=False)  # those facts as protobuf bytes
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,20 @@ class HostRecord:
     first_seen: datetime
     last_seen: datetime
     connected: bool
+    spool_events: int
+    dropped_total: int
+
+
+@dataclass(frozen=True)
+class HostRow:
+    """A host as this replica writes it: facts from its Hello, liveness from its stream."""
+
+    host_id: str
+    platform: str
+    facts: dict[str, Any] = field(hash=False)
+    first_seen: datetime
+    last_seen: datetime
+    connected: bool  # some stream of this host is open on this replica
     spool_events: int
     dropped_total: int
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -9,17 +10,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from collector import ingest
 from collector.errors import ConfigError, StoreError
 from collector.migrations import STEPS
 from collector.records import EventRecord, ExitCount, HostExitCount
 from collector.schema import database_url, schema_version
 from collector.store import Store
+from enoexec.eventjson import to_json
+from enoexec.v1 import enoexec_pb2 as pb
 from tests.pg import free_port
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 
-def event(
+def wire_event(
     event_id: str,
     *,
     minutes: int = 0,
@@ -29,21 +33,23 @@ def event(
     image_platform: str = "linux/amd64",
     binary_platform: str = "linux/amd64",
     cause: str = "arch_mismatch",
-    hint: str = "pull_platform",
-) -> EventRecord:
-    time = T0 + timedelta(minutes=minutes)
-    return EventRecord(
+) -> pb.Event:
+    ev = pb.Event(
         event_id=event_id,
-        time=time,
-        host_id=host,
-        host_platform=host_platform,
-        image_ref=image,
-        image_platform=image_platform,
-        binary_platform=binary_platform,
+        host=pb.HostFacts(host_id=host, platform=host_platform, kernel_release="6.1.0"),
+        container=pb.ContainerFacts(id="c" * 12, name="c", exit_code=255, runtime_message="exec /app: exec format error"),
+        image=pb.ImageFacts(ref=image, declared_platform=image_platform),
+        binary=pb.BinaryFacts(path="/app", kind="elf", platform=binary_platform),
         cause=cause,
-        hint_id=hint,
-        payload={"event_id": event_id, "time": time.isoformat(), "host": {"id": host}, "cause": cause},
     )
+    ev.time.FromDatetime(T0 + timedelta(minutes=minutes))
+    return ev
+
+
+def event(event_id: str, *, hint: str = "", **kw: object) -> EventRecord:
+    """A stored record made the way ingest makes it; ``hint`` overrides the chosen hint id."""
+    rec = ingest.record(wire_event(event_id, **kw))  # type: ignore[arg-type]
+    return dataclasses.replace(rec, hint_id=hint) if hint else rec
 
 
 def ids(payloads: list[dict]) -> list[str]:
@@ -151,7 +157,10 @@ def test_events_filters_limit_and_newest_first(open_store):
     assert ids(store.events(since=T0 + timedelta(minutes=5))) == ["e4", "e3", "e2"]
     assert ids(store.events(host="h2", cause="empty_file", image="web:2")) == ["e4"]
     assert store.events(host="nobody") == []
-    assert store.events()[0] == event("e4", minutes=10, host="h2", image="web:2", cause="empty_file").payload
+    newest = store.events()[0]
+    expected = to_json(wire_event("e4", minutes=10, host="h2", image="web:2", cause="empty_file"))
+    assert {k: v for k, v in newest.items() if k != "hint"} == expected
+    assert newest["hint"]["id"] == "fix_empty_file"
 
 
 def test_events_since_compares_instants_not_local_time(open_store):

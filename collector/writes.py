@@ -1,0 +1,122 @@
+"""The SQL of the ingest transaction: events, counters, aggregates and hosts.
+
+Everything here runs inside one transaction the caller opened, as a handful of
+executemany statements whatever the number of events: the events in one
+``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (the returned ids are exactly
+the events new to the database, also when replicas race on PostgreSQL), each
+counter table in one upsert. Rows go in a stable order so that replicas
+writing overlapping batches take row locks in the same order (no deadlock).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, case
+from sqlalchemy.dialects import postgresql, sqlite
+
+from collector import aggregates
+from collector.records import EventRecord, HostRow
+from collector.schema import events, exit_counts, host_exit_counts, host_facts, hosts, images
+
+
+def _insert(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def store_events(conn: Connection, events_in: Sequence[EventRecord], replica_id: str) -> set[str]:
+    """Insert the events not stored yet and count them; returns their ids."""
+    unique: dict[str, EventRecord] = {}
+    for e in events_in:
+        unique.setdefault(e.event_id, e)
+    if not unique:
+        return set()
+    ins = _insert(conn)
+    facts = {e.host_ref: e.host_facts for e in unique.values()}
+    conn.execute(
+        ins(host_facts).on_conflict_do_nothing(index_elements=[host_facts.c.ref]),
+        [{"ref": ref, "facts": facts[ref]} for ref in sorted(facts)],
+    )
+    rows = [
+        {
+            "event_id": e.event_id, "time": e.time, "host_id": e.host_id, "host_platform": e.host_platform,
+            "image_ref": e.image_ref, "image_platform": e.image_platform, "binary_platform": e.binary_platform,
+            "cause": e.cause, "hint_id": e.hint_id, "payload": "", "replica_id": replica_id,
+            "body": e.body, "host_ref": e.host_ref,
+        }
+        for _, e in sorted(unique.items())
+    ]
+    stmt = (
+        ins(events).on_conflict_do_nothing(index_elements=[events.c.event_id]).returning(events.c.event_id)
+    )
+    new = set(conn.execute(stmt, rows).scalars())
+    fresh = [e for e in unique.values() if e.event_id in new]
+    if fresh:
+        count(conn, fresh, replica_id)
+        aggregates.add(conn, fresh)
+    return new
+
+
+def count(conn: Connection, fresh: Sequence[EventRecord], replica_id: str) -> None:
+    """Add fresh events to this replica's counters and note first-seen images."""
+    ins = _insert(conn)
+    exits = Counter((e.cause, e.host_platform, e.image_platform, e.binary_platform, e.image_ref) for e in fresh)
+    stmt = ins(exit_counts)
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=list(exit_counts.primary_key),
+                                   set_={"count": exit_counts.c.count + stmt.excluded.count}),
+        [
+            {"replica_id": replica_id, "cause": c, "host_platform": h, "image_platform": i, "binary_platform": b,
+             "image": img, "count": n}
+            for (c, h, i, b, img), n in sorted(exits.items())
+        ],
+    )
+    per_host = Counter((e.host_id, e.host_platform) for e in fresh)
+    hstmt = ins(host_exit_counts)
+    conn.execute(
+        hstmt.on_conflict_do_update(index_elements=list(host_exit_counts.primary_key),
+                                    set_={"count": host_exit_counts.c.count + hstmt.excluded.count}),
+        [{"replica_id": replica_id, "host": h, "host_platform": p, "count": n} for (h, p), n in sorted(per_host.items())],
+    )
+    first_seen: dict[str, datetime] = {}
+    for e in fresh:
+        first_seen[e.image_ref] = min(first_seen.get(e.image_ref, e.time), e.time)
+    conn.execute(
+        ins(images).on_conflict_do_nothing(index_elements=[images.c.image_ref]),
+        [{"image_ref": i, "first_seen": t} for i, t in sorted(first_seen.items())],
+    )
+
+
+def upsert_hosts(conn: Connection, rows: Sequence[HostRow], replica_id: str) -> None:
+    """Write hosts as this replica sees them. ``connected`` makes this replica the
+    holder; not connected releases the host only if this replica held it."""
+    if not rows:
+        return
+    stmt = _insert(conn)(hosts)
+    ex, t = stmt.excluded, hosts.c
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[t.host_id],
+            set_={
+                "platform": ex.platform,
+                "facts": ex.facts,
+                "last_seen": case((ex.last_seen > t.last_seen, ex.last_seen), else_=t.last_seen),
+                "connected_replica": case(
+                    (ex.connected_replica.is_not(None), ex.connected_replica),
+                    (t.connected_replica == replica_id, None),
+                    else_=t.connected_replica,
+                ),
+                "spool_events": ex.spool_events,
+                "dropped_total": ex.dropped_total,
+            },
+        ),
+        [
+            {"host_id": h.host_id, "platform": h.platform, "facts": h.facts, "first_seen": h.first_seen,
+             "last_seen": h.last_seen, "connected_replica": replica_id if h.connected else None,
+             "spool_events": h.spool_events, "dropped_total": h.dropped_total}
+            for h in sorted(rows, key=lambda h: h.host_id)
+        ],
+    )
