@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from collector import eventcodec, records
-from collector.schema import events, hint_group_hosts, hint_groups, host_facts
+from collector.schema import events, hint_group_hosts, hint_groups, shared_facts
 
 Key = tuple[str, str, str]
 
@@ -39,10 +39,12 @@ def read(conn: Connection, example_hosts: int, *, samples: bool = True) -> list[
         ))
     sample_rows: list[Any] = []
     if samples:
+        host, image = shared_facts.alias("host"), shared_facts.alias("image")
         sample_rows = list(conn.execute(
-            select(g.image_ref, g.cause, g.host_platform, events.c.body, host_facts.c.facts, events.c.payload)
-            .join_from(hint_groups, events, events.c.event_id == g.latest_event_id)
-            .outerjoin(host_facts, host_facts.c.ref == events.c.host_ref)
+            select(g.image_ref, g.cause, g.host_platform, events.c.body, host.c.data, image.c.data, events.c.payload)
+            .select_from(hint_groups.join(events, events.c.event_id == g.latest_event_id)
+                         .outerjoin(host, host.c.ref == events.c.host_ref)
+                         .outerjoin(image, image.c.ref == events.c.image_facts_ref))
         ))
     return assemble(total_rows, example_rows, sample_rows)
 
@@ -57,8 +59,8 @@ def assemble(
     for image, cause, host_pf, host_id in example_rows:
         hosts_by_key.setdefault((image, cause, host_pf), []).append(host_id)
     sample_by_key: dict[Key, dict[str, Any]] = {
-        (image, cause, host_pf): eventcodec.payload(body, facts, legacy)
-        for image, cause, host_pf, body, facts, legacy in sample_rows
+        (image, cause, host_pf): eventcodec.payload(body, host, image_facts, legacy)
+        for image, cause, host_pf, body, host, image_facts, legacy in sample_rows
     }
     groups = [
         records.HintGroup(

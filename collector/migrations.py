@@ -41,15 +41,17 @@ def _create_baseline(conn: Connection) -> None:
 
 
 def _compact_events_and_hint_aggregates(conn: Connection) -> None:
-    """Schema 2: events keep their host facts by reference (``body``, ``host_ref``,
-    ``host_facts``), and hint groups are aggregate tables kept at ingest, filled
-    here once from the events already stored. Old events stay readable as they are."""
+    """Schema 2: events keep their host and image facts by reference (``body``,
+    ``host_ref``, ``image_facts_ref``, ``shared_facts``), and hint groups are
+    aggregate tables kept at ingest, filled here once from the events already
+    stored. Old events stay readable as they are."""
     have = {c["name"] for c in inspect(conn).get_columns("events")}
-    for column in (schema.events.c.body, schema.events.c.host_ref):
+    for column in (schema.events.c.body, schema.events.c.host_ref, schema.events.c.image_facts_ref):
         if column.name not in have:
             ddl = column.type.compile(dialect=conn.dialect)
             conn.execute(text(f"ALTER TABLE events ADD COLUMN {column.name} {ddl}"))
-    for table in (schema.host_facts, schema.hint_groups, schema.hint_group_hosts):
+    conn.execute(text("DROP INDEX IF EXISTS ix_events_cause"))
+    for table in (schema.shared_facts, schema.hint_groups, schema.hint_group_hosts):
         table.create(conn, checkfirst=True)
     if conn.execute(select(func.count()).select_from(schema.hint_groups)).scalar():
         return

@@ -25,9 +25,13 @@ class EventRecord:
     binary_platform: str
     cause: str
     hint_id: str
-    body: bytes = field(repr=False)  # the event as protobuf bytes without its host facts, compressed
-    host_ref: str  # key of the host facts in ``host_facts`` (stored once per distinct value)
-    host_facts: bytes = field(repr=False)  # those facts as protobuf bytes
+    # How it is stored (collector.eventcodec): protobuf bytes of the event without its
+    # host and image facts, and those facts with their keys in ``shared_facts``.
+    body: bytes = field(repr=False)
+    host_ref: str
+    host_facts: bytes = field(repr=False)
+    image_facts_ref: str
+    image_facts: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -165,15 +165,16 @@ events = Table(
     Column("cause", String, nullable=False),
     Column("hint_id", String, nullable=False),
     # Schema 1 kept the whole event JSON here; since schema 2 it is '' and the
-    # event is in ``body`` + ``host_facts`` (see collector.eventcodec).
+    # event is in ``body`` and ``shared_facts`` (see collector.eventcodec).
     Column("payload", Text, nullable=False),
     Column("replica_id", String, nullable=False),  # which collector replica stored it
     Column("body", LargeBinary, nullable=True),
-    Column("host_ref", String, nullable=True),
+    Column("host_ref", String, nullable=True),  # -> shared_facts.ref
+    Column("image_facts_ref", String, nullable=True),  # -> shared_facts.ref
     Index("ix_events_time", "time"),
     Index("ix_events_host_id", "host_id"),
     Index("ix_events_image_ref", "image_ref"),
-    Index("ix_events_cause", "cause"),
+    # No index on cause: a handful of values, and /api/v1/events?cause= walks ix_events_time.
 )
 
 # Counters are per replica so that each replica's exported counter only ever grows
@@ -220,12 +221,12 @@ hosts = Table(
     Column("dropped_total", BigInteger, nullable=False),
 )
 
-# Host facts, once per distinct value, keyed by content (collector.eventcodec.facts_ref).
-host_facts = Table(
-    "host_facts",
+# Host and image facts, once per distinct value, keyed by content (collector.eventcodec.ref).
+shared_facts = Table(
+    "shared_facts",
     metadata,
     Column("ref", String, primary_key=True),
-    Column("facts", LargeBinary, nullable=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 # Hint groups over the retained events, maintained at ingest and on prune, so that

@@ -26,10 +26,10 @@ from collector.schema import (
     events,
     exit_counts,
     host_exit_counts,
-    host_facts,
     hosts,
     images,
     make_engine,
+    shared_facts,
 )
 
 logger = logging.getLogger(__name__)
@@ -176,8 +176,11 @@ class Store:
         """Event payloads, newest first (by time, then event_id)."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        query = select(events.c.body, host_facts.c.facts, events.c.payload).outerjoin(
-            host_facts, host_facts.c.ref == events.c.host_ref
+        host_doc, image_doc = shared_facts.alias("host"), shared_facts.alias("image")
+        query = (
+            select(events.c.body, host_doc.c.data, image_doc.c.data, events.c.payload)
+            .select_from(events.outerjoin(host_doc, host_doc.c.ref == events.c.host_ref)
+                         .outerjoin(image_doc, image_doc.c.ref == events.c.image_facts_ref))
         )
         if host is not None:
             query = query.where(events.c.host_id == host)
@@ -190,7 +193,7 @@ class Store:
         query = query.order_by(events.c.time.desc(), events.c.event_id.desc()).limit(limit)
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [eventcodec.payload(body, facts, legacy) for body, facts, legacy in rows]
+        return [eventcodec.payload(body, host, image, legacy) for body, host, image, legacy in rows]
 
     def hint_groups(self, *, example_hosts: int = 3, samples: bool = True) -> list[records.HintGroup]:
         """One group per (image, cause, host platform), most recently hit first.

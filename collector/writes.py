@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, case
@@ -20,11 +20,24 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from collector import aggregates
 from collector.records import EventRecord, HostRow
-from collector.schema import events, exit_counts, host_exit_counts, host_facts, hosts, images
+from collector.schema import events, exit_counts, host_exit_counts, hosts, images, shared_facts
 
 
 def _insert(conn: Connection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+_COLUMNS = ("event_id", "time", "host_id", "host_platform", "image_ref", "image_platform", "binary_platform",
+            "cause", "hint_id", "payload", "replica_id", "body", "host_ref", "image_facts_ref")
+_SQLITE_INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_CHUNK = 500  # ids per IN (...) lookup, well under SQLite's variable limit
+
+
+def _sqlite_time(t: datetime) -> str:
+    """The text form UTCDateTime gives a timestamp on SQLite (naive UTC, microseconds)."""
+    if t.tzinfo is not timezone.utc:
+        t = t.astimezone(timezone.utc)
+    return t.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def store_events(conn: Connection, events_in: Sequence[EventRecord], replica_id: str) -> set[str]:
@@ -36,28 +49,52 @@ def store_events(conn: Connection, events_in: Sequence[EventRecord], replica_id:
         return set()
     ins = _insert(conn)
     facts = {e.host_ref: e.host_facts for e in unique.values()}
+    facts.update((e.image_facts_ref, e.image_facts) for e in unique.values())
     conn.execute(
-        ins(host_facts).on_conflict_do_nothing(index_elements=[host_facts.c.ref]),
-        [{"ref": ref, "facts": facts[ref]} for ref in sorted(facts)],
+        ins(shared_facts).on_conflict_do_nothing(index_elements=[shared_facts.c.ref]),
+        [{"ref": ref, "data": facts[ref]} for ref in sorted(facts)],
     )
-    rows = [
-        {
-            "event_id": e.event_id, "time": e.time, "host_id": e.host_id, "host_platform": e.host_platform,
-            "image_ref": e.image_ref, "image_platform": e.image_platform, "binary_platform": e.binary_platform,
-            "cause": e.cause, "hint_id": e.hint_id, "payload": "", "replica_id": replica_id,
-            "body": e.body, "host_ref": e.host_ref,
-        }
-        for _, e in sorted(unique.items())
-    ]
-    stmt = (
-        ins(events).on_conflict_do_nothing(index_elements=[events.c.event_id]).returning(events.c.event_id)
-    )
-    new = set(conn.execute(stmt, rows).scalars())
-    fresh = [e for e in unique.values() if e.event_id in new]
+    ordered = [unique[k] for k in sorted(unique)]
+    if conn.dialect.name == "sqlite":
+        new = _sqlite_insert(conn, ordered, replica_id)
+    else:
+        rows = [
+            {"event_id": e.event_id, "time": e.time, "host_id": e.host_id, "host_platform": e.host_platform,
+             "image_ref": e.image_ref, "image_platform": e.image_platform, "binary_platform": e.binary_platform,
+             "cause": e.cause, "hint_id": e.hint_id, "payload": "", "replica_id": replica_id,
+             "body": e.body, "host_ref": e.host_ref, "image_facts_ref": e.image_facts_ref}
+            for e in ordered
+        ]
+        stmt = ins(events).on_conflict_do_nothing(index_elements=[events.c.event_id]).returning(events.c.event_id)
+        new = set(conn.execute(stmt, rows).scalars())
+    fresh = [e for e in ordered if e.event_id in new]
     if fresh:
         count(conn, fresh, replica_id)
         aggregates.add(conn, fresh)
     return new
+
+
+def _sqlite_insert(conn: Connection, ordered: Sequence[EventRecord], replica_id: str) -> set[str]:
+    """SQLite: the transaction began IMMEDIATE and holds the database's write lock,
+    so no one can insert between looking the ids up and inserting the rest; plain
+    sqlite3 executemany, without SQLAlchemy's per-row work."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        ids = [e.event_id for e in ordered]
+        existing: set[str] = set()
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i:i + _CHUNK]
+            cursor.execute(f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk)
+            existing.update(r[0] for r in cursor.fetchall())
+        rows = [
+            (e.event_id, _sqlite_time(e.time), e.host_id, e.host_platform, e.image_ref, e.image_platform,
+             e.binary_platform, e.cause, e.hint_id, "", replica_id, e.body, e.host_ref, e.image_facts_ref)
+            for e in ordered if e.event_id not in existing
+        ]
+        cursor.executemany(_SQLITE_INSERT, rows)
+    finally:
+        cursor.close()
+    return {r[0] for r in rows}
 
 
 def count(conn: Connection, fresh: Sequence[EventRecord], replica_id: str) -> None:

@@ -126,7 +126,7 @@ def test_split_never_raises_and_accepts_only_well_formed_events(batch_events: li
         assert len(rec.image_ref) <= ingest.MAX_LABEL and rec.image_ref.isprintable()
         assert 1 <= len(rec.event_id) <= ingest.MAX_ID
         assert datetime(2000, 1, 1, tzinfo=timezone.utc) <= rec.time <= NOW + timedelta(days=1)
-        json.dumps(eventcodec.payload(rec.body, rec.host_facts, None))  # readable back as JSON
+        json.dumps(eventcodec.payload(rec.body, rec.host_facts, rec.image_facts, None))  # readable back as JSON
 
 
 def test_a_plausible_event_is_accepted() -> None:

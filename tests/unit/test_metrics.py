@@ -26,9 +26,9 @@ def ev(event_id: str, *, minutes: int, host: str = "graviton-1", host_platform: 
        image: str = "edge/agent:2", cause: str = "no_32bit_support", hint: str = "rebuild_64bit",
        image_platform: str = "linux/arm/v7", binary_platform: str = "linux/arm/v7") -> EventRecord:
     when = T0 + timedelta(minutes=minutes)
-    body, facts = eventcodec.split(pb.Event(event_id=event_id, host=pb.HostFacts(host_id=host)))
+    body, host_facts, image_facts = eventcodec.split(pb.Event(event_id=event_id, host=pb.HostFacts(host_id=host)))
     return EventRecord(event_id, when, host, host_platform, image, image_platform, binary_platform, cause, hint,
-                       body, eventcodec.facts_ref(facts), facts)
+                       body, eventcodec.ref(host_facts), host_facts, eventcodec.ref(image_facts), image_facts)
 
 
 @pytest.fixture
