@@ -40,12 +40,10 @@ def split(event: pb.Event) -> tuple[bytes, bytes, bytes]:
 
 
 def join(body: bytes, host: bytes | None, image: bytes | None) -> pb.Event:
-    """The event again, with its host and image facts."""
+    """The event again, with its host and image facts (both present, if empty)."""
     event = pb.Event.FromString(body)
-    if host:
-        event.host.MergeFromString(host)
-    if image:
-        event.image.MergeFromString(image)
+    event.host.MergeFromString(host or b"")
+    event.image.MergeFromString(image or b"")
     return event
 
 
