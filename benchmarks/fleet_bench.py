@@ -12,7 +12,8 @@ connections ``--per-channel`` at a time and run in ``--procs`` load processes.
 
 Printed: seconds until every agent was connected, client-visible errors, ack
 p50/p99, the collector's peak RSS, the ``enoexec_agents_connected`` it reports,
-and how long /metrics takes with the fleet connected. Baseline from the same
+how long /metrics takes with the fleet connected, and the server's CPU while
+the fleet only heartbeats (after the window). Baseline from the same
 run: the same fleet against a bare gRPC server that answers Hello and acks
 without storing anything (what Python and gRPC cost per stream, before the
 collector adds its own). Goals (issue #12): no client-visible errors, RSS <= 1 GiB,
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -156,9 +158,16 @@ def drive(port: int, pid: int, args: argparse.Namespace, http: int | None, tmp: 
                 stdout=out))
     peak, connected_gauge, scrape = 0, 0.0, 0.0
     start = time.time()
+    idle_from: tuple[float, float] | None = None
+    idle_cpu = 0.0
     while any(p.poll() is None for p in loaders):
         peak = max(peak, rss(pid))
-        if http and time.time() - start > args.window + 5 and not scrape:
+        now = time.time()
+        if idle_from is None and now - start > args.window + 5:
+            idle_from = (now, cpu_seconds(pid))
+        elif idle_from is not None and now - start < args.duration - 2:
+            idle_cpu = (cpu_seconds(pid) - idle_from[1]) / (now - idle_from[0])
+        if http and time.time() - start > args.window + 10 and not scrape:
             t = time.perf_counter()
             text = procs.metrics(http)
             scrape = time.perf_counter() - t
@@ -173,8 +182,14 @@ def drive(port: int, pid: int, args: argparse.Namespace, http: int | None, tmp: 
     return {
         "connected": len(results["connect"]) - 0, "all_in": (max(results["connect"]) - start) if results["connect"] else 0.0,
         "errors": len(results["errors"]), "ack_p50": statistics.median(acks), "ack_p99": acks[int(len(acks) * 0.99) - 1 if len(acks) > 1 else 0],
-        "rss": peak, "gauge": connected_gauge, "scrape": scrape,
+        "rss": peak, "gauge": connected_gauge, "scrape": scrape, "idle_cpu": idle_cpu,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -223,10 +238,11 @@ def main() -> None:
         finally:
             col.stop()
     print(f"{'server':<28} {'agents in':>9} {'all in s':>8} {'errors':>6} {'ack p50 ms':>10} {'ack p99 ms':>10} "
-          f"{'peak RSS MiB':>12} {'connected':>9} {'/metrics s':>10}")
+          f"{'peak RSS MiB':>12} {'connected':>9} {'/metrics s':>10} {'idle CPU %':>10}")
     for name, r in rows:
         print(f"{name:<28} {r['connected']:>9} {r['all_in']:>8.1f} {r['errors']:>6} {r['ack_p50'] * 1000:>10.1f} "
-              f"{r['ack_p99'] * 1000:>10.1f} {r['rss'] / 2**20:>12.0f} {r['gauge'] or '-':>9} {r['scrape'] or 0:>10.2f}")
+              f"{r['ack_p99'] * 1000:>10.1f} {r['rss'] / 2**20:>12.0f} {r['gauge'] or '-':>9} {r['scrape'] or 0:>10.2f} "
+              f"{r['idle_cpu'] * 100:>10.1f}")
     problems = [line for line in log.splitlines() if " ERROR " in line or "Traceback" in line]
     print(f"collector log errors: {len(problems)}")
 

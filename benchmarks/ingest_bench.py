@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--pg", help="also run against this PostgreSQL database URL")
     ap.add_argument("--pg-auto", action="store_true", help="also run against a private PostgreSQL server (tests/pg.py)")
+    ap.add_argument("--only", choices=["sqlite", "postgresql"], help="run one store only")
     ap.add_argument("--profile", metavar="FILE", help="run the collector under py-spy, collapsed stacks to FILE")
     args = ap.parse_args()
     if args.profile:
@@ -175,7 +176,11 @@ def main() -> None:
         print(f"{'store':<11} {'streams':>7} {'batch':>5} {'events':>7} {'events/s':>9} {'ack p50 ms':>10} {'ack p99 ms':>10} exact")
         n = 0
         for name, make_db in targets:
+            if args.only and name != args.only:
+                continue
             configs = [(1, 1, min(events, 1000))] + [(s, args.batch, events) for s in stream_counts]
+            if not args.quick:
+                configs.append((1, 500, events))  # the largest batch the collector accepts by default
             for streams, batch, count in configs:
                 n += 1
                 r = run(make_db(n), tmp, streams, count, batch)

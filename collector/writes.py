@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from collector import aggregates
 from collector.records import EventRecord, HostRow
-from collector.schema import events, exit_counts, host_exit_counts, hosts, images, shared_facts
+from collector.schema import exit_counts, host_exit_counts, hosts, images, shared_facts
 
 
 def _insert(conn: Connection) -> Any:
@@ -58,20 +58,37 @@ def store_events(conn: Connection, events_in: Sequence[EventRecord], replica_id:
     if conn.dialect.name == "sqlite":
         new = _sqlite_insert(conn, ordered, replica_id)
     else:
-        rows = [
-            {"event_id": e.event_id, "time": e.time, "host_id": e.host_id, "host_platform": e.host_platform,
-             "image_ref": e.image_ref, "image_platform": e.image_platform, "binary_platform": e.binary_platform,
-             "cause": e.cause, "hint_id": e.hint_id, "payload": "", "replica_id": replica_id,
-             "body": e.body, "host_ref": e.host_ref, "image_facts_ref": e.image_facts_ref}
-            for e in ordered
-        ]
-        stmt = ins(events).on_conflict_do_nothing(index_elements=[events.c.event_id]).returning(events.c.event_id)
-        new = set(conn.execute(stmt, rows).scalars())
+        new = _postgres_insert(conn, ordered, replica_id)
     fresh = [e for e in ordered if e.event_id in new]
     if fresh:
         count(conn, fresh, replica_id)
         aggregates.add(conn, fresh)
     return new
+
+
+_PG_TYPES = ("text", "timestamptz", *["text"] * 9, "bytea", "text", "text")
+_PG_INSERT = (
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _PG_TYPES)}) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+
+
+def _postgres_insert(conn: Connection, ordered: Sequence[EventRecord], replica_id: str) -> set[str]:
+    """PostgreSQL: one statement whatever the number of events (an array per
+    column, unnest'ed); ON CONFLICT DO NOTHING RETURNING names exactly the rows
+    this transaction inserted, also when another replica inserts the same ids at once."""
+    n = len(ordered)
+    columns: list[list[Any]] = [
+        [e.event_id for e in ordered], [e.time for e in ordered], [e.host_id for e in ordered],
+        [e.host_platform for e in ordered], [e.image_ref for e in ordered], [e.image_platform for e in ordered],
+        [e.binary_platform for e in ordered], [e.cause for e in ordered], [e.hint_id for e in ordered],
+        [""] * n, [replica_id] * n, [e.body for e in ordered], [e.host_ref for e in ordered],
+        [e.image_facts_ref for e in ordered],
+    ]
+    with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(_PG_INSERT, columns)
+        return {r[0] for r in cursor.fetchall()}
 
 
 def _sqlite_insert(conn: Connection, ordered: Sequence[EventRecord], replica_id: str) -> set[str]:
