@@ -6,21 +6,24 @@ writer takes everything that queued up (while the previous transaction ran,
 more arrived: no artificial delay is needed), writes it in one transaction on
 its own thread together with the hosts :class:`~collector.presence.Presence`
 has changed, and only after the commit releases each stream with the ids that
-were new, so acks never precede the commit. A failed transaction fails every
-waiting stream (each answers UNAVAILABLE and its agent resends; nothing was
-committed). With no events, changed hosts are written every ``host_flush_seconds``.
+were new, so acks never precede the commit. A failed transaction fails the
+waiting streams (each answers UNAVAILABLE and its agent resends; nothing was
+committed); when a group of several fails, each of its batches is tried again
+alone, so one bad batch fails only its own stream. With no events, changed
+hosts are written every ``host_flush_seconds``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from collector.errors import StoreError
 from collector.presence import Presence
-from collector.records import EventRecord
+from collector.records import EventRecord, HostRow
 from collector.store import Store
 
 logger = logging.getLogger(__name__)
@@ -39,7 +42,7 @@ class GroupWriter:
         self._presence = presence
         self._flush_every = host_flush_seconds
         self._max_events = max_events
-        self._pending: list[tuple[Sequence[EventRecord], asyncio.Future[set[str]]]] = []
+        self._pending: deque[tuple[Sequence[EventRecord], asyncio.Future[set[str]]]] = deque()
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._stopping = False
@@ -75,7 +78,7 @@ class GroupWriter:
         taken: list[tuple[Sequence[EventRecord], asyncio.Future[set[str]]]] = []
         n = 0
         while self._pending and (not taken or n + len(self._pending[0][0]) <= self._max_events):
-            item = self._pending.pop(0)
+            item = self._pending.popleft()
             taken.append(item)
             n += len(item[0])
         if self._pending:
@@ -83,6 +86,14 @@ class GroupWriter:
         hosts = self._presence.take_dirty()
         if not taken and not hosts:
             return
+        if not await self._commit(taken, hosts) and len(taken) > 1:
+            # One bad batch must not fail every agent it was grouped with: each
+            # batch again in its own transaction, so only a culprit fails twice.
+            for item in taken:
+                await self._commit([item], [])
+
+    async def _commit(self, taken: list[tuple[Sequence[EventRecord], asyncio.Future[set[str]]]],
+                      hosts: list[HostRow]) -> bool:
         records = [r for batch, _ in taken for r in batch]
         loop = asyncio.get_running_loop()
         try:
@@ -94,10 +105,11 @@ class GroupWriter:
                 e = StoreError(f"write failed: {e}")
             else:
                 logger.error("store unavailable error=%s", e)
-            for _, future in taken:
-                if not future.done():
-                    future.set_exception(e)
-            return
+            if len(taken) == 1:
+                for _, future in taken:
+                    if not future.done():
+                        future.set_exception(e)
+            return False
         self.commits += 1
         claimed: set[str] = set()
         for batch, future in taken:
@@ -105,6 +117,7 @@ class GroupWriter:
             claimed |= mine
             if not future.done():
                 future.set_result(mine)
+        return True
 
     def stop(self) -> None:
         """Refuse new writes; :meth:`run` commits what is queued and returns."""
