@@ -123,11 +123,6 @@ class Presence:
             return {h: e.heartbeat for h, e in self._hosts.items() if e.heartbeat is not None}
 
 
-def record(row: HostRow) -> HostRecord:
-    return HostRecord(row.host_id, row.platform, row.facts, row.first_seen, row.last_seen, row.connected,
-                      row.spool_events, row.dropped_total)
-
-
 def overlay(
     stored: Sequence[HostRecord],
     local: dict[str, HostRow],
@@ -144,10 +139,9 @@ def overlay(
     for host_id, row in local.items():
         if host_id <= after or (ceiling is not None and host_id > ceiling):
             continue
-        mine = record(row)
         known = out.get(host_id)
-        if known is not None:
-            mine = replace(mine, first_seen=min(known.first_seen, mine.first_seen))
-        out[host_id] = mine if with_facts else replace(mine, facts={})
+        first = row.first_seen if known is None or row.first_seen < known.first_seen else known.first_seen
+        out[host_id] = HostRecord(host_id, row.platform, row.facts if with_facts else {}, first, row.last_seen,
+                                  row.connected, row.spool_events, row.dropped_total)
     merged = [out[h] for h in sorted(out)]
     return merged[:limit] if limit is not None else merged

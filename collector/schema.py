@@ -254,3 +254,12 @@ hint_group_hosts = Table(
     Column("exits", BigInteger, nullable=False),
     Column("last_seen", UTCDateTime, nullable=False),
 )
+
+# One row per replica, rewritten by each readiness check: proof the database takes writes.
+write_probe = Table(
+    "write_probe",
+    metadata,
+    Column("replica_id", String, primary_key=True),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Column("probes", BigInteger, nullable=False),  # grows on every probe, so each one changes the row
+)

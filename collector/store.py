@@ -30,6 +30,7 @@ from collector.schema import (
     images,
     make_engine,
     shared_facts,
+    write_probe,
 )
 
 logger = logging.getLogger(__name__)
@@ -304,12 +305,48 @@ class Store:
             for r in rows
         ]
 
+    def forget_host(self, host_id: str, *, released_here: bool = False) -> str:
+        """Retire a host: "forgotten", "unknown", or "connected" (a live stream holds it: kept).
+
+        ``released_here``: this replica knows its own streams of the host ended (the
+        row may not say so yet), so only another replica's hold keeps it.
+        Its events and exit counters stay; an agent that comes back registers again."""
+        fresh_since = self._clock() - self._stale_after
+        holder = hosts.c.connected_replica
+        held = (holder.is_not(None) & (holder != self.replica_id)) if released_here else holder.is_not(None)
+        live = held & (hosts.c.last_seen >= fresh_since)
+        with self._write() as conn:
+            deleted = conn.execute(hosts.delete().where(hosts.c.host_id == host_id, ~live)).rowcount
+            if deleted:
+                return "forgotten"
+            exists = conn.execute(select(hosts.c.host_id).where(hosts.c.host_id == host_id)).first()
+        return "connected" if exists else "unknown"
+
+    def expire_hosts(self, silent_before: datetime) -> list[str]:
+        """Forget every host last heard from before ``silent_before``; returns their ids."""
+        with self._write() as conn:
+            gone = conn.execute(
+                hosts.delete().where(hosts.c.last_seen < silent_before).returning(hosts.c.host_id)
+            ).scalars().all()
+        return sorted(gone)
+
     # -- lifecycle ------------------------------------------------------------
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers."""
         with self._read() as conn:
             conn.execute(text("SELECT 1"))
+
+    def probe_write(self) -> None:
+        """Raise StoreError unless the database commits a write now (a full disk or
+        a read-only database fails here, where ``ping`` would still answer)."""
+        with self._write() as conn:
+            write_probe.create(conn, checkfirst=True)
+            stmt = self._insert(write_probe).values(replica_id=self.replica_id, checked_at=self._clock(), probes=1)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=[write_probe.c.replica_id],
+                set_={"checked_at": stmt.excluded.checked_at, "probes": write_probe.c.probes + 1},
+            ))
 
     def close(self) -> None:
         self._engine.dispose()
