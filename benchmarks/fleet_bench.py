@@ -5,7 +5,7 @@
 Every simulated agent starts at a random moment within ``--window`` seconds (as
 after a collector restart, with the agent's jittered backoff), opens its stream
 (Hello, Welcome), sends one batch of one event and waits for the ack, then
-heartbeats every ``--heartbeat`` seconds until the end. A refused or broken
+heartbeats every ``--heartbeat`` seconds (15, the agent's default) until the end. A refused or broken
 stream is retried with the agent's own backoff (0.5 s doubling to 30 s,
 jittered) and counted as a client-visible error. Agents share HTTP/2
 connections ``--per-channel`` at a time and run in ``--procs`` load processes.
@@ -197,7 +197,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="300 agents, 5 s window: a smoke run under a minute")
     ap.add_argument("--agents", type=int, default=10_000)
     ap.add_argument("--window", type=float, default=60.0, help="seconds over which agents (re)connect")
-    ap.add_argument("--heartbeat", type=float, default=60.0)
+    ap.add_argument("--heartbeat", type=float, default=15.0, help="seconds between heartbeats (the agent default: 15)")
     ap.add_argument("--duration", type=float, default=0.0, help="seconds each load process runs (default window + 40)")
     ap.add_argument("--procs", type=int, default=4, help="load processes")
     ap.add_argument("--per-channel", type=int, default=10, help="agent streams per HTTP/2 connection")
