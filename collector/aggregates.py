@@ -10,6 +10,7 @@ stored events in; :func:`rebuild` recomputes groups from the events themselves
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -24,10 +25,6 @@ Key = tuple[str, str, str]
 
 # Past this many groups a rebuild recomputes everything rather than naming each group.
 MAX_NAMED_GROUPS = 200
-
-
-def _insert(conn: Connection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 def add(conn: Connection, fresh: Sequence[EventRecord]) -> None:
@@ -56,35 +53,38 @@ def add(conn: Connection, fresh: Sequence[EventRecord]) -> None:
             h["last_seen"] = max(h["last_seen"], e.time)
     if not groups:
         return
-    ins = _insert(conn)
+    groups_stmt, hosts_stmt = _upserts(conn.dialect.name)
+    conn.execute(groups_stmt, [groups[k] for k in sorted(groups)])  # a stable order: no deadlock between replicas
+    conn.execute(hosts_stmt, [per_host[k] for k in sorted(per_host)])
+
+
+@functools.lru_cache(maxsize=4)
+def _upserts(dialect: str) -> tuple[Any, Any]:
+    """The two upserts of :func:`add`, built once per dialect."""
+    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = ins(hint_groups)
     ex, t = stmt.excluded, hint_groups.c
     newer = or_(ex.last_seen > t.last_seen, and_(ex.last_seen == t.last_seen, ex.latest_event_id > t.latest_event_id))
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=list(hint_groups.primary_key),
-            set_={
-                "exits": t.exits + ex.exits,
-                "first_seen": case((ex.first_seen < t.first_seen, ex.first_seen), else_=t.first_seen),
-                "last_seen": case((newer, ex.last_seen), else_=t.last_seen),
-                "latest_event_id": case((newer, ex.latest_event_id), else_=t.latest_event_id),
-                "hint_id": case((newer, ex.hint_id), else_=t.hint_id),
-            },
-        ),
-        [groups[k] for k in sorted(groups)],  # a stable order: no deadlock between replicas
+    groups_stmt = stmt.on_conflict_do_update(
+        index_elements=list(hint_groups.primary_key),
+        set_={
+            "exits": t.exits + ex.exits,
+            "first_seen": case((ex.first_seen < t.first_seen, ex.first_seen), else_=t.first_seen),
+            "last_seen": case((newer, ex.last_seen), else_=t.last_seen),
+            "latest_event_id": case((newer, ex.latest_event_id), else_=t.latest_event_id),
+            "hint_id": case((newer, ex.hint_id), else_=t.hint_id),
+        },
     )
     hstmt = ins(hint_group_hosts)
     hx, ht = hstmt.excluded, hint_group_hosts.c
-    conn.execute(
-        hstmt.on_conflict_do_update(
-            index_elements=list(hint_group_hosts.primary_key),
-            set_={
-                "exits": ht.exits + hx.exits,
-                "last_seen": case((hx.last_seen > ht.last_seen, hx.last_seen), else_=ht.last_seen),
-            },
-        ),
-        [per_host[k] for k in sorted(per_host)],
+    hosts_stmt = hstmt.on_conflict_do_update(
+        index_elements=list(hint_group_hosts.primary_key),
+        set_={
+            "exits": ht.exits + hx.exits,
+            "last_seen": case((hx.last_seen > ht.last_seen, hx.last_seen), else_=ht.last_seen),
+        },
     )
+    return groups_stmt, hosts_stmt
 
 
 def _matching(table_c: Any, keys: Iterable[Key] | None) -> Any:

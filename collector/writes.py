@@ -10,6 +10,7 @@ writing overlapping batches take row locks in the same order (no deadlock).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -23,8 +24,37 @@ from collector.records import EventRecord, HostRow
 from collector.schema import exit_counts, host_exit_counts, hosts, images, shared_facts
 
 
-def _insert(conn: Connection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+@functools.lru_cache(maxsize=8)
+def _statements(dialect: str, replica_id: str) -> dict[str, Any]:
+    """The upserts of the ingest transaction, built once (building one costs more
+    than running it on a few rows)."""
+    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    exits, host_exits, host = ins(exit_counts), ins(host_exit_counts), ins(hosts)
+    ex, t = host.excluded, hosts.c
+    return {
+        "facts": ins(shared_facts).on_conflict_do_nothing(index_elements=[shared_facts.c.ref]),
+        "exits": exits.on_conflict_do_update(index_elements=list(exit_counts.primary_key),
+                                             set_={"count": exit_counts.c.count + exits.excluded.count}),
+        "host_exits": host_exits.on_conflict_do_update(
+            index_elements=list(host_exit_counts.primary_key),
+            set_={"count": host_exit_counts.c.count + host_exits.excluded.count}),
+        "images": ins(images).on_conflict_do_nothing(index_elements=[images.c.image_ref]),
+        "hosts": host.on_conflict_do_update(
+            index_elements=[t.host_id],
+            set_={
+                "platform": ex.platform,
+                "facts": ex.facts,
+                "last_seen": case((ex.last_seen > t.last_seen, ex.last_seen), else_=t.last_seen),
+                "connected_replica": case(
+                    (ex.connected_replica.is_not(None), ex.connected_replica),
+                    (t.connected_replica == replica_id, None),
+                    else_=t.connected_replica,
+                ),
+                "spool_events": ex.spool_events,
+                "dropped_total": ex.dropped_total,
+            },
+        ),
+    }
 
 
 _COLUMNS = ("event_id", "time", "host_id", "host_platform", "image_ref", "image_platform", "binary_platform",
@@ -47,11 +77,10 @@ def store_events(conn: Connection, events_in: Sequence[EventRecord], replica_id:
         unique.setdefault(e.event_id, e)
     if not unique:
         return set()
-    ins = _insert(conn)
     facts = {e.host_ref: e.host_facts for e in unique.values()}
     facts.update((e.image_facts_ref, e.image_facts) for e in unique.values())
     conn.execute(
-        ins(shared_facts).on_conflict_do_nothing(index_elements=[shared_facts.c.ref]),
+        _statements(conn.dialect.name, replica_id)["facts"],
         [{"ref": ref, "data": facts[ref]} for ref in sorted(facts)],
     )
     ordered = [unique[k] for k in sorted(unique)]
@@ -116,32 +145,21 @@ def _sqlite_insert(conn: Connection, ordered: Sequence[EventRecord], replica_id:
 
 def count(conn: Connection, fresh: Sequence[EventRecord], replica_id: str) -> None:
     """Add fresh events to this replica's counters and note first-seen images."""
-    ins = _insert(conn)
+    stmts = _statements(conn.dialect.name, replica_id)
     exits = Counter((e.cause, e.host_platform, e.image_platform, e.binary_platform, e.image_ref) for e in fresh)
-    stmt = ins(exit_counts)
-    conn.execute(
-        stmt.on_conflict_do_update(index_elements=list(exit_counts.primary_key),
-                                   set_={"count": exit_counts.c.count + stmt.excluded.count}),
-        [
-            {"replica_id": replica_id, "cause": c, "host_platform": h, "image_platform": i, "binary_platform": b,
-             "image": img, "count": n}
-            for (c, h, i, b, img), n in sorted(exits.items())
-        ],
-    )
+    conn.execute(stmts["exits"], [
+        {"replica_id": replica_id, "cause": c, "host_platform": h, "image_platform": i, "binary_platform": b,
+         "image": img, "count": n}
+        for (c, h, i, b, img), n in sorted(exits.items())
+    ])
     per_host = Counter((e.host_id, e.host_platform) for e in fresh)
-    hstmt = ins(host_exit_counts)
-    conn.execute(
-        hstmt.on_conflict_do_update(index_elements=list(host_exit_counts.primary_key),
-                                    set_={"count": host_exit_counts.c.count + hstmt.excluded.count}),
-        [{"replica_id": replica_id, "host": h, "host_platform": p, "count": n} for (h, p), n in sorted(per_host.items())],
-    )
+    conn.execute(stmts["host_exits"], [
+        {"replica_id": replica_id, "host": h, "host_platform": p, "count": n} for (h, p), n in sorted(per_host.items())
+    ])
     first_seen: dict[str, datetime] = {}
     for e in fresh:
         first_seen[e.image_ref] = min(first_seen.get(e.image_ref, e.time), e.time)
-    conn.execute(
-        ins(images).on_conflict_do_nothing(index_elements=[images.c.image_ref]),
-        [{"image_ref": i, "first_seen": t} for i, t in sorted(first_seen.items())],
-    )
+    conn.execute(stmts["images"], [{"image_ref": i, "first_seen": t} for i, t in sorted(first_seen.items())])
 
 
 def upsert_hosts(conn: Connection, rows: Sequence[HostRow], replica_id: str) -> None:
@@ -149,28 +167,9 @@ def upsert_hosts(conn: Connection, rows: Sequence[HostRow], replica_id: str) -> 
     holder; not connected releases the host only if this replica held it."""
     if not rows:
         return
-    stmt = _insert(conn)(hosts)
-    ex, t = stmt.excluded, hosts.c
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[t.host_id],
-            set_={
-                "platform": ex.platform,
-                "facts": ex.facts,
-                "last_seen": case((ex.last_seen > t.last_seen, ex.last_seen), else_=t.last_seen),
-                "connected_replica": case(
-                    (ex.connected_replica.is_not(None), ex.connected_replica),
-                    (t.connected_replica == replica_id, None),
-                    else_=t.connected_replica,
-                ),
-                "spool_events": ex.spool_events,
-                "dropped_total": ex.dropped_total,
-            },
-        ),
-        [
-            {"host_id": h.host_id, "platform": h.platform, "facts": h.facts, "first_seen": h.first_seen,
-             "last_seen": h.last_seen, "connected_replica": replica_id if h.connected else None,
-             "spool_events": h.spool_events, "dropped_total": h.dropped_total}
-            for h in sorted(rows, key=lambda h: h.host_id)
-        ],
-    )
+    conn.execute(_statements(conn.dialect.name, replica_id)["hosts"], [
+        {"host_id": h.host_id, "platform": h.platform, "facts": h.facts, "first_seen": h.first_seen,
+         "last_seen": h.last_seen, "connected_replica": replica_id if h.connected else None,
+         "spool_events": h.spool_events, "dropped_total": h.dropped_total}
+        for h in sorted(rows, key=lambda h: h.host_id)
+    ])
