@@ -46,7 +46,8 @@ def _compact_events_and_hint_aggregates(conn: Connection) -> None:
     aggregate tables kept at ingest, filled here once from the events already
     stored. Old events stay readable as they are."""
     have = {c["name"] for c in inspect(conn).get_columns("events")}
-    for column in (schema.events.c.body, schema.events.c.host_ref, schema.events.c.image_facts_ref):
+    columns = schema.events.c
+    for column in (columns.body, columns.host_ref, columns.image_facts_ref, columns.backfilled):
         if column.name not in have:
             ddl = column.type.compile(dialect=conn.dialect)
             conn.execute(text(f"ALTER TABLE events ADD COLUMN {column.name} {ddl}"))

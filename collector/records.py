@@ -32,6 +32,7 @@ class EventRecord:
     host_facts: bytes = field(repr=False)
     image_facts_ref: str
     image_facts: bytes = field(repr=False)
+    backfilled: bool = False  # an exit from before the agent started (stored, not alerted on)
 
 
 @dataclass(frozen=True)

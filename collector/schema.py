@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
     DateTime,
@@ -171,6 +172,8 @@ events = Table(
     Column("body", LargeBinary, nullable=True),
     Column("host_ref", String, nullable=True),  # -> shared_facts.ref
     Column("image_facts_ref", String, nullable=True),  # -> shared_facts.ref
+    # A fresh agent's report of an exit from before it started: stored, never paged on.
+    Column("backfilled", Boolean, nullable=True),
     Index("ix_events_time", "time"),
     Index("ix_events_host_id", "host_id"),
     Index("ix_events_image_ref", "image_ref"),

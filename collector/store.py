@@ -19,7 +19,7 @@ from sqlalchemy import Connection, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
-from collector import aggregates, eventcodec, hint_queries, migrations, records, writes
+from collector import aggregates, eventcodec, hint_queries, migrations, recent_exits, records, writes
 from collector.errors import StoreError
 from collector.schema import (
     database_url,
@@ -202,6 +202,11 @@ class Store:
         Read from aggregates kept at ingest; ``samples=False`` leaves ``sample`` empty."""
         with self._read() as conn:
             return hint_queries.read(conn, example_hosts, samples=samples)
+
+    def recent_exits(self, since: datetime) -> list[recent_exits.RecentExit]:
+        """Latest exit per (image, host platform, cause, host) since ``since``, for alerting."""
+        with self._read() as conn:
+            return recent_exits.read(conn, since)
 
     def prune(self, older_than: datetime) -> int:
         """Delete events older than ``older_than``; counters stay (they only ever grow),

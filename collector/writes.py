@@ -58,7 +58,7 @@ def _statements(dialect: str, replica_id: str) -> dict[str, Any]:
 
 
 _COLUMNS = ("event_id", "time", "host_id", "host_platform", "image_ref", "image_platform", "binary_platform",
-            "cause", "hint_id", "payload", "replica_id", "body", "host_ref", "image_facts_ref")
+            "cause", "hint_id", "payload", "replica_id", "body", "host_ref", "image_facts_ref", "backfilled")
 _SQLITE_INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _CHUNK = 500  # ids per IN (...) lookup, well under SQLite's variable limit
 
@@ -95,7 +95,7 @@ def store_events(conn: Connection, events_in: Sequence[EventRecord], replica_id:
     return new
 
 
-_PG_TYPES = ("text", "timestamptz", *["text"] * 9, "bytea", "text", "text")
+_PG_TYPES = ("text", "timestamptz", *["text"] * 9, "bytea", "text", "text", "boolean")
 _PG_INSERT = (
     f"INSERT INTO events ({', '.join(_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _PG_TYPES)}) "
@@ -113,7 +113,7 @@ def _postgres_insert(conn: Connection, ordered: Sequence[EventRecord], replica_i
         [e.host_platform for e in ordered], [e.image_ref for e in ordered], [e.image_platform for e in ordered],
         [e.binary_platform for e in ordered], [e.cause for e in ordered], [e.hint_id for e in ordered],
         [""] * n, [replica_id] * n, [e.body for e in ordered], [e.host_ref for e in ordered],
-        [e.image_facts_ref for e in ordered],
+        [e.image_facts_ref for e in ordered], [e.backfilled for e in ordered],
     ]
     with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(_PG_INSERT, columns)
@@ -134,7 +134,8 @@ def _sqlite_insert(conn: Connection, ordered: Sequence[EventRecord], replica_id:
             existing.update(r[0] for r in cursor.fetchall())
         rows = [
             (e.event_id, _sqlite_time(e.time), e.host_id, e.host_platform, e.image_ref, e.image_platform,
-             e.binary_platform, e.cause, e.hint_id, "", replica_id, e.body, e.host_ref, e.image_facts_ref)
+             e.binary_platform, e.cause, e.hint_id, "", replica_id, e.body, e.host_ref, e.image_facts_ref,
+             e.backfilled)
             for e in ordered if e.event_id not in existing
         ]
         cursor.executemany(_SQLITE_INSERT, rows)
