@@ -8,6 +8,11 @@ from agent.delivery import wire
 from agent.model import Event, HostFacts
 from enoexec import hints
 
+EVIDENCE = {
+    "runtime_message": "runtime_message (the runtime said the file could not be executed)",
+    "file_only": "file_only (no runtime message could be read; the file is one the kernel refuses and the exit code is the runtime's)",
+}
+
 
 def hint_json(event: Event) -> dict[str, Any]:
     """The remediation hint for one event, as the collector would give it."""
@@ -20,8 +25,9 @@ def event_text(event: Event) -> str:
     offered = ", ".join(i.available_platforms) if i.available_platforms is not None else "unknown"
     lines = [
         f"container  {c.name or c.id[:12]} ({c.id[:12]}) exit {c.exit_code}{' [removed]' if c.removed else ''}",
-        f"runtime    {c.runtime_message or '(log gone with the container; judged from the image)'}",
+        f"runtime    {c.runtime_message or '(no runtime message could be read: log driver without reading, or the container is gone)'}",
         f"cause      {event.cause}: {event.explanation}",
+        f"evidence   {EVIDENCE.get(event.evidence, event.evidence or '-')}" + (" [back-filled: from before the agent started]" if event.backfilled else ""),
         f"file       {b.requested_path or b.path}" + (f" -> {b.path}" if b.requested_path and b.path != b.requested_path else "") + f" (read from the {b.source or '?'})",
         f"kind       {b.description or b.kind}" + (f"; error: {b.error}" if b.error else ""),
         f"image      {i.ref or '-'} ({i.id[:19] or '-'}) declares {i.declared_platform or 'no platform'}; registry offers {offered}",

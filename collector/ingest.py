@@ -109,6 +109,7 @@ def record(event: pb.Event) -> EventRecord:
     """The stored form of a checked event, with its hint chosen. Consumes ``event``
     (its host and image facts move out of it, see :mod:`collector.eventcodec`)."""
     hint_id = hint_id_of(event)
+    backfilled = event.backfilled
     host_id, host_platform = event.host.host_id, _platform(event.host.platform)
     image_ref, image_platform = image_label(event.image.ref), _platform(event.image.declared_platform)
     body, host, image = eventcodec.split(event)
@@ -127,6 +128,7 @@ def record(event: pb.Event) -> EventRecord:
         host_facts=host,
         image_facts_ref=eventcodec.ref(image),
         image_facts=image,
+        backfilled=backfilled,
     )
 
 

@@ -143,6 +143,9 @@ class CollectorService(pb_grpc.CollectorServicer):
         except StoreError:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
         self._presence.seen(host_id)
+        backfilled = sum(1 for r in good if r.backfilled and r.event_id in new)
+        if backfilled:
+            self._stats.backfill(host_id, backfilled)
         self._stats.add(received=len(new), duplicate=len(good) - len(new), rejected=Counter(r.reason for r in bad))
         for r in bad:
             logger.warning("event rejected host_id=%s event_id=%s reason=%s", host_id, r.event_id, r.reason)

@@ -145,8 +145,12 @@ def _sqlite_insert(conn: Connection, ordered: Sequence[EventRecord], replica_id:
 
 
 def count(conn: Connection, fresh: Sequence[EventRecord], replica_id: str) -> None:
-    """Add fresh events to this replica's counters and note first-seen images."""
+    """Add fresh events to this replica's counters and note first-seen images.
+    Back-filled exits (a fresh agent's report of the past) are stored, not counted."""
     stmts = _statements(conn.dialect.name, replica_id)
+    fresh = [e for e in fresh if not e.backfilled]
+    if not fresh:
+        return
     exits = Counter((e.cause, e.host_platform, e.image_platform, e.binary_platform, e.image_ref) for e in fresh)
     conn.execute(stmts["exits"], [
         {"replica_id": replica_id, "cause": c, "host_platform": h, "image_platform": i, "binary_platform": b,

@@ -483,3 +483,12 @@ def test_hosts_page_by_host_id(open_store):
     assert [h.host_id for h in store.hosts(limit=3, after="h2")] == ["h3", "h4", "h5"]
     assert [h.host_id for h in store.hosts(limit=3, after="h5")] == ["h6"]
     assert [h.facts for h in store.hosts(limit=2, facts=False)] == [{}, {}]
+
+
+def test_backfilled_exits_are_stored_but_not_counted(open_store):
+    store = open_store()
+    old = dataclasses.replace(event("old", minutes=0), backfilled=True)
+    assert store.insert_events([old, event("new", minutes=1)]) == [True, True]
+    assert sorted(ids(store.events())) == ["new", "old"]
+    assert [c.count for c in store.exit_counts()] == [1]
+    assert [c.count for c in store.host_exit_counts()] == [1]
