@@ -149,7 +149,8 @@ class CollectorService(pb_grpc.CollectorServicer):
         self._stats.add(received=len(new), duplicate=len(good) - len(new), rejected=Counter(r.reason for r in bad))
         for r in bad:
             logger.warning("event rejected host_id=%s event_id=%s reason=%s", host_id, r.event_id, r.reason)
-        logger.debug("events stored host_id=%s new=%d duplicate=%d", host_id, len(new), len(good) - len(new))
+        if new:
+            logger.info("events stored host_id=%s new=%d duplicate=%d", host_id, len(new), len(good) - len(new))
         return pb.Ack(
             batch_id=batch.batch_id,
             stored_event_ids=[r.event_id for r in good],
