@@ -31,7 +31,7 @@ lint: venv
 
 # The test command (README, .ci/run): unit and integration tests.
 test: venv
-	$(PYTHON) -m pytest -p no:cacheprovider -q
+	$(PYTHON) -m pytest -p no:cacheprovider -q -rs
 
 # The collector benchmarks in their --quick mode (each under a minute): CI checks they run, not their figures.
 bench-smoke: venv

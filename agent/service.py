@@ -22,6 +22,7 @@ import docker.errors
 import grpc
 import requests.exceptions
 
+from agent import docker_errors
 from agent.config import AgentConfig
 from agent.delivery import wire
 from agent.delivery.sender import Sender
@@ -58,10 +59,7 @@ def docker_client(url: str) -> docker.APIClient:
     try:
         return docker.APIClient(base_url=url, version="auto", timeout=30)
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        reason = str(e).splitlines()[0][:200]
-        raise DockerUnavailable(
-            f"cannot reach the Docker Engine at {url} ({reason}); is dockerd running? set --docker-host or DOCKER_HOST"
-        ) from e
+        raise docker_errors.explain(url, e) from e
 
 
 def gather_facts(api: Any, host_id: str, proc_root: Path = Path("/proc")) -> HostFacts:

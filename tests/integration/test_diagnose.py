@@ -388,7 +388,8 @@ def test_cli_json_and_text(dock, engine) -> None:
 
     res = cli(engine, n, "--json")
     assert res.returncode == 1, res.stderr
-    assert json.loads(res.stdout) == {"container": n, "exec_format_error": False}
+    doc = json.loads(res.stdout)
+    assert (doc["container"], doc["exec_format_error"], doc["exit_code"]) == (n, False, 1)
 
 
 def test_cli_says_which_evidence_decided(dock, engine) -> None:
