@@ -243,7 +243,8 @@ def main() -> None:
         print(f"{name:<28} {r['connected']:>9} {r['all_in']:>8.1f} {r['errors']:>6} {r['ack_p50'] * 1000:>10.1f} "
               f"{r['ack_p99'] * 1000:>10.1f} {r['rss'] / 2**20:>12.0f} {r['gauge'] or '-':>9} {r['scrape'] or 0:>10.2f} "
               f"{r['idle_cpu'] * 100:>10.1f}")
-    problems = [line for line in log.splitlines() if " ERROR " in line or "Traceback" in line]
+    problems = [line for line in log.splitlines()
+                if " ERROR " in line or '"level": "error"' in line or "Traceback" in line]
     print(f"collector log errors: {len(problems)}")
 
 
