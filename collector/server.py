@@ -22,9 +22,11 @@ from collector.api import Api
 from collector.config import CollectorConfig
 from collector.errors import ConfigError, StoreError
 from collector.metrics import FleetCollector
+from collector.presence import Presence
 from collector.service import CollectorService, utcnow
 from collector.stats import Stats
 from collector.store import Store
+from collector.writer import GroupWriter
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
@@ -95,8 +97,11 @@ class Collector:
         listen.check_free("--http-listen", config.http_listen)
         self.store = store or Store(config.db, replica_id=config.replica_id)
         self.stats = Stats()
+        self.presence = Presence()
         self.registry = registry or CollectorRegistry()
-        self.registry.register(FleetCollector(self.store, self.stats, max_image_labels=config.max_image_labels))
+        self.registry.register(
+            FleetCollector(self.store, self.stats, self.presence, max_image_labels=config.max_image_labels)
+        )
         self.tokens = auth.load_tokens(config.tokens_file) if config.tokens_file else None
         self.http_tokens = auth.load_tokens(config.http_token_file) if config.http_token_file else None
         self.grpc_port = 0
@@ -127,11 +132,14 @@ class Collector:
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.to_thread(self.store.disconnect_all)
+        writer = GroupWriter(self.store, self.presence, host_flush_seconds=self.config.host_flush_seconds)
+        writing = asyncio.create_task(writer.run(), name="group-writer")
         server = grpc.aio.server(options=SERVER_OPTIONS)
         pb_grpc.add_CollectorServicer_to_server(
             CollectorService(
-                self.store, self.stats, max_batch_events=self.config.max_batch_events, tokens=self.tokens,
-                agent_rate=self.config.agent_rate, agent_burst=self.config.agent_burst,
+                self.stats, self.presence, writer, max_batch_events=self.config.max_batch_events,
+                tokens=self.tokens, agent_rate=self.config.agent_rate, agent_burst=self.config.agent_burst,
+                max_streams=self.config.max_streams, hello_timeout=self.config.hello_timeout,
             ),
             server,
         )
@@ -142,13 +150,15 @@ class Collector:
             else:
                 self.grpc_port = server.add_secure_port(self.config.grpc_listen, creds)
         except RuntimeError:
+            writer.stop()
+            await writing
             raise ConfigError(listen.cannot_listen("--grpc-listen", self.config.grpc_listen)) from None
         await server.start()
 
         policy = self.config.check_registries
         api = Api(
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
-            tokens=self.http_tokens, protect_metrics=self.config.protect_metrics,
+            tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, presence=self.presence,
         )
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()
@@ -159,6 +169,8 @@ class Collector:
         except OSError as e:
             await server.stop(0)
             await runner.cleanup()
+            writer.stop()
+            await writing
             raise ConfigError(listen.cannot_listen("--http-listen", self.config.http_listen, e)) from None
         sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - aiohttp keeps the bound port here
         self.http_port = sockets[0].getsockname()[1] if sockets else port
@@ -182,6 +194,8 @@ class Collector:
                 task.cancel()
             await server.stop(GRACE)
             await runner.cleanup()
+            writer.stop()
+            await writing
             await asyncio.to_thread(self.store.disconnect_all)
             await asyncio.to_thread(self.store.close)
             logger.info("collector stopped")
