@@ -67,6 +67,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from agent.errors import DockerUnavailable
     from agent.service import Agent
     from enoexec.logsetup import configure
+    from enoexec.sdnotify import Notifier
 
     cfg = config.build(args, env)
     configure(cfg.log_level)
@@ -89,7 +90,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            await agent.run(stop)
+            await agent.run(stop, Notifier.from_env(env))
 
     asyncio.run(main())
     return 0

@@ -76,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build(args: argparse.Namespace, env: Mapping[str, str]) -> AgentConfig:
     """The config from flags, environment and file; ConfigError names what to fix."""
     values = settings.load(OPTIONS, args, env)
+    if values["insecure"]:  # plaintext: the file's (or environment's) tls_* keys do not apply
+        values.update(tls_ca=None, tls_cert=None, tls_key=None)
     if not values["docker_host"]:
         values["docker_host"] = env.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
     check_tls(values["tls_ca"], values["tls_cert"], values["tls_key"], values["insecure"], values["token_file"])

@@ -24,6 +24,7 @@ from collector.metrics import FleetCollector
 from collector.service import CollectorService, utcnow
 from collector.stats import Stats
 from collector.store import Store
+from enoexec.sdnotify import Notifier
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class Collector:
                 logger.warning("retention prune failed error=%s", e)
             await asyncio.sleep(PRUNE_EVERY)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, notify: Notifier = Notifier()) -> None:
         await asyncio.to_thread(self.store.disconnect_all)
         server = grpc.aio.server(options=SERVER_OPTIONS)
         pb_grpc.add_CollectorServicer_to_server(
@@ -152,12 +153,16 @@ class Collector:
             _redact(self.config.db), self.config.replica_id, creds is not None,
         )
         pruner = asyncio.create_task(self._prune(), name="prune")
+        watchdog = asyncio.create_task(notify.watchdog(), name="watchdog")  # pings while this loop turns
+        notify.ready(f"grpc port {self.grpc_port}, http port {self.http_port}")
         try:
             await stop.wait()
         finally:
+            notify.stopping()
             logger.info("collector stopping")
             api.draining = True
             pruner.cancel()
+            watchdog.cancel()
             await server.stop(GRACE)
             await runner.cleanup()
             await asyncio.to_thread(self.store.disconnect_all)
