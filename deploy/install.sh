@@ -231,8 +231,9 @@ pip_install() {
         | tee "$log" || rc=$?
     if [ "$rc" != 0 ]; then
         echo "$PROG: pip could not install $spec; the reason, as pip gave it:" >&2
-        grep -E '^(ERROR|error):|No matching distribution|ResolutionImpossible|Failed (building|to build)|requires a different Python' "$log" \
-            | sort -u | sed "s/^/$PROG:   /" >&2 || tail -n 5 "$log" | sed "s/^/$PROG:   /" >&2
+        grep -E '(ERROR|error):|ResolutionImpossible|Failed (building|to build)|requires a different Python' "$log" \
+            | grep -v 'subprocess-exited-with-error' | sed -E 's/^[[:space:]]+//' | awk '!seen[$0]++' \
+            | sed "s/^/$PROG:   /" >&2 || tail -n 5 "$log" | sed "s/^/$PROG:   /" >&2
         rm -f "$log"
         fail "installing $spec failed (pip exit status $rc)"
     fi
