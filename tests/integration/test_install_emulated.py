@@ -162,8 +162,11 @@ def test_agent_installs_and_runs_on_pi_userland(arch: str, tmp_path: Path, engin
         facts = chroot.run("enoexec-agent", "facts", "--json", "--docker-host", "unix:///run/docker.sock")
         assert facts.returncode == 0, facts.stderr
         doc = json.loads(facts.stdout)
-        want_platform = {"armhf": "linux/arm/v7", "arm64": "linux/arm64"}[arch]
-        assert doc["platform"] == want_platform, doc
+        # The agent runs on the Pi's userland; the platform is the Docker Engine's (this machine's).
+        native = subprocess.run([sys.executable, "-m", "agent.cli", "facts", "--json", "--docker-host", engine.url],
+                                capture_output=True, text=True, check=True, cwd=ROOT)
+        want_platform = json.loads(native.stdout)["platform"]
+        assert doc["kernel_machine"] == machine and doc["platform"] == want_platform, doc
         assert doc.get("docker_version"), doc
 
         diag = chroot.run("enoexec-agent", "diagnose", dead, "--json", "--no-registry", "--docker-host", "unix:///run/docker.sock")
@@ -199,3 +202,21 @@ def test_agent_installs_and_runs_on_pi_userland(arch: str, tmp_path: Path, engin
             print(out[-2000:])
         rootfs.remove(root)
         assert host_binfmt() == before, "the machine's own binfmt_misc changed"
+
+
+@pytest.mark.parametrize("machine", ["armv7l", "aarch64", "x86_64"])
+@pytest.mark.parametrize("python", ["3.11", "3.12", "3.13"])
+def test_agent_dependencies_have_wheels(machine: str, python: str, tmp_path: Path) -> None:
+    """pip install enoexec needs no compiler on any Pi, Graviton or x86 host with CPython 3.11-3.13."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    platforms = [f"--platform=manylinux_2_36_{machine}", f"--platform=manylinux2014_{machine}", f"--platform=linux_{machine}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", python,
+         "--dest", str(tmp_path), *platforms, *meta["project"]["dependencies"]],
+        capture_output=True, text=True, timeout=600,
+    )
+    if proc.returncode != 0 and "No matching distribution" not in proc.stderr:
+        require.missing(f"cannot download wheels from PyPI: {proc.stderr.strip()[-300:]}")
+    assert proc.returncode == 0, f"an agent dependency has no wheel for CPython {python} on {machine}:\n{proc.stderr[-2000:]}"
+    names = {w.name.split("-")[0].lower() for w in tmp_path.glob("*.whl")}
+    assert {"grpcio", "protobuf", "docker"} <= names, names
