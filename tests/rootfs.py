@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 USERNS = ROOT / "tests" / "userns.py"
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 SUITE = "bookworm"
+# A minimal userland the agent installs on: Python with venv, no compiler, no Recommends.
+AGENT_PACKAGES = ["python3", "python3-venv", "ca-certificates", "passwd"]
 
 # Debian architecture -> (QEMU binfmt name in tests/userns.py, machine as uname -m reports it)
 ARCHES = {
@@ -124,6 +127,80 @@ def _without_suite(sources_text: str, suite: str) -> str:
         if any(line.startswith("Suites:") for line in lines) or not any(line.startswith("Types:") for line in lines):
             out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
+
+
+class NoWheel(Exception):
+    """A dependency has no wheel for the platform."""
+
+
+class DownloadFailed(Exception):
+    """PyPI could not be reached."""
+
+
+BOOKWORM_PYTHON = "3.11"
+
+
+def agent_wheels(machine: str) -> Path:
+    """The agent's dependencies and build requirements as wheels for ``machine``, CPython 3.11 (cached for the day)."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    reqs = meta["project"]["dependencies"] + meta["build-system"]["requires"]
+    d = cache_dir() / f"wheels-{machine}-cp{BOOKWORM_PYTHON.replace('.', '')}-{datetime.date.today().isoformat()}"
+    if (d / ".complete").exists():
+        return d
+    platforms = [f"--platform=manylinux_2_36_{machine}", f"--platform=manylinux2014_{machine}", f"--platform=linux_{machine}"]
+    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", BOOKWORM_PYTHON,
+            "--dest", str(d), *platforms, *reqs]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    if proc.returncode != 0:
+        if "No matching distribution" in proc.stderr:
+            raise NoWheel(f"an agent dependency has no CPython {BOOKWORM_PYTHON} wheel for {machine}:\n{proc.stderr[-2000:]}")
+        raise DownloadFailed(f"cannot download wheels from PyPI: {proc.stderr.strip()[-300:]}")
+    (d / ".complete").touch()
+    return d
+
+
+# Mount what the chroot needs (in the private namespace only) and run a command in it.
+CHROOT = r"""
+set -e
+R=$1; SOCK=$2; shift 2
+mount --rbind /proc "$R/proc"
+mount --rbind /dev "$R/dev"
+mount --rbind /sys "$R/sys"
+[ -z "$SOCK" ] || mount --bind "$SOCK" "$R/run/docker.sock"
+exec chroot "$R" /usr/bin/env -i PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+    PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels "$@"
+"""
+
+
+@dataclass(frozen=True)
+class Chroot:
+    """Commands in an extracted rootfs, in a private namespace (QEMU registered there for a foreign arch)."""
+
+    root: Path
+    qemu: str | None
+    docker_socket: str = ""  # bound to /run/docker.sock inside
+
+    def argv(self, *command: str) -> list[str]:
+        qemu = ["--qemu", self.qemu] if self.qemu else []
+        return [sys.executable, str(USERNS), *qemu, "--", "bash", "-c", CHROOT, "chroot", str(self.root), self.docker_socket, *command]
+
+    def run(self, *command: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*command), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def prepare(root: Path, wheels: Path) -> None:
+    """Copy this checkout (its git-tracked and new files) to /src and the wheels to /wheels."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in files.stdout.splitlines():
+        src = ROOT / name
+        if src.is_file():
+            dest = root / "src" / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+    (root / "wheels").mkdir()
+    for w in wheels.glob("*.whl"):
+        shutil.copy2(w, root / "wheels" / w.name)
+    (root / "run/docker.sock").touch()
 
 
 def extract(tarball: Path, dest: Path) -> Path:

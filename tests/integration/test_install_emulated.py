@@ -15,6 +15,7 @@ A Debian mirror outage skips with apt's message; an install failure fails.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +35,8 @@ from tests.images import File
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ["python3", "python3-venv", "ca-certificates", "passwd"]
-BOOKWORM_PYTHON = "3.11"
+PACKAGES = rootfs.AGENT_PACKAGES
 HOST_BINFMT = Path("/proc/sys/fs/binfmt_misc")
-
-# Mount what the chroot needs (in the private namespace only) and run a command in it.
-CHROOT = r"""
-set -e
-R=$1; SOCK=$2; shift 2
-mount --rbind /proc "$R/proc"
-mount --rbind /dev "$R/dev"
-mount --rbind /sys "$R/sys"
-mount --bind "$SOCK" "$R/run/docker.sock"
-exec chroot "$R" /usr/bin/env -i PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
-    PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels "$@"
-"""
 
 
 def host_binfmt() -> dict[str, str]:
@@ -70,74 +59,52 @@ def prerequisites() -> None:
 
 
 def wheels(machine: str) -> Path:
-    """The agent's dependencies and build requirements as wheels for ``machine``, CPython 3.11."""
-    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    reqs = meta["project"]["dependencies"] + meta["build-system"]["requires"]
-    d = rootfs.cache_dir() / f"wheels-{machine}-cp{BOOKWORM_PYTHON.replace('.', '')}-{time.strftime('%Y-%m-%d')}"
-    done = d / ".complete"
-    if done.exists():
-        return d
-    platforms = [f"manylinux_2_36_{machine}", f"manylinux2014_{machine}", f"linux_{machine}"]
-    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", BOOKWORM_PYTHON,
-            "--dest", str(d), *[f"--platform={p}" for p in platforms], *reqs]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        if "No matching distribution" in proc.stderr:
-            pytest.fail(f"an agent dependency has no CPython {BOOKWORM_PYTHON} wheel for {machine}:\n{proc.stderr[-2000:]}")
-        require.missing(f"cannot download wheels from PyPI: {proc.stderr.strip().splitlines()[-1:]}")
-    done.touch()
-    return d
+    try:
+        return rootfs.agent_wheels(machine)
+    except rootfs.NoWheel as e:
+        pytest.fail(str(e))
+    except rootfs.DownloadFailed as e:
+        require.missing(str(e))
 
 
-class Chroot:
-    def __init__(self, root: Path, qemu: str, socket_path: str) -> None:
-        self.root, self.qemu, self.socket = root, qemu, socket_path
-
-    def argv(self, *command: str) -> list[str]:
-        return [sys.executable, str(rootfs.USERNS), "--qemu", self.qemu, "--",
-                "bash", "-c", CHROOT, "chroot", str(self.root), self.socket, *command]
-
-    def run(self, *command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*command), capture_output=True, text=True, timeout=timeout)
+PI_ARCHES = ("armhf", "arm64")
 
 
-def copy_tree(src_files: list[str], dest: Path) -> None:
-    dest.mkdir(parents=True)
-    tar = subprocess.Popen(["tar", "-cf", "-", "-T", "-"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    untar = subprocess.Popen(["tar", "-xf", "-", "-C", str(dest)], stdin=tar.stdout)
-    assert tar.stdin is not None and tar.stdout is not None
-    tar.stdout.close()
-    tar.stdin.write("\n".join(src_files).encode())
-    tar.stdin.close()
-    assert tar.wait() == 0 and untar.wait() == 0
-
-
-@pytest.mark.parametrize("arch", ["armhf", "arm64"])
-def test_agent_installs_and_runs_on_pi_userland(arch: str, tmp_path: Path, engine: Any, dock: Any, collector: Any) -> None:
+@pytest.fixture(scope="module")
+def pi_rootfs() -> Iterator[dict[str, rootfs.Rootfs | BaseException]]:
+    """Both root filesystems, built at once (each mmdebstrap runs mostly one emulated CPU)."""
     prerequisites()
+    before = host_binfmt()
+    with concurrent.futures.ThreadPoolExecutor(len(PI_ARCHES)) as pool:
+        futures = {arch: pool.submit(rootfs.build, arch, PACKAGES) for arch in PI_ARCHES}
+    built: dict[str, rootfs.Rootfs | BaseException] = {}
+    for arch, f in futures.items():
+        built[arch] = f.exception() or f.result()
+    assert host_binfmt() == before, "building the root filesystems changed the machine's own binfmt_misc"
+    yield built
+
+
+@pytest.mark.parametrize("arch", PI_ARCHES)
+def test_agent_installs_and_runs_on_pi_userland(arch: str, tmp_path: Path, pi_rootfs: Any, engine: Any, dock: Any, collector: Any) -> None:
     if not engine.url.startswith("unix://"):
         require.missing("the rootfs binds the Docker Engine's unix socket; DOCKER_HOST is not one")
     qemu, machine = rootfs.ARCHES[arch]
     assert qemu is not None
     before = host_binfmt()
-    try:
-        fs = rootfs.build(arch, PACKAGES)
-    except rootfs.MirrorOutage as e:
-        pytest.skip(str(e.args[0]))  # the mirror's fault, not the installer's: even in CI
+    fs = pi_rootfs[arch]
+    if isinstance(fs, rootfs.MirrorOutage):
+        pytest.skip(str(fs.args[0]))  # the mirror's fault, not the installer's: even in CI
+    if isinstance(fs, BaseException):
+        raise fs
     if fs.note:
         print(f"\n{arch}: {fs.note}")
     wheel_dir = wheels(machine)
 
     root = rootfs.extract(fs.tarball, tmp_path / "root")
     assert not (root / "usr/bin/gcc").exists() and not (root / "usr/bin/cc").exists(), "the rootfs must have no compiler"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
-    copy_tree([f for f in files.stdout.splitlines() if (ROOT / f).is_file()], root / "src")
-    (root / "wheels").mkdir()
-    for w in wheel_dir.glob("*.whl"):
-        (root / "wheels" / w.name).write_bytes(w.read_bytes())
+    rootfs.prepare(root, wheel_dir)
     sock = engine.url.removeprefix("unix://")
-    (root / "run/docker.sock").touch()
-    chroot = Chroot(root, qemu, sock)
+    chroot = rootfs.Chroot(root, qemu, sock)
 
     coll = collector()
     foreign = dock.load("s390x-app", [File("/app", images.elf(images.EM_S390, little=False))], architecture="s390x", entrypoint=["/app"])
