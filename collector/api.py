@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -18,15 +19,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from collector import auth, fleetcheck, hints_view, ingest
-from collector.errors import RegistryError, StoreError
+from collector.errors import InvalidReference, RegistryError, RegistryRefused, StoreError
+from collector.registry import parse_reference
 from collector.store import Store
-from enoexec import platforms
+from enoexec import limits, platforms
 from enoexec.causes import CAUSES
 
 logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000
 MAX_PARAM = 512
+PROBE_EVERY = 1.0  # seconds between write probes behind /readyz
 
 PlatformLookup = Callable[[str], Any]  # async: ref -> tuple[str, ...]
 
@@ -74,9 +77,10 @@ def parse_time(value: str) -> datetime:
         if value.replace(".", "", 1).isdigit():
             return datetime.fromtimestamp(float(value), tz=timezone.utc)
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # In UTC now: a time whose UTC form leaves datetime's range (0001-01-01T00:00+01:00) is refused here.
+        return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
     except (ValueError, OverflowError, OSError):
         raise BadRequest(f"since: expected RFC 3339 time or Unix seconds, got {value!r}") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def _iso(dt: datetime) -> str:
@@ -121,6 +125,14 @@ def capabilities(hosts: list[Any]) -> list[fleetcheck.HostCapability]:
     ]
 
 
+def _http_error(e: web.HTTPException, request: web.Request) -> str:
+    if e.status == 404:
+        return f"no such path {request.path!r}; see /api/v1/events, /api/v1/hosts, /api/v1/hints, /api/v1/check"
+    if e.status == 405:
+        return f"method {request.method} is not allowed on {request.path}; allowed: {e.headers.get('Allow', '')}"
+    return e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
+
+
 class Api:
     def __init__(
         self,
@@ -137,6 +149,9 @@ class Api:
         self._tokens = tokens
         self._protect_metrics = protect_metrics
         self.draining = False  # set at shutdown: /readyz says 503 so balancers move away
+        self._probe_lock = asyncio.Lock()
+        self._probed_at = float("-inf")
+        self._probe_error = ""
 
     def _needs_token(self, path: str) -> bool:
         if self._tokens is None:
@@ -153,11 +168,13 @@ class Api:
             web.get("/api/v1/hosts", self.hosts),
             web.get("/api/v1/hints", self.hints),
             web.get("/api/v1/check", self.check),
+            web.delete("/api/v1/hosts/{host_id}", self.forget_host),
         ])
         return app
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        """Every error is a JSON object ``{"error": "..."}``, unknown paths and methods too."""
         try:
             return await handler(request)
         except BadRequest as e:
@@ -165,6 +182,11 @@ class Api:
         except StoreError as e:
             logger.error("store unavailable path=%s error=%s", request.path, e)
             return web.json_response({"error": "store unavailable"}, status=503)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            headers = {k: v for k, v in e.headers.items() if k in ("Allow", "WWW-Authenticate")}
+            return web.json_response({"error": _http_error(e, request)}, status=e.status, headers=headers)
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
@@ -185,12 +207,19 @@ class Api:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
+        """Ready when the store commits a write (not merely answers), probed at most once a second."""
         if self.draining:
             return web.json_response({"status": "draining"}, status=503)
-        try:
-            await asyncio.to_thread(self._store.ping)
-        except StoreError as e:
-            return web.json_response({"status": "unavailable", "error": str(e)}, status=503)
+        async with self._probe_lock:
+            if time.monotonic() - self._probed_at >= PROBE_EVERY:
+                try:
+                    await asyncio.to_thread(self._store.probe_write)
+                    self._probe_error = ""
+                except StoreError as e:
+                    self._probe_error = str(e)
+                self._probed_at = time.monotonic()
+        if self._probe_error:
+            return web.json_response({"status": "unavailable", "error": self._probe_error}, status=503)
         return web.json_response({"status": "ready"})
 
     async def events(self, request: web.Request) -> web.Response:
@@ -206,21 +235,42 @@ class Api:
         groups = await asyncio.to_thread(self._store.hint_groups)
         return web.json_response({"hints": [hints_view.group_json(g) for g in groups]})
 
+    async def forget_host(self, request: web.Request) -> web.Response:
+        host_id = request.match_info["host_id"]
+        if not limits.valid_host_id(host_id):
+            raise BadRequest(f"host_id: {host_id!r} is not a host id (letters, digits and . _ : @ -)")
+        outcome = await asyncio.to_thread(self._store.forget_host, host_id)
+        if outcome == "unknown":
+            return web.json_response({"error": f"no host {host_id!r} is known"}, status=404)
+        if outcome == "connected":
+            return web.json_response(
+                {"error": f"host {host_id!r} is connected: stop its agent first (a running agent would register again)"},
+                status=409,
+            )
+        logger.info("host forgotten host_id=%s peer=%s", host_id, request.remote)
+        return web.json_response({"host_id": host_id, "forgotten": True})
+
     async def check(self, request: web.Request) -> web.Response:
         image = _param(request.query, "image")
         if image is None:
             raise BadRequest("image: required, e.g. /api/v1/check?image=nginx:1.27")
+        try:
+            parse_reference(image)
+        except InvalidReference as e:
+            raise BadRequest(f"image: {e}") from None
         wanted = request.query.getall("platform", [])
         offered: list[str] = []
         for p in wanted:
             norm = platforms.parse(p)
-            if not ingest.valid_platform(norm):
-                raise BadRequest(f"platform: expected os/arch[/variant] such as linux/arm64, got {p!r}")
+            if not (ingest.valid_platform(norm) and platforms.is_known(norm)):
+                raise BadRequest(f"platform: expected os/arch[/variant] with a known architecture, such as linux/arm64, got {p!r}")
             offered.append(norm)
         source = "query"
         if not offered:
             try:
                 offered = list(await self._lookup(image))
+            except RegistryRefused as e:
+                return web.json_response({"error": str(e)}, status=403)
             except RegistryError as e:
                 return web.json_response({"error": str(e)}, status=502)
             source = "registry"

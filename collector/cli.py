@@ -43,6 +43,12 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--url", default=None, help=f"collector HTTP address (default $ENOEXEC_URL, then {DEFAULT_URL})")
     _client_flags(check)
     check.add_argument("--json", action="store_true", help="print JSON")
+    forget = sub.add_parser("forget", help="retire a host: drop it from the fleet view (its past exits stay counted)",
+                            description="Retire a decommissioned host: it leaves /api/v1/hosts and its per-host gauges "
+                                        "(so AgentDown clears); its exits stay counted. An agent that comes back registers again.")
+    forget.add_argument("host_id", metavar="HOST_ID", help="the host id, as in 'enoexec-collector hints' or /api/v1/hosts")
+    forget.add_argument("--url", default=None, help=f"collector HTTP address (default $ENOEXEC_URL, then {DEFAULT_URL})")
+    _client_flags(forget)
     token = sub.add_parser("token", help="make a bearer token for an agent or an API client",
                            description="Print a new random token and the line to add to --tokens-file (agents) or --http-token-file (API clients).")
     token.add_argument("name", metavar="HOST_ID", help="the host id the token is bound to (or a client name, for the HTTP API)")
@@ -71,10 +77,10 @@ def _client(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[dict[str,
 
 
 def _get(base: str, path: str, params: list[tuple[str, str]] | None = None,
-         headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None) -> dict[str, Any]:
+         headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None, *, method: str = "GET") -> dict[str, Any]:
     url = base.rstrip("/") + path + ("?" + urllib.parse.urlencode(params) if params else "")
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30, context=context) as res:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}, method=method), timeout=30, context=context) as res:
             return json.load(res)
     except urllib.error.HTTPError as e:
         try:
@@ -134,6 +140,15 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 1 if bad else 0
 
 
+def cmd_forget(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if not limits.valid_host_id(args.host_id):
+        raise ConfigError(f"HOST_ID {args.host_id!r}: use letters, digits and . _ : @ - only")
+    path = "/api/v1/hosts/" + urllib.parse.quote(args.host_id, safe="")
+    _get(args.url or env.get("ENOEXEC_URL", DEFAULT_URL), path, None, *_client(args, env), method="DELETE")
+    print(f"forgot host {args.host_id}; its past exits stay counted")
+    return 0
+
+
 def cmd_token(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from collector import auth
 
@@ -145,7 +160,7 @@ def cmd_token(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "hints": cmd_hints, "check": cmd_check, "token": cmd_token}
+COMMANDS = {"serve": cmd_serve, "hints": cmd_hints, "check": cmd_check, "forget": cmd_forget, "token": cmd_token}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collector import registry_policy
 from collector.errors import ConfigError
 from enoexec import settings
 from enoexec.settings import (
@@ -19,9 +20,32 @@ from enoexec.settings import (
     positive_int,
 )
 
+DEFAULT_HTTP_PORT = 9469
+
+
+def duration(value: Any) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``36h`` or ``7d``; 0 is allowed (never)."""
+    text = str(value).strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(text[-1:], 0)
+    number = text[:-1] if scale else text
+    scale = scale or 1
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        raise ValueError(f"expected a duration such as 90s, 30m, 36h or 7d, got {value!r}") from None
+    if not 0 <= seconds < 100 * 365 * 86400:
+        raise ValueError(f"expected a duration from 0 (never) up to 100 years, got {value!r}")
+    return seconds
+
+
+def registry_list(value: Any) -> registry_policy.RegistryPolicy:
+    """A comma-separated string, or a TOML list of entries."""
+    return registry_policy.parse(",".join(map(str, value)) if isinstance(value, list) else str(value))
+
+
 OPTIONS = (
     Option("grpc_listen", host_port, "0.0.0.0:7469", "address for agents' gRPC streams (default 0.0.0.0:7469)"),
-    Option("http_listen", host_port, "0.0.0.0:9469", "address for /metrics, /healthz and the JSON API (default 0.0.0.0:9469)"),
+    Option("http_listen", host_port, None, "address for /metrics, /healthz and the JSON API (default 127.0.0.1:9469; 0.0.0.0:9469 when --http-token-file protects the API)"),
     Option("db", str, "enoexec.db", "SQLite file path (the default, enoexec.db) or a postgresql:// URL"),
     Option("retention_days", positive_int, 30, "days to keep events; counters are kept forever (default 30)"),
     Option("max_image_labels", positive_int, 200, "distinct image label values in metrics; the rest fold into _other (default 200)"),
@@ -39,7 +63,14 @@ OPTIONS = (
     Option("http_tls_key", Path, None, "private key for HTTPS on the HTTP port (PEM)"),
     Option("http_token_file", Path, None, "token hashes ('NAME SHA256' per line) that /api/* requires as a bearer token"),
     Option("protect_metrics", parse_bool, False, "require the HTTP token on /metrics too (default false: Prometheus scrapes freely)"),
+    Option("check_registries", registry_list, registry_policy.parse(registry_policy.DEFAULT),
+           "hosts 'check' may ask for an image's platforms, comma-separated: host, host:port, *.domain, a registry "
+           "name (docker.io, ghcr.io, quay.io, gcr.io, registry.k8s.io, mcr.microsoft.com, public.ecr.aws), "
+           "'default' for all of those, or '' for none (default: default)"),
+    Option("host_expiry", duration, 7 * 86400.0,
+           "forget a host after this long without a word from its agent: 90m, 36h, 7d, or 0 for never (default 7d)"),
 )
+
 
 
 @dataclass(frozen=True)
@@ -63,6 +94,8 @@ class CollectorConfig:
     http_tls_key: Path | None
     http_token_file: Path | None
     protect_metrics: bool
+    check_registries: registry_policy.RegistryPolicy
+    host_expiry: float  # seconds; 0 never expires
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +107,10 @@ def build(args: argparse.Namespace, env: Mapping[str, str]) -> CollectorConfig:
     if values["insecure"]:  # plaintext gRPC: the file's (or environment's) tls_* keys do not apply
         values.update(tls_ca=None, tls_cert=None, tls_key=None)
     values["replica_id"] = values["replica_id"] or socket.gethostname()
+    if values["http_listen"] is None:
+        # Without a token the API (including 'check', which fetches from registries) stays on loopback.
+        host = "0.0.0.0" if values["http_token_file"] else "127.0.0.1"
+        values["http_listen"] = f"{host}:{DEFAULT_HTTP_PORT}"
     _check_files(values)
     return CollectorConfig(**values)
 

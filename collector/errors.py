@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enoexec.errors import ConfigError, EnoexecError
 
-__all__ = ["CollectorError", "ConfigError", "RegistryError", "StoreError"]
+__all__ = ["CollectorError", "ConfigError", "InvalidReference", "RegistryError", "RegistryRefused", "StoreError"]
 
 
 class CollectorError(EnoexecError):
@@ -13,6 +13,14 @@ class CollectorError(EnoexecError):
 
 class RegistryError(CollectorError):
     """An image registry could not be reached or did not answer as expected."""
+
+
+class InvalidReference(RegistryError):
+    """The image reference itself is malformed (the caller's mistake)."""
+
+
+class RegistryRefused(RegistryError):
+    """The look-up would contact a host the operator did not allow (``--check-registries``)."""
 
 
 class StoreError(CollectorError):

@@ -9,16 +9,21 @@ test can give each case its own ``CollectorRegistry``.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from collector import recent_exits
 from collector.records import HostRecord
 from collector.stats import Stats
-from collector.store import Store
+from collector.store import Store, utcnow
 
 OTHER = "_other"
+# How far back enoexec_last_exit_timestamp_seconds looks: the image alert's window, so a
+# Prometheus that missed an exit still sees it for as long as it should alert.
+LAST_EXIT_WINDOW = timedelta(minutes=30)
 
 
 def allowed_images(first_seen: Iterable[tuple[str, object]], cap: int) -> frozenset[str]:
@@ -35,10 +40,18 @@ def allowed_images(first_seen: Iterable[tuple[str, object]], cap: int) -> frozen
 
 
 class FleetCollector(Collector):
-    def __init__(self, store: Store, stats: Stats, *, max_image_labels: int = 200) -> None:
+    def __init__(
+        self,
+        store: Store,
+        stats: Stats,
+        *,
+        max_image_labels: int = 200,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._store = store
         self._stats = stats
         self._cap = max_image_labels
+        self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
         keep = allowed_images(self._store.image_first_seen(), self._cap)
@@ -61,6 +74,7 @@ class FleetCollector(Collector):
         for h in self._store.host_exit_counts():
             host_exits.add_metric([h.host, h.host_platform], h.count)
         yield host_exits
+        yield from self._last_exits(img)
 
         hosts = self._store.hosts()
         yield from self._host_metrics(hosts)
@@ -87,6 +101,10 @@ class FleetCollector(Collector):
             "Seconds agents' acks were delayed because they sent faster than --agent-rate.",
             value=self._stats.throttled_seconds,
         )
+
+    def _last_exits(self, img: Callable[[str], str]) -> Iterator[Metric]:
+        rows = self._store.recent_exits(self._clock() - LAST_EXIT_WINDOW)
+        yield from recent_exits.family(rows, img)
 
     @staticmethod
     def _host_metrics(hosts: list[HostRecord]) -> Iterator[Metric]:

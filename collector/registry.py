@@ -1,7 +1,10 @@
 """Ask an OCI/Docker registry which platforms an image reference offers.
 
 Speaks the registry HTTP API v2 anonymously: on a ``401`` with a Bearer challenge it
-fetches a token from the challenge's realm and retries. Reads Docker manifest lists
+fetches a token from the challenge's realm and retries. Every URL it opens — the
+registry, the realm, each redirect (followed by hand, at most a few) — must be
+allowed by a :class:`~collector.registry_policy.RegistryPolicy`; the token goes
+only to the registry's own host, never along a redirect to another. Reads Docker manifest lists
 and OCI indexes (skipping ``unknown/unknown`` attestation entries) and, for a single
 manifest, the config blob's ``os``/``architecture``/``variant``.
 """
@@ -15,10 +18,12 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from collector.errors import RegistryError
+from collector.errors import InvalidReference, RegistryError, RegistryRefused
+from collector.registry_policy import RegistryPolicy
 from enoexec import platforms
 
 logger = logging.getLogger(__name__)
@@ -32,6 +37,8 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 _ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 _MAX_BODY = 4 * 1024 * 1024
+_MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 _DOMAIN = re.compile(
     r"(?:\[[0-9a-fA-F:]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
@@ -101,13 +108,14 @@ def _split_domain(name: str) -> tuple[str, str]:
     return registry, repository
 
 
-def _bad(ref: str, why: str) -> RegistryError:
-    return RegistryError(f"invalid image reference {ref!r}: {why}")
+def _bad(ref: str, why: str) -> InvalidReference:
+    return InvalidReference(f"invalid image reference {ref!r}: {why}")
 
 
 async def fetch_platforms(
     ref: str,
     *,
+    allowed: RegistryPolicy,
     session: aiohttp.ClientSession | None = None,
     timeout: float = 10.0,
     insecure_registries: Collection[str] = ("localhost", "127.0.0.1"),
@@ -116,17 +124,21 @@ async def fetch_platforms(
 
     Registries whose host is in ``insecure_registries`` (any port) are spoken to over
     plain HTTP, all others over HTTPS. The whole look-up is bounded by ``timeout``.
+    RegistryRefused when ``allowed`` does not permit a URL it would open.
     """
     image = parse_reference(ref)
     host = image.registry.rsplit(":", 1)[0] if not image.registry.endswith("]") else image.registry
     insecure = host in insecure_registries or image.registry in insecure_registries
     base = f"{'http' if insecure else 'https'}://{image.registry}/v2/{image.repository}"
+    if allowed.disabled:
+        raise RegistryRefused("registry look-ups are disabled (--check-registries is empty); pass --platform")
+    allowed.check_url(base, f"registry {image.registry}", plain_http=insecure)
     own = session is None
     if session is None:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
     try:
         async with asyncio.timeout(timeout):
-            return await _platforms(_Client(session, image, base), image)
+            return await _platforms(_Client(session, image, base, allowed), image)
     except TimeoutError as e:
         raise RegistryError(
             f"registry {image.registry} did not answer within {timeout:g}s for {image}; "
@@ -184,10 +196,13 @@ def _from_index(entries: list[Any]) -> tuple[str, ...]:
 class _Client:
     """GETs under one repository, with an anonymous Bearer token once one is demanded."""
 
-    def __init__(self, session: aiohttp.ClientSession, image: ImageRef, base: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, image: ImageRef, base: str, allowed: RegistryPolicy) -> None:
         self._session = session
         self._image = image
         self._base = base
+        self._origin = urlsplit(base)[:2]  # (scheme, netloc) the token belongs to
+        self._plain = self._origin[0] == "http"  # a loopback registry: its realm and redirects may be http too
+        self._allowed = allowed
         self._token = ""
 
     async def get_json(self, path: str, accept: str) -> tuple[dict[str, Any], str]:
@@ -211,18 +226,26 @@ class _Client:
         return doc, content_type
 
     async def _get(self, url: str, accept: str) -> tuple[int, str, str, bytes]:
-        headers = {"Accept": accept}
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        async with self._session.get(url, headers=headers) as resp:
-            body = await resp.content.read(_MAX_BODY + 1)
-            if len(body) > _MAX_BODY:
-                raise RegistryError(
-                    f"registry {self._image.registry} sent more than {_MAX_BODY} bytes for {url}"
-                )
-            challenge = resp.headers.get("WWW-Authenticate", "")
-            logger.debug("GET %s -> %s %s", url, resp.status, resp.content_type)
-            return resp.status, challenge, resp.content_type, body
+        for _ in range(_MAX_REDIRECTS + 1):
+            headers = {"Accept": accept}
+            if self._token and urlsplit(url)[:2] == self._origin:
+                headers["Authorization"] = f"Bearer {self._token}"
+            async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
+                if resp.status not in _REDIRECTS:
+                    return await self._read(url, resp)
+                target = urljoin(url, resp.headers.get("Location", ""))
+            self._allowed.check_url(target, f"a redirect from registry {self._image.registry}", plain_http=self._plain)
+            logger.debug("GET %s -> redirect %s", url, target)
+            url = target
+        raise RegistryError(f"registry {self._image.registry} redirected more than {_MAX_REDIRECTS} times for {url}")
+
+    async def _read(self, url: str, resp: aiohttp.ClientResponse) -> tuple[int, str, str, bytes]:
+        body = await resp.content.read(_MAX_BODY + 1)
+        if len(body) > _MAX_BODY:
+            raise RegistryError(f"registry {self._image.registry} sent more than {_MAX_BODY} bytes for {url}")
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        logger.debug("GET %s -> %s %s", url, resp.status, resp.content_type)
+        return resp.status, challenge, resp.content_type, body
 
     async def _fetch_token(self, challenge: str) -> str:
         params = {
@@ -235,10 +258,11 @@ class _Client:
                 f"registry {self._image.registry} sent a Bearer challenge without a usable realm "
                 f"({challenge!r}); check the registry's auth configuration"
             )
+        self._allowed.check_url(realm, f"the token realm {realm!r} of registry {self._image.registry}", plain_http=self._plain)
         query = {"scope": params.get("scope") or f"repository:{self._image.repository}:pull"}
         if params.get("service"):
             query["service"] = params["service"]
-        async with self._session.get(realm, params=query) as resp:
+        async with self._session.get(realm, params=query, allow_redirects=False) as resp:
             body = await resp.content.read(_MAX_BODY)
             if resp.status != 200:
                 raise RegistryError(

@@ -214,3 +214,12 @@ hosts = Table(
     Column("spool_events", BigInteger, nullable=False),
     Column("dropped_total", BigInteger, nullable=False),
 )
+
+# One row per replica, rewritten by each readiness check: proof the database takes writes.
+write_probe = Table(
+    "write_probe",
+    metadata,
+    Column("replica_id", String, primary_key=True),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Column("probes", BigInteger, nullable=False),  # grows on every probe, so each one changes the row
+)

@@ -6,6 +6,7 @@ Shutdown: stop accepting, give open streams a bounded grace period, then cancel.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 from datetime import timedelta
@@ -15,7 +16,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry
 
-from collector import auth
+from collector import auth, listen
 from collector import registry as image_registry
 from collector.api import Api
 from collector.config import CollectorConfig
@@ -42,6 +43,9 @@ SERVER_OPTIONS = (
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.max_connection_idle_ms", 15 * 60_000),
+    # gRPC sets SO_REUSEPORT by default: a second collector on the same port would
+    # start silently and take half the fleet into another database.
+    ("grpc.so_reuseport", 0),
 )
 
 
@@ -84,14 +88,12 @@ http_logger = logging.getLogger("collector.http")
 http_logger.addFilter(_ClientErrors())
 
 
-def _split(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 class Collector:
     def __init__(self, config: CollectorConfig, *, store: Store | None = None, registry: CollectorRegistry | None = None) -> None:
         self.config = config
+        # Before the store opens: a collector that cannot listen leaves no database behind.
+        listen.check_free("--grpc-listen", config.grpc_listen)
+        listen.check_free("--http-listen", config.http_listen)
         self.store = store or Store(config.db, replica_id=config.replica_id)
         self.stats = Stats()
         self.registry = registry or CollectorRegistry()
@@ -111,6 +113,19 @@ class Collector:
                 logger.warning("retention prune failed error=%s", e)
             await asyncio.sleep(PRUNE_EVERY)
 
+    async def _expire_hosts(self) -> None:
+        """Forget hosts silent for --host-expiry, so their AgentDown alerts clear."""
+        expiry = timedelta(seconds=self.config.host_expiry)
+        every = min(60.0, max(1.0, self.config.host_expiry / 4))
+        while True:
+            try:
+                gone = await asyncio.to_thread(self.store.expire_hosts, utcnow() - expiry)
+                for host_id in gone:
+                    logger.info("host expired host_id=%s silent_for_more_than=%s", host_id, expiry)
+            except StoreError as e:
+                logger.warning("host expiry failed error=%s", e)
+            await asyncio.sleep(every)
+
     async def run(self, stop: asyncio.Event, notify: Notifier = Notifier()) -> None:
         await asyncio.to_thread(self.store.disconnect_all)
         server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -127,24 +142,25 @@ class Collector:
                 self.grpc_port = server.add_insecure_port(self.config.grpc_listen)
             else:
                 self.grpc_port = server.add_secure_port(self.config.grpc_listen, creds)
-        except RuntimeError as e:
-            raise ConfigError(f"--grpc-listen {self.config.grpc_listen}: cannot listen ({e})") from None
+        except RuntimeError:
+            raise ConfigError(listen.cannot_listen("--grpc-listen", self.config.grpc_listen)) from None
         await server.start()
 
+        policy = self.config.check_registries
         api = Api(
-            self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref),
+            self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
             tokens=self.http_tokens, protect_metrics=self.config.protect_metrics,
         )
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()
-        host, port = _split(self.config.http_listen)
-        site = web.TCPSite(runner, host or None, port, ssl_context=http_ssl_context(self.config))
+        host, port = listen.split(self.config.http_listen)
+        site = web.TCPSite(runner, host or None, port, ssl_context=http_ssl_context(self.config), reuse_port=False)
         try:
             await site.start()
         except OSError as e:
             await server.stop(0)
             await runner.cleanup()
-            raise ConfigError(f"--http-listen {self.config.http_listen}: cannot listen ({e.strerror or e})") from None
+            raise ConfigError(listen.cannot_listen("--http-listen", self.config.http_listen, e)) from None
         sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - aiohttp keeps the bound port here
         self.http_port = sockets[0].getsockname()[1] if sockets else port
         logger.info(
@@ -152,8 +168,13 @@ class Collector:
             self.config.grpc_listen, self.grpc_port, self.config.http_listen, self.http_port,
             _redact(self.config.db), self.config.replica_id, creds is not None,
         )
-        pruner = asyncio.create_task(self._prune(), name="prune")
-        watchdog = asyncio.create_task(notify.watchdog(), name="watchdog")  # pings while this loop turns
+        if self.http_tokens is None and not _loopback(host):
+            logger.warning("the JSON API on %s needs no token: anyone who reaches it can read the fleet, "
+                           "retire hosts and run 'check'; set --http-token-file", self.config.http_listen)
+        tasks = [asyncio.create_task(self._prune(), name="prune")]
+        if self.config.host_expiry > 0:
+            tasks.append(asyncio.create_task(self._expire_hosts(), name="expire-hosts"))
+        tasks.append(asyncio.create_task(notify.watchdog(), name="watchdog"))  # pings while this loop turns
         notify.ready(f"grpc port {self.grpc_port}, http port {self.http_port}")
         try:
             await stop.wait()
@@ -161,13 +182,20 @@ class Collector:
             notify.stopping()
             logger.info("collector stopping")
             api.draining = True
-            pruner.cancel()
-            watchdog.cancel()
+            for task in tasks:
+                task.cancel()
             await server.stop(GRACE)
             await runner.cleanup()
             await asyncio.to_thread(self.store.disconnect_all)
             await asyncio.to_thread(self.store.close)
             logger.info("collector stopped")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _redact(url: str) -> str:

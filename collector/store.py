@@ -21,7 +21,7 @@ from sqlalchemy import Connection, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
-from collector import hint_queries, migrations, records
+from collector import hint_queries, migrations, recent_exits, records
 from collector.errors import StoreError
 from collector.schema import (
     database_url,
@@ -31,6 +31,7 @@ from collector.schema import (
     hosts,
     images,
     make_engine,
+    write_probe,
 )
 
 logger = logging.getLogger(__name__)
@@ -239,6 +240,11 @@ class Store:
             example_rows = conn.execute(examples).all() if example_hosts > 0 else []
         return hint_queries.assemble(total_rows, latest_rows, example_rows)
 
+    def recent_exits(self, since: datetime) -> list[recent_exits.RecentExit]:
+        """Latest exit per (image, host platform, cause, host) since ``since``, for alerting."""
+        with self._read() as conn:
+            return recent_exits.read(conn, since)
+
     def prune(self, older_than: datetime) -> int:
         """Delete events older than ``older_than``; counters stay (they only ever grow)."""
         with self._write() as conn:
@@ -326,12 +332,44 @@ class Store:
             for r in rows
         ]
 
+    def forget_host(self, host_id: str) -> str:
+        """Retire a host: "forgotten", "unknown", or "connected" (a live stream holds it: kept).
+
+        Its events and exit counters stay; an agent that comes back registers again."""
+        fresh_since = self._clock() - self._stale_after
+        live = (hosts.c.connected_replica.is_not(None)) & (hosts.c.last_seen >= fresh_since)
+        with self._write() as conn:
+            deleted = conn.execute(hosts.delete().where(hosts.c.host_id == host_id, ~live)).rowcount
+            if deleted:
+                return "forgotten"
+            exists = conn.execute(select(hosts.c.host_id).where(hosts.c.host_id == host_id)).first()
+        return "connected" if exists else "unknown"
+
+    def expire_hosts(self, silent_before: datetime) -> list[str]:
+        """Forget every host last heard from before ``silent_before``; returns their ids."""
+        with self._write() as conn:
+            gone = conn.execute(
+                hosts.delete().where(hosts.c.last_seen < silent_before).returning(hosts.c.host_id)
+            ).scalars().all()
+        return sorted(gone)
+
     # -- lifecycle ------------------------------------------------------------
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers."""
         with self._read() as conn:
             conn.execute(text("SELECT 1"))
+
+    def probe_write(self) -> None:
+        """Raise StoreError unless the database commits a write now (a full disk or
+        a read-only database fails here, where ``ping`` would still answer)."""
+        with self._write() as conn:
+            write_probe.create(conn, checkfirst=True)
+            stmt = self._insert(write_probe).values(replica_id=self.replica_id, checked_at=self._clock(), probes=1)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=[write_probe.c.replica_id],
+                set_={"checked_at": stmt.excluded.checked_at, "probes": write_probe.c.probes + 1},
+            ))
 
     def close(self) -> None:
         self._engine.dispose()

@@ -116,6 +116,29 @@ def is_valid(platform: str) -> bool:
     return bool(_CANONICAL.match(platform)) and parse(platform) == platform
 
 
+# What an OCI image index may name (Go's GOOS and GOARCH lists, arm variants).
+KNOWN_OS = frozenset({
+    "aix", "android", "darwin", "dragonfly", "freebsd", "illumos", "ios", "js", "linux",
+    "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows",
+})
+KNOWN_ARCH = frozenset({
+    "386", "amd64", "arm", "arm64", "loong64", "mips", "mipsle", "mips64", "mips64le",
+    "ppc64", "ppc64le", "riscv64", "s390x", "wasm",
+})
+_ARM_VARIANTS = frozenset({"v5", "v6", "v7", "v8"})
+
+
+def is_known(platform: str) -> bool:
+    """True if canonical ``platform`` names a real OS and architecture
+    (``linux/arm/v7`` yes, ``linux/banana`` no)."""
+    if not is_valid(platform):
+        return False
+    os_name, arch, *variant = platform.split("/")
+    if os_name not in KNOWN_OS or arch not in KNOWN_ARCH:
+        return False
+    return not variant or (arch == "arm" and variant[0] in _ARM_VARIANTS)
+
+
 def arch_of(platform: str) -> str:
     """The architecture part: ``arm`` for ``linux/arm/v7``."""
     parts = platform.split("/")

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import shutil
 import socket
 import subprocess
 import tarfile
@@ -54,15 +55,46 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+_TOKEN_AUTH_YAML = """\
+auth:
+  token:
+    realm: {realm}
+    service: enoexec-test
+    issuer: enoexec-test
+    rootcertbundle: {cert}
+"""
+
+
+def _token_cert(directory: str) -> Path:
+    """A self-signed certificate for the registry's token auth (it never verifies a token here)."""
+    if shutil.which("openssl") is None:
+        require.missing("openssl not found: install the openssl package to run this test")
+    cert, key = Path(directory, "token.crt"), Path(directory, "token.key")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=enoexec-test"],
+        check=True, capture_output=True,
+    )
+    return cert
+
+
 @contextmanager
-def local_registry(*, binary: str = REGISTRY_BINARY, start_timeout: float = 20.0) -> Iterator[str]:
-    """Run a registry; yield ``127.0.0.1:<port>``; stop it and delete its storage afterwards."""
+def local_registry(
+    *, binary: str = REGISTRY_BINARY, start_timeout: float = 20.0, token_realm: str = ""
+) -> Iterator[str]:
+    """Run a registry; yield ``127.0.0.1:<port>``; stop it and delete its storage afterwards.
+
+    ``token_realm``: demand Bearer tokens from that realm URL (every request is then a
+    401 challenge naming it; pushing does not work)."""
     if not Path(binary).exists():
         require.missing(f"{binary} not found: install Debian's docker-registry package to run this test")
     with tempfile.TemporaryDirectory(prefix="enoexec-registry-") as tmp:
         port = _free_port()
         config = Path(tmp, "config.yml")
-        config.write_text(_CONFIG_YAML.format(root=Path(tmp, "storage"), port=port))
+        text = _CONFIG_YAML.format(root=Path(tmp, "storage"), port=port)
+        if token_realm:
+            text += _TOKEN_AUTH_YAML.format(realm=token_realm, cert=_token_cert(tmp))
+        config.write_text(text)
         address = f"127.0.0.1:{port}"
         with open(Path(tmp, "registry.log"), "wb") as log:
             proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
@@ -87,6 +119,9 @@ def _wait_ready(address: str, proc: subprocess.Popen[bytes], bound: float, log: 
             with urllib.request.urlopen(f"http://{address}/v2/", timeout=1) as resp:
                 if resp.status == 200:
                     return
+        except urllib.error.HTTPError as e:
+            if e.code == 401:  # token auth: up, and asking for a token
+                return
         except OSError:
             pass
         time.sleep(0.05)

@@ -366,10 +366,10 @@ def test_hints_and_check_commands(collector: Callable[..., procs.Proc]) -> None:
 
 
 def test_check_asks_a_real_registry_for_the_platforms(collector: Callable[..., procs.Proc]) -> None:
-    col = collector()
-    populate(col.grpc)  # type: ignore[attr-defined]
-    base = f"http://127.0.0.1:{col.http}"  # type: ignore[attr-defined]
     with local_registry() as registry:
+        col = collector(None, None, None, "--check-registries", registry)
+        populate(col.grpc)  # type: ignore[attr-defined]
+        base = f"http://127.0.0.1:{col.http}"  # type: ignore[attr-defined]
         push_multiplatform_index(registry, "team/svc", "1.0", [AMD64, ARM64], attestation=True)
         ref = f"{registry}/team/svc:1.0"
         out = cli("check", ref, "--url", base, "--json")
@@ -462,7 +462,7 @@ def test_bad_configuration_exits_2_with_a_one_line_error(tmp_path) -> None:
         assert error_line(out).startswith("enoexec-collector: error: --http-listen") and "in use" in error_line(out)
         out = serve("--db", db, "--insecure", "--grpc-listen", taken, "--http-listen", f"127.0.0.1:{procs.free_port()}")
         assert out.returncode == 2, out.stderr
-        assert error_line(out).startswith("enoexec-collector: error: --grpc-listen") and "cannot listen" in error_line(out)
+        assert error_line(out).startswith("enoexec-collector: error: --grpc-listen") and "in use" in error_line(out)
 
 
 def test_shutdown_drains_readiness_first_and_exits_cleanly(collector: Callable[..., procs.Proc]) -> None:

@@ -43,11 +43,19 @@ CONTRACT_METRICS = frozenset({
     "enoexec_collector_events_received_total",
     "enoexec_collector_events_duplicate_total",
     "enoexec_collector_events_rejected_total",
+    "enoexec_collector_throttled_seconds_total",
+    "enoexec_agent_resident_memory_bytes",
+    "enoexec_agent_cpu_seconds_total",
+    "enoexec_build_info",
+    # added for alerting (#11): the latest exit per image, host platform, cause and host
+    "enoexec_last_exit_timestamp_seconds",
 })
+# Prometheus's own series that rules and panels may use.
+PROMETHEUS_METRICS = frozenset({"up", "ALERTS"})
 
 EXPECTED_ALERTS = {
     "EnoexecExecFormatErrors",
-    "EnoexecCrashLoop",
+    "EnoexecCollectorDown",
     "EnoexecAgentDown",
     "EnoexecAgentDroppingEvents",
     "EnoexecAgentSpoolBacklog",
@@ -112,6 +120,26 @@ def test_prometheus_config_is_valid() -> None:
     assert "SUCCESS" in out.stdout
 
 
+def rule_exprs(text: str) -> list[str]:
+    """Every ``expr:`` of a rules file, one-line or a ``|`` block."""
+    out = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)expr: (.+)$", line)
+        if not m:
+            continue
+        if m.group(2).strip() != "|":
+            out.append(m.group(2))
+            continue
+        block = []
+        for nxt in lines[i + 1:]:
+            if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= len(m.group(1)):
+                break
+            block.append(nxt)
+        out.append("\n".join(block))
+    return out
+
+
 def test_rules_are_valid_and_cover_every_alert() -> None:
     promtool = need("promtool", "prometheus")
     run(promtool, "check", "rules", PROMETHEUS / "enoexec-rules.yml")
@@ -122,17 +150,40 @@ def test_rules_are_valid_and_cover_every_alert() -> None:
 def test_rules_only_use_contract_metrics() -> None:
     text = (PROMETHEUS / "enoexec-rules.yml").read_text()
     recorded = set(re.findall(r"^\s*- record: (\S+)", text, re.M))
-    exprs = re.findall(r"^\s*expr: (.+)$", text, re.M)
+    exprs = rule_exprs(text)
     assert len(exprs) == len(EXPECTED_ALERTS) + len(recorded)
     used = set().union(*(metric_names(e) for e in exprs))
-    assert used <= CONTRACT_METRICS | recorded, used - CONTRACT_METRICS - recorded
+    allowed = CONTRACT_METRICS | PROMETHEUS_METRICS | recorded
+    assert used <= allowed, used - allowed
 
 
-def test_alert_hints_endpoint_in_annotations() -> None:
+def test_image_alert_carries_what_an_operator_needs() -> None:
     text = (PROMETHEUS / "enoexec-rules.yml").read_text()
-    block = text[text.index("alert: EnoexecExecFormatErrors"):text.index("alert: EnoexecCrashLoop")]
-    assert "/api/v1/hints" in block
-    assert "severity: warning" in block
+    block = text[text.index("alert: EnoexecExecFormatErrors"):text.index("name: enoexec-recording")]
+    for key in ("hosts:", "cause:", "hint:", "command:", "runbook_url:", "enoexec-collector hints --url"):
+        assert key in block, key
+    # no increase()/rate() on the exit counter: they ignore a series' first sample
+    assert "increase(" not in block and "rate(" not in block
+    readme = (ROOT / "README.md").read_text()
+    slugs = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", readme, re.M)}
+    anchors = set(re.findall(r"README\.md#([\w-]+)", text))
+    assert {"alert-enoexecexecformaterrors", "alert-enoexeccollectordown", "the-other-alerts"} <= anchors
+    assert anchors <= slugs, anchors - slugs
+    # every alert links to its runbook
+    assert text.count("runbook_url:") == len(EXPECTED_ALERTS)
+
+
+def test_alertmanager_example_is_valid() -> None:
+    amtool = need("amtool", "prometheus-alertmanager")
+    out = run(amtool, "check-config", PROMETHEUS / "alertmanager.yml")
+    assert "SUCCESS" in out.stdout
+    assert "group_by: [alertname, image, host_platform]" in (PROMETHEUS / "alertmanager.yml").read_text()
+
+
+def test_prometheus_config_sends_alerts_to_alertmanager() -> None:
+    text = (PROMETHEUS / "prometheus.yml").read_text()
+    assert re.search(r"^alerting:\n  alertmanagers:\n", text, re.M)
+    assert "job_name: enoexec" in text  # EnoexecCollectorDown selects up{job="enoexec"}
 
 
 def test_rule_unit_tests_pass() -> None:
@@ -159,34 +210,59 @@ def dashboard_exprs(dash: dict) -> list[str]:
 def test_dashboard_uses_only_contract_metrics() -> None:
     dash = dashboard()
     assert 36 <= dash["schemaVersion"] <= 41
-    assert [i["name"] for i in dash["__inputs"]] == ["DS_PROMETHEUS"]
     exprs = dashboard_exprs(dash)
     assert len(exprs) >= 10
     used: set[str] = set()
+    allowed = CONTRACT_METRICS | PROMETHEUS_METRICS
     for expr in exprs:
         names = metric_names(expr)
         assert names, f"no metric in {expr!r}"
-        assert names <= CONTRACT_METRICS, f"{expr!r} uses {names - CONTRACT_METRICS}"
+        assert names <= allowed, f"{expr!r} uses {names - allowed}"
         used |= names
-    # every contract metric but the per-host exit counter has a panel
-    assert CONTRACT_METRICS - used == {"enoexec_host_exits_total"}
+    # every contract metric but the build info has a panel, and so do up and ALERTS
+    assert allowed - used == {"enoexec_build_info"}
+
+
+def test_dashboard_counts_do_not_use_increase_on_series_born_at_their_first_value() -> None:
+    """increase()/rate() ignore a series' first sample: the exit counters must not go through them."""
+    for expr in dashboard_exprs(dashboard()):
+        if metric_names(expr) & {"enoexec_exits_total", "enoexec_host_exits_total", "enoexec_agent_dropped_events_total"}:
+            assert "increase(" not in expr and "rate(" not in expr, expr
+
+
+def test_dashboard_is_provisioning_ready() -> None:
+    """Grafana file provisioning does not resolve __inputs: a datasource variable instead."""
+    text = (DEPLOY / "grafana" / "enoexec-dashboard.json").read_text()
+    dash = json.loads(text)
+    assert "__inputs" not in dash and "DS_PROMETHEUS" not in text
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    for p in dash["panels"]:
+        for holder in [p] * (p["type"] != "row") + p.get("targets", []):
+            assert holder["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+    for v in variables.values():
+        if v["type"] == "query":
+            assert v["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, v["name"]
+    provider = (DEPLOY / "grafana" / "provisioning" / "dashboards" / "enoexec.yml").read_text()
+    assert re.search(r"^apiVersion: 1\nproviders:\n  - name: enoexec\n", provider, re.M)
+    assert re.search(r"^\s+type: file$", provider, re.M) and re.search(r"^\s+path: /\S+$", provider, re.M)
+    source = (DEPLOY / "grafana" / "provisioning" / "datasources" / "enoexec.yml").read_text()
+    assert re.search(r"^apiVersion: 1\ndatasources:\n  - name: Prometheus\n    type: prometheus\n", source, re.M)
 
 
 def test_dashboard_panels_and_variables() -> None:
     dash = dashboard()
     titles = {p["title"] for p in dash["panels"]}
-    for title in ("Exits by cause", "Exits by image and host platform", "Hosts by platform", "Agents connected",
-                  "Agent last seen", "Agent spool depth and drops", "Active hints"):
+    for title in ("Exits by cause", "Exits in range", "Exits by image and host platform", "Exits per host",
+                  "Collector up", "Firing alerts", "Agent throttling", "Agent resources", "Hosts by platform",
+                  "Agents connected", "Agent last seen", "Agent spool depth and drops", "Active hints"):
         assert title in titles
     variables = {v["name"]: v for v in dash["templating"]["list"]}
-    assert set(variables) == {"cause", "host_platform"}
-    for v in variables.values():
-        query = v["query"]["query"]
+    assert set(variables) == {"datasource", "cause", "host_platform"}
+    for name in ("cause", "host_platform"):
+        query = variables[name]["query"]["query"]
         metric = re.fullmatch(r"label_values\((\w+), *\w+\)", query).group(1)
         assert metric in CONTRACT_METRICS
-    for p in dash["panels"]:
-        if p["type"] != "row":
-            assert p["datasource"]["uid"] == "${DS_PROMETHEUS}", p["title"]
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
 

@@ -71,3 +71,9 @@ def test_bad_values_name_the_parameter(query: dict[str, str], names: str) -> Non
 def test_since_takes_rfc3339_or_unix_seconds(value: str, expected: datetime) -> None:
     got = parse_time(value)
     assert got == expected and got.tzinfo is not None
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "1e400", "2026-02-30"])
+def test_since_out_of_range_is_a_bad_request(value: str) -> None:
+    with pytest.raises(BadRequest, match="since"):
+        parse_events_query({"since": value})

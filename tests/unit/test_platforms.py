@@ -91,3 +91,14 @@ def test_arm_variant_from_cpu_arch(cpu_arch: int, variant: str) -> None:
 @pytest.mark.parametrize("value", ["a\x00/b", "linux/\x1b[31m", "../..", "linux/" + "a" * 40, "Linux/amd64", "linux/amd64/", "/amd64", "linux/ärm"])
 def test_hostile_strings_are_not_platforms(value: str) -> None:
     assert not platforms.is_valid(value)
+
+
+@pytest.mark.parametrize("platform", ["linux/amd64", "linux/arm/v6", "linux/arm/v7", "linux/arm64", "linux/386",
+                                      "linux/riscv64", "linux/s390x", "windows/amd64", "linux/mips64le"])
+def test_is_known_accepts_real_platforms(platform: str) -> None:
+    assert platforms.is_known(platform)
+
+
+@pytest.mark.parametrize("platform", ["linux/banana", "banana/amd64", "linux/amd64/v3x", "linux/arm/v9", "", "linux"])
+def test_is_known_refuses_made_up_ones(platform: str) -> None:
+    assert not platforms.is_known(platform)

@@ -8,8 +8,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from collector.errors import RegistryError
+from collector.errors import RegistryError, RegistryRefused
 from collector.registry import ImageRef, fetch_platforms, parse_reference
+from collector.registry_policy import parse
 
 DIGEST = "sha256:" + "ab" * 32
 ISSUED = web.AppKey("issued", list)
@@ -113,7 +114,7 @@ def _token_app(*, token_status: int = 200) -> web.Application:
 async def test_bearer_token_then_index() -> None:
     app = _token_app()
     async with TestServer(app, host="127.0.0.1", port=0) as server:
-        found = await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi")
+        found = await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi", allowed=parse(f"127.0.0.1:{server.port}"))
 
     assert found == ("linux/amd64", "linux/arm/v7")
     assert app[ISSUED] == [{"scope": "repository:secret/app:pull", "service": "test-registry"}]
@@ -122,7 +123,7 @@ async def test_bearer_token_then_index() -> None:
 async def test_bearer_token_reused_for_the_config_blob() -> None:
     app = _token_app()
     async with TestServer(app, host="127.0.0.1", port=0) as server:
-        found = await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:single")
+        found = await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:single", allowed=parse(f"127.0.0.1:{server.port}"))
 
     assert found == ("linux/arm64",)
     assert len(app[ISSUED]) == 1
@@ -131,7 +132,7 @@ async def test_bearer_token_reused_for_the_config_blob() -> None:
 async def test_token_refused_is_a_registry_error() -> None:
     async with TestServer(_token_app(token_status=403), host="127.0.0.1", port=0) as server:
         with pytest.raises(RegistryError, match="answered HTTP 403 for anonymous pull of secret/app"):
-            await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi")
+            await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi", allowed=parse(f"127.0.0.1:{server.port}"))
 
 
 async def test_bad_json_is_a_registry_error() -> None:
@@ -142,4 +143,100 @@ async def test_bad_json_is_a_registry_error() -> None:
     app.router.add_get("/v2/a/b/manifests/c", garbage)
     async with TestServer(app, host="127.0.0.1", port=0) as server:
         with pytest.raises(RegistryError, match=rf"registry 127.0.0.1:{server.port} sent invalid JSON"):
-            await fetch_platforms(f"127.0.0.1:{server.port}/a/b:c")
+            await fetch_platforms(f"127.0.0.1:{server.port}/a/b:c", allowed=parse(f"127.0.0.1:{server.port}"))
+
+
+# -- what the look-up may contact ----------------------------------------------
+
+
+def _realm_app(realm: str) -> web.Application:
+    """A registry whose Bearer challenge names ``realm``."""
+
+    async def manifest(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer t0ken":
+            challenge = f'Bearer realm="{realm}",service="elsewhere"'
+            return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": challenge})
+        return web.Response(body=json.dumps(_INDEX).encode(), content_type=_INDEX["mediaType"])
+
+    app = web.Application()
+    app.router.add_get("/v2/secret/app/manifests/{ref}", manifest)
+    return app
+
+
+async def test_a_realm_on_another_host_is_fetched_only_when_allowed() -> None:
+    issuer = _token_app()  # its /token answers "t0ken"
+    async with TestServer(issuer, host="127.0.0.1", port=0) as realm_server:
+        realm = f"http://127.0.0.1:{realm_server.port}/token"
+        async with TestServer(_realm_app(realm), host="127.0.0.1", port=0) as server:
+            ref = f"127.0.0.1:{server.port}/secret/app:multi"
+            with pytest.raises(RegistryRefused, match=rf"token realm .*127\.0\.0\.1:{realm_server.port}.* does not allow"):
+                await fetch_platforms(ref, allowed=parse(f"127.0.0.1:{server.port}"))
+            assert issuer[ISSUED] == []
+
+            both = parse(f"127.0.0.1:{server.port},127.0.0.1:{realm_server.port}")
+            assert await fetch_platforms(ref, allowed=both) == ("linux/amd64", "linux/arm/v7")
+            assert len(issuer[ISSUED]) == 1
+
+
+async def test_a_registry_not_on_the_list_is_never_contacted() -> None:
+    app = _token_app()
+    async with TestServer(app, host="127.0.0.1", port=0) as server:
+        with pytest.raises(RegistryRefused, match=rf"registry 127\.0\.0\.1:{server.port} is on .* --check-registries"):
+            await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi", allowed=parse("default"))
+        with pytest.raises(RegistryRefused, match="disabled"):
+            await fetch_platforms(f"127.0.0.1:{server.port}/secret/app:multi", allowed=parse(""))
+    assert app[ISSUED] == []
+
+
+async def test_redirects_are_checked_and_carry_no_token_to_another_host() -> None:
+    seen: list[str | None] = []
+
+    async def blob(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({"os": "linux", "architecture": "arm64"})
+
+    cdn = web.Application()
+    cdn.router.add_get("/blob", blob)
+    async with TestServer(cdn, host="127.0.0.1", port=0) as cdn_server:
+        target = f"http://127.0.0.1:{cdn_server.port}/blob"
+
+        async def token(request: web.Request) -> web.Response:
+            return web.json_response({"token": "t0ken"})
+
+        async def manifest(request: web.Request) -> web.Response:
+            if request.headers.get("Authorization") != "Bearer t0ken":
+                realm = f"http://{request.host}/token"
+                return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
+            return web.Response(body=json.dumps(_MANIFEST).encode(), content_type=_MANIFEST["mediaType"])
+
+        async def redirect(request: web.Request) -> web.Response:
+            assert request.headers.get("Authorization") == "Bearer t0ken"
+            raise web.HTTPTemporaryRedirect(target)
+
+        app = web.Application()
+        app.router.add_get("/token", token)
+        app.router.add_get("/v2/a/b/manifests/{ref}", manifest)
+        app.router.add_get("/v2/a/b/blobs/{digest}", redirect)
+        async with TestServer(app, host="127.0.0.1", port=0) as server:
+            ref = f"127.0.0.1:{server.port}/a/b:c"
+            with pytest.raises(RegistryRefused, match=rf"a redirect from registry .* is on 127\.0\.0\.1:{cdn_server.port}, which"):
+                await fetch_platforms(ref, allowed=parse(f"127.0.0.1:{server.port}"))
+            assert seen == []
+            both = parse(f"127.0.0.1:{server.port},127.0.0.1:{cdn_server.port}")
+            assert await fetch_platforms(ref, allowed=both) == ("linux/arm64",)
+            assert seen == [None]  # the registry's token stayed with the registry
+
+
+async def test_a_redirect_within_the_registry_is_followed() -> None:
+    async def manifest(request: web.Request) -> web.Response:
+        return web.Response(body=json.dumps(_INDEX).encode(), content_type=_INDEX["mediaType"])
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently("/v2/a/b/manifests/real")
+
+    app = web.Application()
+    app.router.add_get("/v2/a/b/manifests/real", manifest)
+    app.router.add_get("/v2/a/b/manifests/old", moved)
+    async with TestServer(app, host="127.0.0.1", port=0) as server:
+        found = await fetch_platforms(f"127.0.0.1:{server.port}/a/b:old", allowed=parse(f"127.0.0.1:{server.port}"))
+    assert found == ("linux/amd64", "linux/arm/v7")

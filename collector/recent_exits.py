@@ -1,0 +1,95 @@
+"""The latest exit per (image, host platform, cause, host), for the alerting gauge.
+
+``enoexec_last_exit_timestamp_seconds`` is read from the shared store, not from
+this process's counters: it is the same on every replica, survives a collector
+restart, and is born with the time of the exit that created it, so an alert on
+``time() - last_exit < window`` fires on a series' first sample (``increase()``
+cannot: it ignores a series' first sample). Only exits newer than ``since`` are
+read (an indexed range on ``events.time``), which keeps the scrape cheap and
+the family small: a group leaves it once nothing failed for that long.
+
+Back-filled exits (a fresh agent's report of containers that died before it
+started) are stored but never page: they are left out here as they are left
+out of ``enoexec_exits_total``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import Connection, Text, func, select, type_coerce
+
+from collector.schema import events
+
+NAME = "enoexec_last_exit_timestamp_seconds"
+LABELS = ("image", "host_platform", "cause", "host", "hint", "hint_title")
+# The payload is stored as compact, key-sorted JSON (schema.JSONText); an escaped
+# occurrence inside a string value cannot match this pattern.
+_BACKFILLED = '%"backfilled":true%'
+
+
+@dataclass(frozen=True)
+class RecentExit:
+    image: str
+    host_platform: str
+    cause: str
+    host: str
+    hint: str  # hint id of the newest exit of (image, host_platform, cause)
+    hint_title: str
+    last_exit: datetime
+
+
+def read(conn: Connection, since: datetime) -> list[RecentExit]:
+    """Latest non-back-filled exit per (image, host platform, cause, host) since ``since``."""
+    recent = events.c.time >= since
+    live = type_coerce(events.c.payload, Text).not_like(_BACKFILLED)  # the raw text, not re-encoded
+    group = (events.c.image_ref, events.c.host_platform, events.c.cause)
+    per_host = conn.execute(
+        select(*group, events.c.host_id, func.max(events.c.time))
+        .where(recent, live)
+        .group_by(*group, events.c.host_id)
+        .order_by(*group, events.c.host_id)
+    ).all()
+    if not per_host:
+        return []
+    # The hint of each group's newest exit: only the rows at those instants are read.
+    newest_at: dict[tuple[str, str, str], datetime] = {}
+    for image, hp, cause, _, last in per_host:
+        newest_at[(image, hp, cause)] = max(newest_at.get((image, hp, cause), last), last)
+    candidates = conn.execute(
+        select(*group, events.c.event_id, events.c.hint_id, events.c.payload, events.c.time)
+        .where(events.c.time.in_(sorted(set(newest_at.values()))), live)
+        .order_by(events.c.event_id)
+    ).all()
+    newest = [(i, hp, c, hint, payload) for i, hp, c, _, hint, payload, t in candidates if newest_at.get((i, hp, c)) == t]
+    hints = {(i, hp, c): (hint, _title(payload)) for i, hp, c, hint, payload in newest}
+    return [
+        RecentExit(image, hp, cause, host, *hints.get((image, hp, cause), ("", "")), last_exit=last)
+        for image, hp, cause, host, last in per_host
+    ]
+
+
+def _title(payload: Any) -> str:
+    hint = payload.get("hint") if isinstance(payload, dict) else None
+    return str(hint.get("title", "")) if isinstance(hint, dict) else ""
+
+
+def family(rows: Iterable[RecentExit], image_label: Callable[[str], str] = str) -> Iterator[GaugeMetricFamily]:
+    """The gauge; ``image_label`` folds images past the label cap into ``_other``."""
+    gauge = GaugeMetricFamily(
+        NAME,
+        "Time of the latest exec format error exit per image, host platform, cause and host, "
+        "for exits in the last 30 minutes, the alert window (read from the shared store: the same on every replica).",
+        labels=list(LABELS),
+    )
+    latest: dict[tuple[str, ...], float] = {}
+    for r in rows:
+        key = (image_label(r.image), r.host_platform, r.cause, r.host, r.hint, r.hint_title)
+        latest[key] = max(latest.get(key, 0.0), r.last_exit.timestamp())
+    for labels, ts in sorted(latest.items()):
+        gauge.add_metric(list(labels), ts)
+    yield gauge

@@ -1,0 +1,36 @@
+"""Store.recent_exits on both backends (SQLite and a real PostgreSQL): the query
+behind enoexec_last_exit_timestamp_seconds."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from collector.recent_exits import RecentExit
+from collector.records import EventRecord
+
+NOW = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+
+
+def ev(event_id: str, minutes_ago: int, host: str, *, title: str = "t", backfilled: bool | None = None) -> EventRecord:
+    payload: dict = {"event_id": event_id, "hint": {"id": "pull_platform", "title": title}}
+    if backfilled is not None:  # the agent's wire field, always present once the agent sends it
+        payload["backfilled"] = backfilled
+    return EventRecord(event_id, NOW - timedelta(minutes=minutes_ago), host, "linux/arm64", "shop/web:2",
+                       "linux/amd64", "linux/amd64", "arch_mismatch", "pull_platform", payload)
+
+
+def test_latest_exit_per_host_newest_title_without_backfilled_or_old(open_store) -> None:
+    store = open_store(replica_id="r1", clock=lambda: NOW)
+    store.insert_events([
+        ev("a", 9, "pi-1", title="older"),
+        ev("b", 2, "pi-1", title="newest", backfilled=False),
+        ev("c", 5, "pi-2"),
+        ev("d", 1, "pi-3", backfilled=True),
+        ev("e", 90, "pi-4"),
+    ])
+    rows = store.recent_exits(NOW - timedelta(hours=1))
+    assert rows == [
+        RecentExit("shop/web:2", "linux/arm64", "arch_mismatch", "pi-1", "pull_platform", "newest", NOW - timedelta(minutes=2)),
+        RecentExit("shop/web:2", "linux/arm64", "arch_mismatch", "pi-2", "pull_platform", "newest", NOW - timedelta(minutes=5)),
+    ]
+    assert store.recent_exits(NOW) == []
