@@ -25,6 +25,9 @@ SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 SUITE = "bookworm"
 # A minimal userland the agent installs on: Python with venv, no compiler, no Recommends.
 AGENT_PACKAGES = ["python3", "python3-venv", "ca-certificates", "passwd"]
+# The amd64 userland that boots systemd (tests/integration/test_systemd_boot.py).
+BOOT_PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "ca-certificates", "openssl", "passwd"]
+BOOT_VARIANT = "minbase"
 
 # Debian architecture -> (QEMU binfmt name in tests/userns.py, machine as uname -m reports it)
 ARCHES = {

@@ -75,8 +75,10 @@ def pi_rootfs() -> Iterator[dict[str, rootfs.Rootfs | BaseException]]:
     """Both root filesystems, built at once (each mmdebstrap runs mostly one emulated CPU)."""
     prerequisites()
     before = host_binfmt()
-    with concurrent.futures.ThreadPoolExecutor(len(PI_ARCHES)) as pool:
+    with concurrent.futures.ThreadPoolExecutor(len(PI_ARCHES) + 1) as pool:
         futures = {arch: pool.submit(rootfs.build, arch, PACKAGES) for arch in PI_ARCHES}
+        # Meanwhile warm the cache for test_systemd_boot (its failure is that test's to report).
+        pool.submit(rootfs.build, "amd64", rootfs.BOOT_PACKAGES, variant=rootfs.BOOT_VARIANT)
     built: dict[str, rootfs.Rootfs | BaseException] = {}
     for arch, f in futures.items():
         built[arch] = f.exception() or f.result()

@@ -33,7 +33,6 @@ from tests import procs, require, rootfs
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "ca-certificates", "openssl", "passwd"]
 PIP_OFFLINE = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/wheels"}
 UNITS = ("enoexec-collector", "enoexec-agent")
 
@@ -99,7 +98,7 @@ def booted(api: Any, engine: Any) -> Iterator[Booted]:
     if not engine.url.startswith("unix://"):
         require.missing("the test binds the Docker Engine's unix socket; DOCKER_HOST is not one")
     try:
-        fs = rootfs.build("amd64", PACKAGES, variant="minbase")
+        fs = rootfs.build("amd64", rootfs.BOOT_PACKAGES, variant=rootfs.BOOT_VARIANT)
     except rootfs.MirrorOutage as e:
         pytest.skip(str(e.args[0]))
     wheels = collector_wheels()
