@@ -211,6 +211,7 @@ install_package() {
         run ln -sfn "$venv/bin/$script" "$BIN_DIR/$script"
     done
     say "linked enoexec-agent and enoexec-collector into $BIN_DIR"
+    [ -e "$DOC_DIR" ] || made path "$DOC_DIR"
     run install -d -m 0755 "$DOC_DIR"
     run install -m 0644 "$REPO/README.md" "$DOC_DIR/README.md"
     run install -m 0644 "$DEPLOY/README.md" "$DOC_DIR/deploy.md"
@@ -300,6 +301,7 @@ tls_missing() {
 # local_ca: make this host's CA in TLS_DIR unless one exists (the collector's host).
 local_ca() {
     [ -f "$TLS_DIR/ca.crt" ] && return
+    [ ! -e "$TLS_DIR/ca.key" ] || fail "$TLS_DIR/ca.key exists without ca.crt: restore ca.crt or move ca.key away"
     say "making a local CA in $TLS_DIR (ca.key stays here, mode 0600)"
     made path "$TLS_DIR/ca.key"; made path "$TLS_DIR/ca.crt"
     run "$DEPLOY/tls/make-certs.sh" ca "$TLS_DIR" || fail "deploy/tls/make-certs.sh could not make a CA in $TLS_DIR"
@@ -309,9 +311,13 @@ local_ca() {
 issue() {
     local role=$1 name=$2 group=$3; shift 3
     [ -f "$TLS_DIR/ca.key" ] || return 1
-    say "making the $role certificate for $name from the local CA"
-    made path "$TLS_DIR/$role-$name.key"; made path "$TLS_DIR/$role-$name.crt"
-    run "$DEPLOY/tls/make-certs.sh" "$role" "$TLS_DIR" "$name" "$@" || fail "deploy/tls/make-certs.sh could not make the $role certificate"
+    if [ -e "$TLS_DIR/$role-$name.crt" ] || [ -e "$TLS_DIR/$role-$name.key" ]; then
+        say "using the existing $TLS_DIR/$role-$name.{crt,key}"
+    else
+        say "making the $role certificate for $name from the local CA"
+        made path "$TLS_DIR/$role-$name.key"; made path "$TLS_DIR/$role-$name.crt"
+        run "$DEPLOY/tls/make-certs.sh" "$role" "$TLS_DIR" "$name" "$@" || fail "deploy/tls/make-certs.sh could not make the $role certificate"
+    fi
     run chgrp "$group" "$TLS_DIR/$role-$name.key"
     run chmod 0640 "$TLS_DIR/$role-$name.key"
     run ln -sfn "$role-$name.crt" "$TLS_DIR/$role.crt"
@@ -349,6 +355,7 @@ install_agent() {
         fi
     fi
     run install -d -m 0755 "$UNIT_DIR"
+    [ -e "$UNIT_DIR/enoexec-agent.service" ] || made path "$UNIT_DIR/enoexec-agent.service"
     run install -m 0644 "$DEPLOY/systemd/enoexec-agent.service" "$UNIT_DIR/enoexec-agent.service"
 }
 
@@ -360,6 +367,7 @@ install_collector() {
         issue collector "$(short_host)" enoexec-collector 127.0.0.1 ::1
     fi
     run install -d -m 0755 "$UNIT_DIR"
+    [ -e "$UNIT_DIR/enoexec-collector.service" ] || made path "$UNIT_DIR/enoexec-collector.service"
     run install -m 0644 "$DEPLOY/systemd/enoexec-collector.service" "$UNIT_DIR/enoexec-collector.service"
 }
 
