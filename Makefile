@@ -31,7 +31,7 @@ lint: venv
 
 # The test command (README, .ci/run): unit and integration tests.
 test: venv
-	$(PYTHON) -m pytest -p no:cacheprovider -q
+	$(PYTHON) -m pytest -p no:cacheprovider -q -rs
 
 quickstart:
 	bash deploy/quickstart.sh

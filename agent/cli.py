@@ -7,15 +7,23 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from agent import config, render
 from agent.delivery import wire
-from agent.errors import AgentError, ConfigError
-from enoexec import __version__, clikit, eventjson
+from agent.errors import ConfigError, DockerUnavailable, NoSuchContainer
+from enoexec import __version__, clikit, eventjson, text
+from enoexec.errors import EXIT_FINDING, EXIT_OK
+
+# Exit codes of ``diagnose`` beyond the shared ones (0 diagnosed, 2 usage,
+# 3 Docker unreachable, 4 no such container); README.md, "Exit codes".
+EXIT_NOT_EXEC_FORMAT = EXIT_FINDING
+EXIT_STILL_RUNNING = 5
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +39,15 @@ def parser() -> argparse.ArgumentParser:
                          description="Watch the Docker Engine's events, diagnose every exec format error, keep it in a durable spool and stream it to the collector.")
     config.add_arguments(run)
     diag = sub.add_parser("diagnose", help="diagnose one container now (no collector needed)",
-                          description="Diagnose why CONTAINER failed, from its log, its image and the header of its entrypoint file.")
+                          description="Diagnose why CONTAINER failed, from its log, its image and the header of its entrypoint file.",
+                          epilog="exit codes: 0 an exec format error, diagnosed; 1 not an exec format error; 2 bad usage; "
+                                 "3 Docker Engine unreachable; 4 no such container; 5 container still running")
     diag.add_argument("container", metavar="CONTAINER", help="container name or id")
     diag.add_argument("--json", action="store_true", help="print the event JSON the collector would receive")
     diag.add_argument("--docker-host", metavar="URL", help="Docker Engine URL (default $DOCKER_HOST, then the local socket)")
     diag.add_argument("--host-id", metavar="ID", help="host id to report (default /etc/machine-id, then the hostname)")
     diag.add_argument("--no-registry", action="store_true", help="do not ask the registry which platforms the image offers")
+    diag.add_argument("--no-lookup-registry", dest="no_registry", action="store_true", help=argparse.SUPPRESS)
     facts = sub.add_parser("facts", help="print this host's facts", description="Print what the agent knows about this host.")
     facts.add_argument("--json", action="store_true", help="print JSON")
     facts.add_argument("--docker-host", metavar="URL", help="Docker Engine URL (default $DOCKER_HOST, then the local socket)")
@@ -53,99 +64,156 @@ def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from agent.service import docker_client
 
     result = demo.run(docker_client(_docker_url(args, env)), args.platform)
-    print(f"ran {result['image']}: exit {result['exit_code']}: {result['log'] or '(no log)'}")
-    print(f"container {result['container'][:12]}; see it with: enoexec-agent diagnose {result['container'][:12]}")
+    log = text.oneline(result["log"] or "(no log)")
+    print(f"ran {result['image']}: exit {result['exit_code']}: {log}")
+    print(f"container {result['container'][:12]}; see it with: {self_command(sys.argv[0])} diagnose {result['container'][:12]}")
     return 0
 
 
+def self_command(argv0: str, prog: str = "enoexec-agent") -> str:
+    """How the user can run this program again: its name when PATH finds this very
+    program, else its full path (e.g. ``.venv/bin/enoexec-agent``)."""
+    here = Path(argv0).resolve()
+    found = shutil.which(prog)
+    if found and Path(found).resolve() == here:
+        return prog
+    if here.name == prog and here.is_file():
+        return str(here)
+    return f"{sys.executable} -m agent.cli"
+
+
 def _docker_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    return args.docker_host or env.get("ENOEXEC_DOCKER_HOST") or env.get("DOCKER_HOST") or config.DEFAULT_DOCKER_HOST
+    if args.docker_host:
+        return config.docker_url(args.docker_host)
+    for var in ("ENOEXEC_DOCKER_HOST", "DOCKER_HOST"):
+        if env.get(var):
+            return config.docker_url(env[var], var)
+    return config.DEFAULT_DOCKER_HOST
 
 
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    cfg = config.build(args, env)  # every config error, before any log line or connection
+    from enoexec.logsetup import Repeats, configure
+
+    configure(cfg.log_level, cfg.log_format)
     from agent.delivery.backoff import Backoff
-    from agent.errors import DockerUnavailable
+    from agent.errors import SpoolError
     from agent.service import Agent
-    from enoexec.logsetup import configure
     from enoexec.sdnotify import Notifier
 
-    cfg = config.build(args, env)
-    configure(cfg.log_level)
     if cfg.insecure:
         logger.warning("TLS disabled by --insecure: events travel to the collector in plaintext")
 
-    async def main() -> None:
+    async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         backoff = Backoff(base=1.0, cap=30.0)
+        docker_down = Repeats(logger, "waiting for the Docker Engine", every=300.0)
         while not stop.is_set():
             try:
                 agent = await asyncio.to_thread(Agent, cfg)
             except DockerUnavailable as e:
-                logger.warning("waiting for docker error=%s", e)
+                docker_down.failed(str(e), docker_host=cfg.docker_host)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=backoff.next())
                 except asyncio.TimeoutError:
                     pass
                 continue
-            await agent.run(stop, Notifier.from_env(env))
+            except SpoolError as e:  # a state dir we cannot write: no retry will fix it
+                raise ConfigError(str(e)) from None
+            docker_down.recovered()
+            running = asyncio.create_task(agent.run(stop, Notifier.from_env(env)))
+            refused = asyncio.create_task(agent.sender.failed.wait())
+            await asyncio.wait({running, refused}, return_when=asyncio.FIRST_COMPLETED)
+            refused.cancel()
+            if agent.sender.fatal is not None:  # the collector refused us for good
+                stop.set()
+                await running
+                raise agent.sender.fatal
+            await running
 
-    asyncio.run(main())
-    return 0
+    asyncio.run(serve())
+    return EXIT_OK
 
 
 def cmd_diagnose(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    url = _docker_url(args, env)
+    host_id = config.check_host_id(args.host_id or env.get("ENOEXEC_HOST_ID", ""))
+    import docker.errors
+    import requests.exceptions
+
     from agent.diagnosis.diagnose import Diagnoser, Exit
     from agent.engine.images import ImageInspector
     from agent.service import docker_client, gather_facts
 
-    api = docker_client(_docker_url(args, env))
-    host = gather_facts(api, args.host_id or env.get("ENOEXEC_HOST_ID", ""))
+    api = docker_client(url)
     try:
         attrs = api.inspect_container(args.container)
-    except Exception as e:  # noqa: BLE001 - translated below
-        raise AgentError(f"cannot inspect container {args.container!r}: {str(e).splitlines()[0]}") from e
+    except docker.errors.NotFound:
+        raise NoSuchContainer(f"no such container: {args.container} (on the Docker Engine at {url})") from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        explanation = getattr(e, "explanation", None) or str(e).splitlines()[0]
+        raise DockerUnavailable(f"cannot inspect container {args.container!r} at {url}: {explanation}") from None
+    host = gather_facts(api, host_id)
     state = attrs.get("State") or {}
     if state.get("Running"):
-        print(f"{args.container}: still running; nothing to diagnose")
-        return 1
+        return _outcome(args, attrs["Id"], EXIT_STILL_RUNNING, f"{args.container}: still running; nothing to diagnose")
     diagnoser = Diagnoser(api, lambda: host, images=ImageInspector(api), lookup_registry=not args.no_registry)
     outcome = diagnoser.diagnose(Exit(attrs["Id"], int(state.get("ExitCode", 0)), (attrs.get("Config") or {}).get("Image", "")))
     if outcome.event is None:
-        if args.json:
-            print(json.dumps({"container": attrs["Id"], "exec_format_error": False}))
-        else:
-            print(f"{args.container}: exit code {state.get('ExitCode')}; not an exec format error")
-        return 1
+        message = f"{args.container}: exit code {state.get('ExitCode')}; not an exec format error"
+        return _outcome(args, attrs["Id"], EXIT_NOT_EXEC_FORMAT, message)
     doc = eventjson.to_json(wire.event_pb(outcome.event))
     doc["hint"] = render.hint_json(outcome.event)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         print(render.event_text(outcome.event))
-    return 0
+    return EXIT_OK
+
+
+def _outcome(args: argparse.Namespace, container_id: str, code: int, message: str) -> int:
+    """A ``diagnose`` outcome that is not an event: one line, or its JSON."""
+    if args.json:
+        print(json.dumps({"container": container_id, "exec_format_error": False, "exit_code": code, "message": message}))
+    else:
+        print(text.printable(message))
+    return code
 
 
 def cmd_facts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from agent.host import binfmt
     from agent.service import docker_client, gather_facts
 
-    host = gather_facts(docker_client(_docker_url(args, env)), args.host_id or env.get("ENOEXEC_HOST_ID", ""))
+    url = _docker_url(args, env)
+    host_id = config.check_host_id(args.host_id or env.get("ENOEXEC_HOST_ID", ""))
+    try:
+        host = gather_facts(docker_client(url), host_id)
+    except DockerUnavailable as e:  # the host's own facts are still worth showing
+        logger.warning("without the Docker Engine's view: %s", e)
+        from agent.host import hostfacts
+
+        host = hostfacts.gather(host_id=host_id or None, proc_root=Path("/proc"), docker_info=None, docker_version=None)
     if args.json:
         print(json.dumps(eventjson.to_json(wire.host_pb(host)), indent=2))
     else:
-        print(render.host_text(host))
-    return 0
+        print(render.host_text(host, binfmt_mounted=binfmt.mounted(Path("/proc"))))
+    return EXIT_OK
 
 
 COMMANDS = {"run": cmd_run, "diagnose": cmd_diagnose, "facts": cmd_facts, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    clikit.quiet_grpc(os.environ)  # before anything imports grpc
+    args = clikit.parse(parser(), "enoexec-agent", argv)
+    if isinstance(args, int):
+        return args
     environ: Mapping[str, Any] = os.environ if env is None else env
-    return clikit.dispatch("enoexec-agent", COMMANDS, args, environ, config_errors=(ConfigError,), errors=(AgentError,))
+    clikit.one_shot_logging()  # the daemons configure their own from their config
+    return clikit.dispatch("enoexec-agent", COMMANDS, args, environ)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import ConfigError
-from enoexec import settings
+from enoexec import limits, settings
 from enoexec.settings import (
     Option,
     host_port,
@@ -25,6 +25,7 @@ OPTIONS = (
     Option("state_dir", Path, Path("/var/lib/enoexec"), "directory for the spool and checkpoint (default /var/lib/enoexec)"),
     Option("host_id", str, "", "this host's id in the fleet (default /etc/machine-id, then the hostname)"),
     settings.LOG_LEVEL,
+    settings.LOG_FORMAT,
     Option("spool_max_events", positive_int, 10_000, "events kept while the collector is unreachable; the oldest are dropped beyond (default 10000)"),
     Option("spool_max_bytes", positive_int, 64 * 1024 * 1024, "bytes kept in the spool at most (default 64 MiB)"),
     Option("batch_size", positive_int, 100, "events sent per batch at most (default 100)"),
@@ -48,6 +49,7 @@ class AgentConfig:
     state_dir: Path
     host_id: str
     log_level: str
+    log_format: str
     spool_max_events: int
     spool_max_bytes: int
     batch_size: int
@@ -71,6 +73,43 @@ class AgentConfig:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     settings.add_arguments(parser, OPTIONS)
+    # One spelling with ``diagnose``: --no-registry. --[no-]lookup-registry stays, unlisted.
+    for action in parser._actions:
+        if action.dest == "lookup_registry":
+            action.help = argparse.SUPPRESS
+    parser.add_argument("--no-registry", dest="lookup_registry", action="store_const", const=False,
+                        help="do not ask the registry which platforms an image offers [ENOEXEC_LOOKUP_REGISTRY=false]")
+
+
+DOCKER_SCHEMES = ("unix", "tcp", "http", "https", "ssh", "npipe")
+
+
+def docker_url(value: str, where: str = "--docker-host") -> str:
+    """A Docker Engine URL the client can use; ConfigError says what to pass instead."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        hint = f"unix://{value}" if value.startswith("/") else f"tcp://{value}"
+        raise ConfigError(f"{where} {value!r} has no scheme: pass {hint}")
+    if scheme not in DOCKER_SCHEMES or not rest:
+        raise ConfigError(
+            f"{where} {value!r}: use unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST "
+            f"(schemes: {', '.join(DOCKER_SCHEMES)})"
+        )
+    return value
+
+
+def check_host_id(host_id: str, where: str = "--host-id") -> str:
+    """A host id the collector will accept (checked here, before connecting)."""
+    if host_id and not limits.valid_host_id(host_id):
+        raise ConfigError(f"{where} {host_id!r}: use {limits.HOST_ID_RULE}")
+    return host_id
+
+
+def check_state_dir(path: Path) -> Path:
+    """The state directory, or a parent where it can be made; not a file."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--state-dir {path} is not a directory: name a directory for the spool, e.g. /var/lib/enoexec")
+    return path
 
 
 def build(args: argparse.Namespace, env: Mapping[str, str]) -> AgentConfig:
@@ -79,7 +118,11 @@ def build(args: argparse.Namespace, env: Mapping[str, str]) -> AgentConfig:
     if values["insecure"]:  # plaintext: the file's (or environment's) tls_* keys do not apply
         values.update(tls_ca=None, tls_cert=None, tls_key=None)
     if not values["docker_host"]:
-        values["docker_host"] = env.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+        values["docker_host"] = docker_url(env.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST, "DOCKER_HOST")
+    else:
+        docker_url(values["docker_host"])
+    check_host_id(values["host_id"])
+    check_state_dir(values["state_dir"])
     check_tls(values["tls_ca"], values["tls_cert"], values["tls_key"], values["insecure"], values["token_file"])
     return AgentConfig(**values)
 

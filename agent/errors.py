@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from enoexec.errors import ConfigError, EnoexecError
+from enoexec.errors import ConfigError, EnoexecError, NotFound, Unavailable
 
-__all__ = ["AgentError", "ConfigError", "ContainerGone", "DockerUnavailable", "SpoolError"]
+__all__ = ["AgentError", "ConfigError", "ContainerGone", "DockerUnavailable", "NoSuchContainer", "SpoolError"]
 
 
 class AgentError(EnoexecError):
     """Root of every error the agent raises on purpose; the message says what to do."""
 
 
-class DockerUnavailable(AgentError):
+class DockerUnavailable(AgentError, Unavailable):
     """The Docker Engine could not be reached or answered an error."""
 
 
@@ -21,3 +21,7 @@ class SpoolError(AgentError):
 
 class ContainerGone(AgentError):
     """The container was removed while it was being read (``docker run --rm``)."""
+
+
+class NoSuchContainer(AgentError, NotFound):
+    """The container the user named does not exist."""

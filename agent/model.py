@@ -102,3 +102,5 @@ class Event:
     binary: BinaryFacts
     cause: str
     explanation: str = ""
+    evidence: str = ""  # "runtime_message" or "file_only"
+    backfilled: bool = False

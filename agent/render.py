@@ -1,4 +1,7 @@
-"""Human-readable text for ``enoexec-agent diagnose`` and ``facts``."""
+"""Human-readable text for ``enoexec-agent diagnose`` and ``facts``.
+
+Strings from images and containers are shown through ``enoexec.text.printable``:
+control characters appear as ``\\xNN``, never reach the terminal raw."""
 
 from __future__ import annotations
 
@@ -6,7 +9,12 @@ from typing import Any
 
 from agent.delivery import wire
 from agent.model import Event, HostFacts
-from enoexec import hints
+from enoexec import hints, text
+
+EVIDENCE = {
+    "runtime_message": "runtime_message (the runtime said the file could not be executed)",
+    "file_only": "file_only (no runtime message could be read; the file is one the kernel refuses and the exit code is the runtime's)",
+}
 
 
 def hint_json(event: Event) -> dict[str, Any]:
@@ -17,14 +25,16 @@ def hint_json(event: Event) -> dict[str, Any]:
 def event_text(event: Event) -> str:
     c, i, b, h = event.container, event.image, event.binary, event.host
     hint = hint_json(event)
-    offered = ", ".join(i.available_platforms) if i.available_platforms is not None else "unknown"
+    offered = (f"the registry offers {', '.join(i.available_platforms)}" if i.available_platforms is not None
+               else "the registry's platforms not known (not asked, or no answer)")
     lines = [
         f"container  {c.name or c.id[:12]} ({c.id[:12]}) exit {c.exit_code}{' [removed]' if c.removed else ''}",
-        f"runtime    {c.runtime_message or '(log gone with the container; judged from the image)'}",
+        f"runtime    {c.runtime_message or '(no runtime message could be read: log driver without reading, or the container is gone)'}",
         f"cause      {event.cause}: {event.explanation}",
+        f"evidence   {EVIDENCE.get(event.evidence, event.evidence or '-')}" + (" [back-filled: from before the agent started]" if event.backfilled else ""),
         f"file       {b.requested_path or b.path}" + (f" -> {b.path}" if b.requested_path and b.path != b.requested_path else "") + f" (read from the {b.source or '?'})",
         f"kind       {b.description or b.kind}" + (f"; error: {b.error}" if b.error else ""),
-        f"image      {i.ref or '-'} ({i.id[:19] or '-'}) declares {i.declared_platform or 'no platform'}; registry offers {offered}",
+        f"image      {i.ref or '-'} ({i.id[:19] or '-'}) declares {i.declared_platform or 'no platform'}; {offered}",
         f"host       {h.host_id} {h.platform}, kernel {h.kernel_release} ({h.kernel_machine}), docker {h.docker_version or '?'}",
         f"runs       {', '.join(h.runnable_platforms) or h.platform}",
         "",
@@ -32,10 +42,10 @@ def event_text(event: Event) -> str:
         *("           " + line for line in hint["text"].splitlines()),
         *("  $ " + cmd for cmd in hint["commands"]),
     ]
-    return "\n".join(lines)
+    return text.printable("\n".join(lines))
 
 
-def host_text(h: HostFacts) -> str:
+def host_text(h: HostFacts, *, binfmt_mounted: bool = True) -> str:
     emus = [f"{e.name} -> {e.platform or '?'} ({'enabled' if e.enabled else 'disabled'}, flags {e.flags or '-'})" for e in h.emulators]
     rows = [
         ("host id", h.host_id),
@@ -49,6 +59,6 @@ def host_text(h: HostFacts) -> str:
         ("memory", f"{h.memory_bytes / 2**30:.1f} GiB" if h.memory_bytes else "?"),
         ("32-bit code", "yes" if h.can_run_32bit else "no"),
         ("runs", ", ".join(h.runnable_platforms) or "-"),
-        ("binfmt_misc", "; ".join(emus) or "none registered"),
+        ("binfmt_misc", "; ".join(emus) or ("none registered" if binfmt_mounted else "not mounted (no emulators can run)")),
     ]
-    return "\n".join(f"{k:<12} {v}" for k, v in rows)
+    return text.printable("\n".join(f"{k:<12} {v}" for k, v in rows))

@@ -1,8 +1,9 @@
 """The agent daemon: watch Docker, diagnose exits, spool them, stream them.
 
 Threads: the Docker event stream (blocking docker-py) runs in its own thread
-and hands exits to the asyncio loop; diagnosis and spool writes run in worker
-threads; the gRPC stream runs on the loop.
+and hands exits to the asyncio loop; exits are diagnosed concurrently in a
+bounded pool of Docker threads (in order per container), spool writes run in
+worker threads; the gRPC stream runs on the loop.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,25 +22,37 @@ import docker.errors
 import grpc
 import requests.exceptions
 
+from agent import docker_errors
 from agent.config import AgentConfig
 from agent.delivery import wire
 from agent.delivery.sender import Sender
 from agent.delivery.spool import Spool
-from agent.diagnosis.diagnose import Diagnoser, Exit, Outcome, exit_key
-from agent.engine.reconcile import missed_exits
+from agent.diagnosis.diagnose import Diagnoser, Outcome, seen_keys
+from agent.engine import exits as ex
+from agent.engine.exits import Exit
+from agent.engine.ordered import OrderedPool
+from agent.engine.reconcile import InspectCache, replay_exits, state_exits
 from agent.engine.watch import Watcher
-from agent.errors import DockerUnavailable
+from agent.errors import ConfigError, DockerUnavailable
 from agent.host import hostfacts
 from agent.model import HostFacts
+from enoexec.limits import MAX_EVENT_BYTES
 from enoexec.sdnotify import Notifier
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = "reconcile_checkpoint"
-FIRST_RUN_LOOKBACK = timedelta(hours=1)
+HOST_ID_KEY = "host_id"
+# A fresh agent (empty state dir) reports exits from this long before it started,
+# marked back-filled (kept out of enoexec_exits_total by the collector).
+BACKFILL_WINDOW = timedelta(hours=1)
+# Exits found in containers' state are taken only once this old: their die event,
+# if the stream delivers it, has been handled by then (in order per container).
+STATE_GRACE = timedelta(seconds=5)
 SEEN_RETENTION = timedelta(days=7)
 SHUTDOWN_GRACE = 5.0
 FACTS_REFRESH = 60.0
+PARALLEL_EXITS = 8
 
 
 def docker_client(url: str) -> docker.APIClient:
@@ -46,10 +60,7 @@ def docker_client(url: str) -> docker.APIClient:
     try:
         return docker.APIClient(base_url=url, version="auto", timeout=30)
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        reason = str(e).splitlines()[0][:200]
-        raise DockerUnavailable(
-            f"cannot reach the Docker Engine at {url} ({reason}); is dockerd running? set --docker-host or DOCKER_HOST"
-        ) from e
+        raise docker_errors.explain(url, e) from e
 
 
 def gather_facts(api: Any, host_id: str, proc_root: Path = Path("/proc")) -> HostFacts:
@@ -82,15 +93,17 @@ class Agent:
         api: Any | None = None,
         spool: Spool | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        parallel: int = PARALLEL_EXITS,
     ) -> None:
         self.config = config
         self.api = api or docker_client(config.docker_host)
-        self.spool = spool or Spool(
-            config.state_dir / "spool.db", max_events=config.spool_max_events, max_bytes=config.spool_max_bytes
-        )
         self._clock = clock
         self._proc_root = config.proc_root
         self.host = gather_facts(self.api, config.host_id, self._proc_root)
+        self.spool = spool or Spool(
+            config.state_dir / "spool.db", max_events=config.spool_max_events, max_bytes=config.spool_max_bytes
+        )
+        self._claim_host_id()
         self._binfmt = hostfacts.binfmt_signature(self._proc_root)
         self.diagnoser = Diagnoser(
             self.api, lambda: self.host, lookup_registry=config.lookup_registry,
@@ -105,63 +118,132 @@ class Agent:
             batch_size=config.batch_size,
             heartbeat_interval=config.heartbeat_interval,
         )
+        self._parallel = parallel
+        self._docker = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="docker")
+        # Inspecting a just-created container races ``--rm``: its own threads, no queue.
+        self._quick = ThreadPoolExecutor(max_workers=4, thread_name_prefix="docker-create")
+        self._pool: OrderedPool | None = None
+        self._inspected = InspectCache()
+        self._started = clock()
         self._stop_thread = threading.Event()
-        self._exits: asyncio.Queue[Exit] = asyncio.Queue()
         self._reconcile_now = asyncio.Event()
+        self._deferred: list[Exit] = []
+
+    def _claim_host_id(self) -> None:
+        """Spooled events carry the host id they were made with; the collector takes
+        them only from that host. Refuse to start as another host while any wait."""
+        made_as = self.spool.get_state(HOST_ID_KEY)
+        now = self.host.host_id
+        if made_as and made_as != now:
+            waiting = self.spool.stats().events
+            if waiting:
+                path = self.spool.path
+                self.spool.close()
+                raise ConfigError(
+                    f"the spool {path} holds {waiting} undelivered events made as host id {made_as!r}, but this "
+                    f"agent's host id is now {now!r}: start it once with --host-id {made_as} until they are "
+                    f"delivered, or delete {path} to discard them"
+                )
+            logger.warning("host id changed from %s to %s; the spool was empty", made_as, now)
+        if made_as != now:
+            self.spool.set_state(HOST_ID_KEY, now)
 
     # -- handling one exit ----------------------------------------------------
+    def _already_handled(self, exit: Exit) -> bool:
+        if self.spool.is_seen(exit.key):
+            return True
+        if exit.source != "state":
+            return False
+        # Its die event may have been handled under the die's own time.
+        assert exit.time is not None
+        return self.spool.seen_between(
+            ex.exit_key(exit.container_id, exit.time), ex.exit_key(exit.container_id, exit.time + ex.DIE_AFTER_FINISH)
+        )
+
     async def handle(self, exit: Exit) -> Outcome | None:
+        """Diagnose, spool and remember one exit; ``None`` when Docker could not be asked."""
+        if await asyncio.to_thread(self._already_handled, exit):
+            return Outcome(exit.key)
+        loop = asyncio.get_running_loop()
         try:
-            outcome = await asyncio.to_thread(self.diagnoser.diagnose, exit)
+            outcome = await loop.run_in_executor(self._docker, self.diagnoser.diagnose, exit)
         except DockerUnavailable as e:
+            # Its identity is in hand: diagnose it when the engine answers again
+            # (the container, and its log up to the die, are still there then).
             logger.warning("diagnosis deferred container=%s error=%s", exit.container_id[:12], e)
+            self._deferred.append(exit)
             return None
         if outcome.event is not None:
             ev = outcome.event
-            payload = wire.event_pb(ev).SerializeToString()
-            if await asyncio.to_thread(self.spool.put, ev.event_id, payload):
+            message = wire.fit(wire.event_pb(ev), MAX_EVENT_BYTES)
+            if await asyncio.to_thread(self.spool.put, ev.event_id, message.SerializeToString()):
                 logger.info(
-                    "exec format error event_id=%s container=%s image=%s cause=%s binary_platform=%s host_platform=%s",
-                    ev.event_id, ev.container.name or ev.container.id[:12], ev.image.ref, ev.cause,
-                    ev.binary.platform or "-", ev.host.platform,
+                    "exec format error event_id=%s container=%s image=%s cause=%s evidence=%s binary_platform=%s "
+                    "host_platform=%s backfilled=%s",
+                    ev.event_id, ev.container.name or ev.container.id[:12], ev.image.ref, ev.cause, ev.evidence,
+                    ev.binary.platform or "-", ev.host.platform, ev.backfilled,
                 )
                 self.sender.notify()
-        await asyncio.to_thread(self.spool.mark_seen, outcome.key)
+        await asyncio.to_thread(self.spool.mark_seen_many, seen_keys(outcome))
         return outcome
 
-    async def _worker(self) -> None:
-        while True:
-            exit = await self._exits.get()
-            try:
-                await self.handle(exit)
-            except Exception:  # one bad exit (or a spool error) must not stop the worker for good
-                logger.exception("exit not handled container=%s; left for reconciliation", exit.container_id[:12])
+    async def _handle_logged(self, exit: Exit) -> Outcome | None:
+        try:
+            return await self.handle(exit)
+        except Exception:  # one bad exit (or a spool error) must not stop the others
+            logger.exception("exit not handled container=%s; left for reconciliation", exit.container_id[:12])
+            return None
 
+    def submit(self, exit: Exit) -> asyncio.Task[Outcome | None]:
+        """Handle ``exit`` concurrently with other containers' exits, after this container's earlier ones."""
+        assert self._pool is not None
+        self._inspected.forget(exit.container_id)
+        return self._pool.submit(exit.container_id, lambda: self._handle_logged(exit))
+
+
+    # -- reconciliation ---------------------------------------------------------
     async def reconcile(self) -> int:
         """Diagnose exits the event stream missed; returns how many were new."""
+        if self._pool is None:
+            self._pool = OrderedPool(self._parallel)
         started = self._clock()
         raw = await asyncio.to_thread(self.spool.get_state, CHECKPOINT_KEY)
-        since = datetime.fromisoformat(raw) if raw else started - FIRST_RUN_LOOKBACK
+        fresh = raw is None
+        since = datetime.fromisoformat(raw) if raw else self._started - BACKFILL_WINDOW
+        until = started - STATE_GRACE
+        new = 0
+        deferred, self._deferred = self._deferred, []
         try:
-            exits = await asyncio.to_thread(missed_exits, self.api, since)
+            new, ok_deferred = await self._handle_all(deferred, fresh)
+            replayed = await asyncio.to_thread(replay_exits, self.api, since, started)
+            new_replayed, ok = await self._handle_all(replayed, fresh)
+            found = await asyncio.to_thread(state_exits, self.api, since, until, self._inspected)
+            new_found, ok_found = await self._handle_all(found, fresh)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
             logger.warning("reconciliation deferred error=%s", str(e).splitlines()[0][:200])
             return 0
-        new = 0
-        for exit in exits:
-            assert exit.time is not None
-            if await asyncio.to_thread(self.spool.is_seen, exit_key(exit.container_id, exit.time)):
-                continue
-            outcome = await self.handle(exit)
-            if outcome is None:
-                return new  # Docker went away: keep the checkpoint, retry later
-            new += 1
-        # Exits that finish during the pass are seen by the next one.
-        await asyncio.to_thread(self.spool.set_state, CHECKPOINT_KEY, (started - timedelta(seconds=1)).isoformat())
+        new += new_replayed + new_found
+        if not (ok and ok_found and ok_deferred):
+            return new  # Docker went away: keep the checkpoint, retry later
+        # Replays overlap the next pass by STATE_GRACE; exits met twice are named alike.
+        await asyncio.to_thread(self.spool.set_state, CHECKPOINT_KEY, until.isoformat())
         await asyncio.to_thread(self.spool.prune_seen, (started - SEEN_RETENTION).timestamp())
         if new:
-            logger.info("reconciliation found missed exits count=%d", new)
+            logger.info("reconciliation found missed exits count=%d backfill=%s", new, fresh)
         return new
+
+    async def _handle_all(self, exits: list[Exit], fresh: bool) -> tuple[int, bool]:
+        """Handle ``exits`` through the pool; (how many were new, whether all were handled)."""
+        tasks = []
+        for exit in exits:
+            if fresh and exit.time is not None and exit.time < self._started:
+                exit = ex.Exit(exit.container_id, exit.exit_code, exit.image_ref, exit.name, exit.time,
+                               exit.source, backfilled=True)
+            if await asyncio.to_thread(self._already_handled, exit):
+                continue
+            tasks.append(self.submit(exit))
+        outcomes = await asyncio.gather(*tasks)
+        return sum(o is not None and o.event is not None for o in outcomes), all(o is not None for o in outcomes)
 
     async def _reconciler(self) -> None:
         while True:
@@ -189,14 +271,22 @@ class Agent:
     # -- lifecycle --------------------------------------------------------------
     async def run(self, stop: asyncio.Event, notify: Notifier = Notifier()) -> None:
         loop = asyncio.get_running_loop()
+        self._pool = OrderedPool(self._parallel)
 
         def on_exit(exit: Exit) -> None:
-            loop.call_soon_threadsafe(self._exits.put_nowait, exit)
+            loop.call_soon_threadsafe(self.submit, exit)
+
+        def on_create(container_id: str) -> None:
+            # Straight from the event thread to its own threads: an --rm container
+            # may be gone a few hundred milliseconds later.
+            self.diagnoser.expect(container_id)
+            self._quick.submit(self.diagnoser.remember, container_id)
 
         first_connect = True
 
         def on_connect() -> None:
             nonlocal first_connect
+            self._inspected.clear()  # what happened while disconnected is unknown
             loop.call_soon_threadsafe(self._reconcile_now.set)
             if not first_connect:
                 # A reconnect may follow a daemon upgrade: refresh what Docker says.
@@ -204,7 +294,7 @@ class Agent:
                 self.host = gather_facts(self.api, self.config.host_id, self._proc_root)
             first_connect = False
 
-        watcher = Watcher(self.api, on_exit, on_connect, stop=self._stop_thread)
+        watcher = Watcher(self.api, on_exit, on_connect, stop=self._stop_thread, on_create=on_create, clock=self._clock)
         thread = threading.Thread(target=watcher.run, name="docker-events", daemon=True)
         thread.start()
         logger.info(
@@ -213,7 +303,6 @@ class Agent:
         )
         tasks = [
             asyncio.create_task(self.sender.run(), name="sender"),
-            asyncio.create_task(self._worker(), name="worker"),
             asyncio.create_task(self._reconciler(), name="reconciler"),
             asyncio.create_task(self._refresh_facts(), name="facts"),
             asyncio.create_task(notify.watchdog(), name="watchdog"),  # pings while this loop turns
@@ -227,6 +316,7 @@ class Agent:
             watcher.close()
             for t in tasks[1:]:
                 t.cancel()
+            await self._pool.drain(SHUTDOWN_GRACE)
             # Flush what the collector will take within the grace period.
             self.sender.stop()
             try:
@@ -235,6 +325,8 @@ class Agent:
                 pass
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(thread.join, SHUTDOWN_GRACE)
+            self._docker.shutdown(wait=False, cancel_futures=True)
+            self._quick.shutdown(wait=False, cancel_futures=True)
             left = self.spool.stats().events
             self.spool.close()
             logger.info("agent stopped spooled=%d", left)

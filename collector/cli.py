@@ -18,12 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from collector import config, hints_view
-from collector.errors import CollectorError, ConfigError
-from enoexec import __version__, clikit, limits
+from collector.errors import CollectorUnavailable, ConfigError
+from enoexec import __version__, clikit, limits, text
+from enoexec.errors import EXIT_FINDING, EXIT_NOT_FOUND, EXIT_OK
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://localhost:9469"
+
+# ``check``: 0 every known host can run IMAGE, 1 some cannot, 2 bad usage,
+# 3 collector (or the registry it asked) unreachable, 4 no hosts known yet.
+# README.md, "Exit codes".
+EXIT_SOME_CANNOT = EXIT_FINDING
+EXIT_NO_HOSTS = EXIT_NOT_FOUND
+CHECK_EPILOG = ("exit codes: 0 every known host can run IMAGE; 1 some host cannot; 2 bad usage; "
+                "3 collector or registry unreachable; 4 no hosts known to the collector")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
     hints.add_argument("--url", default=None, help=f"collector HTTP address (default $ENOEXEC_URL, then {DEFAULT_URL})")
     _client_flags(hints)
     hints.add_argument("--json", action="store_true", help="print JSON")
-    check = sub.add_parser("check", help="which fleet hosts could not run IMAGE", description="Before deploying: list the known hosts that could not run IMAGE, and why.")
+    check = sub.add_parser("check", help="which fleet hosts could not run IMAGE", description="Before deploying: list the known hosts that could not run IMAGE, and why.",
+                           epilog=CHECK_EPILOG)
     check.add_argument("image", metavar="IMAGE", help="image reference, e.g. registry.example/app:1.4")
     check.add_argument("--platform", action="append", default=[], metavar="P", help="a platform the image offers (repeatable); default: ask the image's registry")
     check.add_argument("--url", default=None, help=f"collector HTTP address (default $ENOEXEC_URL, then {DEFAULT_URL})")
@@ -76,9 +86,32 @@ def _client(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[dict[str,
     return headers, ctx
 
 
+def base_url(value: str, where: str = "--url") -> str:
+    """The collector's HTTP address as a URL: ``localhost:9469`` means ``http://localhost:9469``."""
+    v = value.strip()
+    if "://" not in v:
+        v = "http://" + v
+    parts = urllib.parse.urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where} {value!r}: pass the collector's HTTP address, e.g. http://localhost:9469 or https://collector:9469")
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ConfigError(f"{where} {value!r}: the port must be a number from 0 to 65535") from None
+    return v.rstrip("/")
+
+
+def _url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    if args.url:
+        return base_url(args.url)
+    if env.get("ENOEXEC_URL"):
+        return base_url(env["ENOEXEC_URL"], "ENOEXEC_URL")
+    return DEFAULT_URL
+
+
 def _get(base: str, path: str, params: list[tuple[str, str]] | None = None,
          headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None, *, method: str = "GET") -> dict[str, Any]:
-    url = base.rstrip("/") + path + ("?" + urllib.parse.urlencode(params) if params else "")
+    url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}, method=method), timeout=30, context=context) as res:
             return json.load(res)
@@ -87,9 +120,18 @@ def _get(base: str, path: str, params: list[tuple[str, str]] | None = None,
             detail = json.load(e).get("error", "")
         except (ValueError, AttributeError):
             detail = ""
-        raise CollectorError(f"{url}: HTTP {e.code} {detail}".strip()) from None
+        said = f"{base}{path}: HTTP {e.code}" + (f": {detail}" if detail else "")
+        if e.code in (401, 403):
+            raise ConfigError(f"{said} (pass --token-file with a token the collector accepts)") from None
+        if e.code < 500:  # the request is wrong: asking again will not help
+            raise ConfigError(said) from None
+        raise CollectorUnavailable(said) from None
     except (urllib.error.URLError, OSError, ValueError) as e:
-        raise CollectorError(f"cannot reach the collector at {base} ({getattr(e, 'reason', e)}); pass --url") from None
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise ConfigError(f"cannot verify the collector's certificate at {base} ({reason.verify_message}): "
+                              "pass --cacert with the CA that signed it") from None
+        raise CollectorUnavailable(f"cannot reach the collector at {base} ({getattr(e, 'reason', e)}); is it running? pass --url") from None
 
 
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -98,7 +140,8 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from enoexec.sdnotify import Notifier
 
     cfg = config.build(args, env)
-    configure(cfg.log_level)
+    config.check_db(cfg.db)
+    configure(cfg.log_level, cfg.log_format)
     if cfg.insecure:
         logger.warning("TLS disabled by --insecure: agents connect in plaintext and are not authenticated")
 
@@ -115,36 +158,55 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_hints(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    doc = _get(args.url or env.get("ENOEXEC_URL", DEFAULT_URL), "/api/v1/hints", None, *_client(args, env))
+    doc = _get(_url(args, env), "/api/v1/hints", None, *_client(args, env))
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         sys.stdout.write(hints_view.table(doc.get("hints", [])))
-    return 0
+    return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     params = [("image", args.image)] + [("platform", p) for p in args.platform]
-    doc = _get(args.url or env.get("ENOEXEC_URL", DEFAULT_URL), "/api/v1/check", params, *_client(args, env))
+    doc = _get(_url(args, env), "/api/v1/check", params, *_client(args, env))
+    code = check_exit_code(doc)
     if args.json:
-        print(json.dumps(doc, indent=2))
-        return 1 if doc.get("cannot_run") else 0
-    print(f"{doc['image']} offers {', '.join(doc['platforms']) or 'no platforms'} (from {doc['platforms_from']})")
-    for v in doc["hosts"]:
+        print(json.dumps({**doc, "exit_code": code}, indent=2))
+    else:
+        sys.stdout.write(check_table(doc))
+    return code
+
+
+def check_exit_code(doc: Mapping[str, Any]) -> int:
+    if not doc.get("hosts"):
+        return EXIT_NO_HOSTS
+    return EXIT_SOME_CANNOT if doc.get("cannot_run") else EXIT_OK
+
+
+def check_table(doc: Mapping[str, Any]) -> str:
+    """``check``'s answer for a person: one row per host, columns as wide as their values. Pure."""
+    hosts = doc.get("hosts") or []
+    lines = [f"{doc['image']} offers {', '.join(doc['platforms']) or 'no platforms'} (from {doc['platforms_from']})"]
+    w_id = max([7, *(len(v["host_id"]) for v in hosts)])
+    w_pf = max([8, *(len(v["host_platform"]) for v in hosts)])
+    w_re = max([6, *(len(v["reason"]) for v in hosts)])
+    for v in hosts:
         mark = "ok  " if v["runnable"] else "FAIL"
-        print(f"  {mark} {v['host_id']:<24} {v['host_platform']:<14} {v['reason']:<18} {v.get('detail', '')}")
-    if not doc["hosts"]:
-        print("  no hosts known to the collector yet")
-    bad = len(doc.get("cannot_run", []))
-    print(f"{bad} host(s) could not run it" if bad else "every known host can run it")
-    return 1 if bad else 0
+        row = f"  {mark} {v['host_id']:<{w_id}}  {v['host_platform']:<{w_pf}}  {v['reason']:<{w_re}}  {v.get('detail', '')}"
+        lines.append(row.rstrip())
+    bad = len(doc.get("cannot_run") or [])
+    if not hosts:
+        lines.append("no hosts known to the collector yet: nothing was checked (is --url the right collector?)")
+    else:
+        lines.append(f"{bad} host(s) could not run it, of {len(hosts)} known" if bad else f"every known host can run it ({len(hosts)})")
+    return text.printable("\n".join(lines) + "\n")
 
 
 def cmd_forget(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if not limits.valid_host_id(args.host_id):
         raise ConfigError(f"HOST_ID {args.host_id!r}: use letters, digits and . _ : @ - only")
     path = "/api/v1/hosts/" + urllib.parse.quote(args.host_id, safe="")
-    _get(args.url or env.get("ENOEXEC_URL", DEFAULT_URL), path, None, *_client(args, env), method="DELETE")
+    _get(_url(args, env), path, None, *_client(args, env), method="DELETE")
     print(f"forgot host {args.host_id}; its past exits stay counted")
     return 0
 
@@ -164,9 +226,13 @@ COMMANDS = {"serve": cmd_serve, "hints": cmd_hints, "check": cmd_check, "forget"
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    clikit.quiet_grpc(os.environ)  # before anything imports grpc
+    args = clikit.parse(parser(), "enoexec-collector", argv)
+    if isinstance(args, int):
+        return args
     environ: Mapping[str, Any] = os.environ if env is None else env
-    return clikit.dispatch("enoexec-collector", COMMANDS, args, environ, config_errors=(ConfigError,), errors=(CollectorError,))
+    clikit.one_shot_logging()  # the daemons configure their own from their config
+    return clikit.dispatch("enoexec-collector", COMMANDS, args, environ)
 
 
 if __name__ == "__main__":

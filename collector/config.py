@@ -52,6 +52,7 @@ OPTIONS = (
     Option("max_batch_events", positive_int, 500, "events an agent may send per batch (default 500)"),
     Option("replica_id", str, "", "this replica's id when several share one PostgreSQL database (default the hostname)"),
     settings.LOG_LEVEL,
+    settings.LOG_FORMAT,
     Option("insecure", parse_bool, False, "accept agents over plaintext gRPC, without TLS (default false)"),
     Option("tls_ca", Path, None, "CA certificate that signs agents' client certificates (PEM)"),
     Option("tls_cert", Path, None, "the collector's server certificate (PEM)"),
@@ -83,6 +84,7 @@ class CollectorConfig:
     max_batch_events: int
     replica_id: str
     log_level: str
+    log_format: str
     insecure: bool
     tls_ca: Path | None
     tls_cert: Path | None
@@ -113,6 +115,16 @@ def build(args: argparse.Namespace, env: Mapping[str, str]) -> CollectorConfig:
         values["http_listen"] = f"{host}:{DEFAULT_HTTP_PORT}"
     _check_files(values)
     return CollectorConfig(**values)
+
+
+def check_db(db: str) -> None:
+    """A SQLite path's directory must exist: a missing one is a typo far more often than a wish.
+    Checked when serving (an installed config may name a directory systemd creates)."""
+    if "://" in db or not db.strip():
+        return  # URLs (and the empty string) are judged when the store opens them
+    parent = Path(db).expanduser().parent
+    if not parent.is_dir():
+        raise ConfigError(f"--db {db}: directory {parent} does not exist; create it or choose another --db path")
 
 
 def _check_files(v: dict[str, Any]) -> None:

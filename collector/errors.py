@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from enoexec.errors import ConfigError, EnoexecError
+from enoexec.errors import ConfigError, EnoexecError, Unavailable
 
-__all__ = ["CollectorError", "ConfigError", "InvalidReference", "RegistryError", "RegistryRefused", "StoreError"]
+__all__ = ["CollectorError", "CollectorUnavailable", "ConfigError", "InvalidReference", "RegistryError", "RegistryRefused", "StoreError"]
 
 
 class CollectorError(EnoexecError):
     """Root of every error the collector raises on purpose; the message says what to do."""
+
+
+class CollectorUnavailable(CollectorError, Unavailable):
+    """The collector's HTTP API could not be reached or answered a server error (client commands)."""
 
 
 class RegistryError(CollectorError):

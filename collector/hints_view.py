@@ -6,6 +6,7 @@ from datetime import timezone
 from typing import Any
 
 from collector.records import HintGroup
+from enoexec import text
 
 
 def group_json(g: HintGroup) -> dict[str, Any]:
@@ -28,9 +29,9 @@ def group_json(g: HintGroup) -> dict[str, Any]:
 
 
 def table(groups: list[dict[str, Any]]) -> str:
-    """A readable table, one hint with its commands per block."""
+    """A readable table, one hint with its commands per block; image-made strings escaped."""
     if not groups:
-        return "no exec format errors recorded: nothing to fix"
+        return "no exec format errors recorded: nothing to fix\n"
     out = []
     for g in groups:
         out.append(
@@ -45,4 +46,4 @@ def table(groups: list[dict[str, Any]]) -> str:
         if g.get("example_hosts"):
             out.append(f"  e.g. on {', '.join(g['example_hosts'])}")
         out.append("")
-    return "\n".join(out).rstrip() + "\n"
+    return text.printable("\n".join(out).rstrip() + "\n")

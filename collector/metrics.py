@@ -76,6 +76,15 @@ class FleetCollector(Collector):
         yield host_exits
         yield from self._last_exits(img)
 
+        backfilled = CounterMetricFamily(
+            "enoexec_backfilled_exits",
+            "Exits a fresh agent reported from before it started (stored, not in enoexec_exits_total), since this collector started.",
+            labels=["host"],
+        )
+        for host, n in sorted(self._stats.backfilled_snapshot().items()):
+            backfilled.add_metric([host], n)
+        yield backfilled
+
         hosts = self._store.hosts()
         yield from self._host_metrics(hosts)
 

@@ -123,6 +123,9 @@ class CollectorService(pb_grpc.CollectorServicer):
             logger.error("store unavailable error=%s", e)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
         new = sum(fresh)
+        backfilled = sum(1 for r, is_new in zip(good, fresh) if is_new and r.payload.get("backfilled"))
+        if backfilled:
+            self._stats.backfill(host_id, backfilled)
         self._stats.add(received=new, duplicate=len(fresh) - new, rejected=Counter(r.reason for r in bad))
         for r in bad:
             logger.warning("event rejected host_id=%s event_id=%s reason=%s", host_id, r.event_id, r.reason)

@@ -14,6 +14,7 @@ class Stats:
     rejected: Counter[str] = field(default_factory=Counter)
     connected: int = 0
     throttled_seconds: float = 0.0
+    backfilled: Counter[str] = field(default_factory=Counter)  # per host, this process
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, *, received: int = 0, duplicate: int = 0, rejected: Counter[str] | None = None) -> None:
@@ -22,6 +23,14 @@ class Stats:
             self.duplicate += duplicate
             if rejected:
                 self.rejected.update(rejected)
+
+    def backfill(self, host: str, n: int) -> None:
+        with self._lock:
+            self.backfilled[host] += n
+
+    def backfilled_snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.backfilled)
 
     def reject(self, reason: str, n: int = 1) -> None:
         with self._lock:

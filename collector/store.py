@@ -144,6 +144,8 @@ class Store:
         return is_new
 
     def _count(self, conn: Connection, fresh: Sequence[records.EventRecord]) -> None:
+        # Back-filled exits (a fresh agent's report of the past) are stored, not counted.
+        fresh = [e for e in fresh if not e.payload.get("backfilled")]
         exits = Counter(
             (e.cause, e.host_platform, e.image_platform, e.binary_platform, e.image_ref) for e in fresh
         )

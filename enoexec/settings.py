@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from enoexec import logsetup
 from enoexec.errors import ConfigError
 
 ENV_PREFIX = "ENOEXEC_"
+CONFIG_ENV = "ENOEXEC_CONFIG"
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ def resolve(
 
 
 def positive_int(value: Any) -> int:
-    if isinstance(value, bool):
+    # TOML gives 1.5 as a float: int() would silently make it 1.
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError(f"expected a whole number, got {value!r}")
     try:
         n = int(value)
@@ -127,11 +130,15 @@ def log_level(value: Any) -> str:
 
 
 LOG_LEVEL = Option("log_level", log_level, "info", "debug, info, warning or error (default info)")
+LOG_FORMAT = Option(
+    "log_format", logsetup.log_format, "auto",
+    "human, json or logfmt (default auto: human on a terminal, json otherwise)",
+)
 
 
 def load(options: Sequence[Option], args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
-    """Resolve ``options`` from parsed flags, the environment and ``--config FILE``."""
-    config_file = getattr(args, "config", None)
+    """Resolve ``options`` from parsed flags, the environment and ``--config FILE`` (or ``$ENOEXEC_CONFIG``)."""
+    config_file = getattr(args, "config", None) or env.get(CONFIG_ENV) or None
     file_values: dict[str, Any] = load_toml(config_file) if config_file else {}
     return resolve(options, vars(args), env, file_values, source=str(config_file or ""))
 
@@ -147,7 +154,7 @@ def host_port(value: Any) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
     """``--config FILE`` plus one flag per option, its environment variable in the help."""
-    parser.add_argument("--config", metavar="FILE", help="TOML config file (keys as the long flags, with underscores)")
+    parser.add_argument("--config", metavar="FILE", help=f"TOML config file (keys as the long flags, with underscores) [{CONFIG_ENV}]")
     for o in options:
         if o.type is parse_bool:
             parser.add_argument(o.flag, dest=o.name, action=argparse.BooleanOptionalAction, default=None, help=o.help + f" [{o.env}]")

@@ -16,7 +16,10 @@ import grpc
 
 from agent.delivery.backoff import Backoff
 from agent.delivery.spool import Spool
+from agent.delivery.stream_errors import explain
+from agent.errors import ConfigError
 from enoexec import __version__
+from enoexec.logsetup import Repeats
 from enoexec.v1 import enoexec_pb2 as pb
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
@@ -57,6 +60,9 @@ class Sender:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._batch_id = 0
+        self._failures = Repeats(logger, "collector unreachable", every=300.0)
+        self.fatal: ConfigError | None = None  # a refusal retrying cannot fix; run() returned
+        self.failed = asyncio.Event()  # set with ``fatal``
 
     def notify(self) -> None:
         """New events are in the spool."""
@@ -81,13 +87,18 @@ class Sender:
             try:
                 await self._session()
             except grpc.aio.AioRpcError as e:
-                logger.warning("collector stream failed target=%s code=%s detail=%s", self._target, e.code().name, e.details())
+                failure = explain(e.code().name, e.details() or "", self._target, tls=self._credentials is not None)
+                if failure.permanent:
+                    self.fatal = ConfigError(failure.message)
+                    self.failed.set()
+                    return
+                self._failures.failed(failure.message, target=self._target, code=e.code().name)
             except (asyncio.TimeoutError, ConnectionError, asyncio.InvalidStateError) as e:
                 # InvalidStateError: grpc.aio refuses a write on a call the collector
                 # already ended (e.g. it shut down while this stream was idle).
-                logger.warning("collector stream failed target=%s error=%r", self._target, e)
+                self._failures.failed(f"stream to {self._target} ended: {e or type(e).__name__}", target=self._target)
             except Exception:  # the sender must never die for good: events would pile up unsent
-                logger.exception("collector stream failed target=%s", self._target)
+                logger.exception("collector stream failed", extra={"target": self._target})
             if self._stopping.is_set():
                 break
             try:
@@ -107,7 +118,8 @@ class Sender:
                 max_batch = welcome.welcome.max_batch_events or self._batch_size
                 batch_size = max(1, min(self._batch_size, max_batch))
                 self._backoff.reset()
-                logger.info("collector connected target=%s collector_version=%s", self._target, welcome.welcome.collector_version)
+                self._failures.recovered("connected again", target=self._target)
+                logger.info("collector connected", extra={"target": self._target, "collector_version": welcome.welcome.collector_version})
                 await self._pump(call, batch_size)
             finally:
                 call.cancel()
@@ -147,6 +159,6 @@ class Sender:
                 break
         done = list(reply.ack.stored_event_ids) + [r.event_id for r in reply.ack.rejected]
         for r in reply.ack.rejected:
-            logger.warning("collector rejected event event_id=%s reason=%s", r.event_id, r.reason)
+            logger.warning("collector rejected event", extra={"event_id": r.event_id, "reason": r.reason})
         removed = await asyncio.to_thread(self._spool.ack, done)
-        logger.debug("batch acknowledged batch_id=%d events=%d removed=%d", self._batch_id, len(pending), removed)
+        logger.debug("batch acknowledged", extra={"batch_id": self._batch_id, "events": len(pending), "removed": removed})

@@ -59,6 +59,10 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_SEEN_TTL = 7 * 24 * 3600.0
 
 _SEEN_PRUNE_INTERVAL = 3600.0
+# SQLite checkpoints the WAL into the database by itself only past 1,000 pages
+# and never shrinks the file; the spool truncates it after acks, at most this often
+# (and whenever the spool has just emptied).
+CHECKPOINT_INTERVAL = 60.0
 _ACK_CHUNK = 500  # stays under SQLite's oldest limit of 999 bound parameters
 _SYNCHRONOUS = ("FULL", "NORMAL")
 
@@ -132,6 +136,7 @@ class Spool:
         self._clock = clock
         self._lock = threading.Lock()
         self._last_seen_prune = float("-inf")
+        self._last_checkpoint = clock()
         self._conn: sqlite3.Connection | None = open_spool(
             self._path, synchronous=synchronous, clock=clock, seen_ttl=seen_ttl
         )
@@ -220,7 +225,18 @@ class Spool:
                 removed += count
                 self._events -= count
                 self._bytes -= size
+        now = self._clock()
+        if removed and (self._events == 0 or now - self._last_checkpoint >= CHECKPOINT_INTERVAL):
+            self.checkpoint()
         return removed
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it; ``False`` if a reader kept
+        it from completing (it is retried at the next ack)."""
+        with self._locked() as conn:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            self._last_checkpoint = self._clock()
+        return not busy
 
     def stats(self) -> SpoolStats:
         with self._locked():
@@ -251,6 +267,17 @@ class Spool:
                 conn.execute("DELETE FROM seen WHERE seen_at < ?", (now - self._seen_ttl,))
                 self._last_seen_prune = now
         return new
+
+    def mark_seen_many(self, keys: Iterable[str]) -> None:
+        """Remember every key, in one transaction."""
+        now = self._clock()
+        with self._transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO seen (key, seen_at) VALUES (?, ?)", [(k, now) for k in keys])
+
+    def seen_between(self, low: str, high: str) -> bool:
+        """Whether a remembered key sorts between ``low`` and ``high`` (inclusive)."""
+        with self._locked() as conn:
+            return conn.execute("SELECT 1 FROM seen WHERE key >= ? AND key <= ? LIMIT 1", (low, high)).fetchone() is not None
 
     def is_seen(self, key: str) -> bool:
         """Whether ``key`` is remembered; unlike ``mark_seen`` it changes nothing."""

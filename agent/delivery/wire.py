@@ -101,4 +101,68 @@ def event_pb(e: Event) -> pb.Event:
         binary=binary_pb(e.binary),
         cause=e.cause,
         explanation=e.explanation,
+        evidence=e.evidence,
+        backfilled=e.backfilled,
     )
+
+
+# Fields that can grow without bound with what a user or an image chose, and may
+# be cut to make an event fit: (message path, field). Ids, cause, time and the
+# host's identity are never cut.
+_CUTTABLE = (
+    ("container", "cmd"), ("container", "entrypoint"), ("container", "runtime_message"), ("container", "name"),
+    ("binary", "shebang"), ("binary", "description"), ("binary", "error"), ("binary", "path"),
+    ("binary", "requested_path"), ("binary", "interpreter"), ("image", "ref"), ("image", "repo_digests"),
+    ("", "explanation"),
+)
+MIN_KEPT = 32  # characters a cut string keeps at least
+
+
+def truncated(text: str, keep: int) -> str:
+    """``text`` cut to ``keep`` characters, with a marker saying how much is missing."""
+    return f"{text[:keep]}…[+{len(text) - keep} chars]"
+
+
+def fit(event: pb.Event, max_bytes: int) -> pb.Event:
+    """A copy of ``event`` whose serialized size is at most ``max_bytes``.
+
+    The longest user-controlled string is halved (with a marker) until the event
+    fits; then list items are dropped from the end (with a marker item). An
+    event that already fits is returned unchanged.
+    """
+    if event.ByteSize() <= max_bytes:
+        return event
+    out = pb.Event()
+    out.CopyFrom(event)
+    # (container message, field name, index in a repeated field or -1, original text)
+    slots: list[tuple[object, str, int, str]] = []
+    for part, name in _CUTTABLE:
+        msg = getattr(out, part) if part else out
+        value = getattr(msg, name)
+        if isinstance(value, str):
+            slots.append((msg, name, -1, value))
+        else:
+            slots.extend((msg, name, i, v) for i, v in enumerate(value))
+    kept = [len(s[3]) for s in slots]
+    while out.ByteSize() > max_bytes:
+        longest = max(range(len(slots)), key=lambda i: kept[i], default=-1)
+        if longest < 0 or kept[longest] <= MIN_KEPT:
+            break
+        msg, name, index, text = slots[longest]
+        kept[longest] = max(MIN_KEPT, kept[longest] // 2)
+        value = truncated(text, kept[longest])
+        if index < 0:
+            setattr(msg, name, value)
+        else:
+            getattr(msg, name)[index] = value
+    for part, name in _CUTTABLE:  # still too big: many short items
+        msg = getattr(out, part) if part else out
+        items = getattr(msg, name)
+        if isinstance(items, str):
+            continue
+        total = real = len(items)
+        while out.ByteSize() > max_bytes and real > 0:
+            del items[real - 1:]  # the last real item and the marker
+            real -= 1
+            items.append(f"…[+{total - real} more]")
+    return out

@@ -1,6 +1,6 @@
 """Name the cause of an exec format error from the evidence. Pure.
 
-The causes and their evidence are the table in ``shared/CONTRACT.md``. The
+The causes and their evidence are the table in README.md, "Causes". The
 entry point is :func:`classify`; it never looks anything up, so every branch is
 tested with literal facts.
 """

@@ -127,6 +127,14 @@ def _decode(data: bytes) -> tuple[str, str]:
     return data.decode("utf-8", "replace"), "utf-8"
 
 
+def _bytes_name(prefix: bytes) -> str:
+    """Bytes before a "#!" said readably: a byte-order mark by its name, else its hex."""
+    for bom, encoding in _BOMS:
+        if prefix == bom:
+            return f"a {encoding.upper()} byte-order mark ({bom.hex(' ').upper()})"
+    return f"the bytes {prefix[:16].hex(' ').upper()}" + (" ..." if len(prefix) > 16 else "")
+
+
 def _sniff_text(data: bytes) -> Sniff:
     data = data[:_TEXT_SAMPLE]
     text, encoding = _decode(data)
@@ -138,7 +146,7 @@ def _sniff_text(data: bytes) -> Sniff:
         prefix, after = data[:bang], data[bang + len(needle) :].decode(encoding, "replace")
         if not _ALNUM.search(_decode(prefix)[0].encode("ascii", "replace")) and _PATH.match(after):
             return Sniff(Kind.BOM_SCRIPT, shebang=_line(after), prefix=prefix,
-                         description=f"{_script_desc(after)}, preceded by {prefix!r}")
+                         description=f"{_script_desc(after)}, preceded by {_bytes_name(prefix)}")
     head = text.lstrip("\ufeff \t\r\n")
     if _LFS.match(head):
         oid = re.search(r"^oid (\S+)", head, re.MULTILINE)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
+import requests.exceptions
 
 from agent.diagnosis import entrypoint
 from agent.errors import ContainerGone, DockerUnavailable
@@ -30,6 +31,12 @@ class FileHead:
     data: bytes = b""
     error: str = ""  # "" when data is valid
     missing: bool = False
+    mode: int = 0  # permission bits of a regular file
+
+    @property
+    def executable(self) -> bool:
+        """What Go's ``exec.LookPath`` (runc) accepts: a file with an execute bit."""
+        return not self.error and bool(self.mode & 0o111)
 
 
 def _message(res: Any) -> str:
@@ -48,43 +55,46 @@ class ContainerFiles:
         self._id = container_id
         self._head = head_bytes
 
-    def _entry(self, path: str) -> tuple[str, bytes | str]:
-        """("file", head) / ("link", target) / ("dir", "") / ("missing", "")."""
+    def _entry(self, path: str) -> tuple[str, bytes | str, int]:
+        """("file", head, mode) / ("link", target, 0) / ("dir", "", 0) / ("missing", "", 0)."""
         url = self._api._url("/containers/{0}/archive", self._id)
         try:
             res = self._api._get(url, params={"path": path}, stream=True)
-        except docker.errors.DockerException as e:
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
             raise DockerUnavailable(f"cannot read {path} from container {self._id[:12]}: {e}") from e
         try:
             if res.status_code == 404:
                 if "no such container" in _message(res).lower():
                     raise ContainerGone(f"container {self._id[:12]} was removed while it was being read")
-                return "missing", ""
+                return "missing", "", 0
+            if res.status_code == 409:
+                # "container is marked for removal" (docker run --rm): read the image instead.
+                raise ContainerGone(f"container {self._id[:12]} is being removed: {_message(res)}")
             self._api._raise_for_status(res)
             res.raw.decode_content = True  # the engine may gzip the tar stream
             with tarfile.open(fileobj=res.raw, mode="r|") as tar:
                 member = tar.next()
                 if member is None:
-                    return "missing", ""
+                    return "missing", "", 0
                 if member.issym():
-                    return "link", member.linkname
+                    return "link", member.linkname, 0
                 if member.islnk():
-                    return "link", "/" + member.linkname.lstrip("/")
+                    return "link", "/" + member.linkname.lstrip("/"), 0
                 if member.isdir():
-                    return "dir", ""
+                    return "dir", "", 0
                 if not member.isreg():
-                    return "other", ""
+                    return "other", "", 0
                 f = tar.extractfile(member)
-                return "file", f.read(self._head) if f else b""
+                return "file", f.read(self._head) if f else b"", member.mode
         except docker.errors.APIError as e:
             detail = str(e.explanation or e)
             if "too many links" in detail:
                 # The engine resolves the link while stat-ing it and fails on a loop
                 # (evalSymlinksInScope): a property of the file, not an unreachable engine.
-                return "error", f"{path}: too many levels of symbolic links"
+                return "error", f"{path}: too many levels of symbolic links", 0
             raise DockerUnavailable(f"cannot read {path} from container {self._id[:12]}: {e.explanation or e}") from e
         except (tarfile.TarError, OSError) as e:
-            return "error", f"unreadable archive for {path}: {e}"
+            return "error", f"unreadable archive for {path}: {e}", 0
         finally:
             res.close()
 
@@ -94,9 +104,9 @@ class ContainerFiles:
         Raises ContainerGone if the container disappears meanwhile."""
         current = path
         for _ in range(max_links + 1):
-            kind, value = self._entry(current)
+            kind, value, mode = self._entry(current)
             if kind == "file" and isinstance(value, bytes):
-                return FileHead(current, value)
+                return FileHead(current, value, mode=mode)
             if kind == "link":
                 current = entrypoint.follow(current, str(value))
                 continue
@@ -110,11 +120,22 @@ class ContainerFiles:
         return FileHead(current, error=f"{path}: too many levels of symbolic links (>{max_links})")
 
     def find(self, argv0: str, path_env: str, workdir: str = "/") -> tuple[str, FileHead]:
-        """Look ``argv0`` up like the runtime does; returns (requested path, head)."""
+        """Look ``argv0`` up like the runtime does; returns (requested path, head).
+
+        A bare name is searched in ``PATH`` the way runc's ``exec.LookPath`` does:
+        directories, FIFOs, devices, files without an execute bit and symlink
+        loops are passed over. A name with a slash is taken as it is.
+        """
         last = FileHead(argv0, error=f"{argv0}: empty entrypoint", missing=True)
-        for candidate in entrypoint.candidates(argv0, path_env, workdir):
+        found = entrypoint.candidates(argv0, path_env, workdir)
+        if "/" in argv0:
+            return (found[0], self.read(found[0])) if found else (argv0, last)
+        first: tuple[str, FileHead] | None = None
+        for candidate in found:
             head = self.read(candidate)
-            if not head.missing:
+            if head.executable:
                 return candidate, head
+            if first is None and not head.missing:
+                first = (candidate, head)
             last = head
-        return argv0, last
+        return first or (argv0, last)

@@ -20,6 +20,7 @@ import requests.exceptions
 from agent.errors import DockerUnavailable
 from agent.model import ImageFacts
 from enoexec import platforms
+from enoexec.logsetup import Repeats
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,12 @@ def platforms_from_distribution(data: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(set(out)))
 
 
+def _short(e: Exception) -> str:
+    """The useful part of a Docker error: the engine's explanation, not the request URL."""
+    explanation = getattr(e, "explanation", None)
+    return str(explanation or e).splitlines()[0][:200]
+
+
 class ImageInspector:
     """Looks images up, with a cache for the registry's answer."""
 
@@ -59,6 +66,8 @@ class ImageInspector:
         self._clock = clock
         self._cache: dict[str, tuple[float, tuple[str, ...] | None]] = {}
         self._lock = threading.Lock()
+        # An air-gapped host fails every lookup: say it once, then summarise hourly.
+        self._registry_failures = Repeats(logger, "registry lookup failed", every=3600.0)
 
     def inspect(self, image: str) -> dict[str, Any] | None:
         try:
@@ -86,8 +95,13 @@ class ImageInspector:
             self._api._raise_for_status(res)
             result = platforms_from_distribution(res.json()) or None
         except (docker.errors.DockerException, requests.exceptions.RequestException, ValueError) as e:
-            logger.info("registry lookup failed image=%s error=%s", ref, str(e).splitlines()[0][:200])
+            self._registry_failures.failed(
+                "cannot ask the registry which platforms images offer; they are reported as not known",
+                image=ref, error=_short(e),
+            )
             result = None
+        else:
+            self._registry_failures.recovered()
         with self._lock:
             self._cache[ref] = (now, result)
         return result

@@ -2,8 +2,13 @@
 
 The stream ends silently when the daemon restarts (docker-py turns socket
 errors into ``StopIteration``) and the daemon skips subscribers that fall
-behind, so the watcher reconnects with backoff and calls ``on_connect`` after
-every (re)connection: the agent reconciles there what the stream missed.
+behind, so the watcher reconnects with backoff, resubscribes with ``since=``
+the last event it saw (the engine replays what happened in between, as far as
+it still remembers), and calls ``on_connect`` after every (re)connection: the
+agent reconciles there what even the replay could not give.
+
+The watcher only reads and hands over: no Docker call is made for an event on
+this thread, so one slow call never holds up the stream.
 """
 
 from __future__ import annotations
@@ -11,47 +16,27 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import docker.errors
 import requests.exceptions
 
 from agent.delivery.backoff import Backoff
-from agent.diagnosis.diagnose import HELPER_LABEL, Exit
+from agent.engine.exits import HELPER_LABEL, Exit, docker_since, event_time, exit_from_event
+
+__all__ = ["Watcher", "exit_from_event"]
 
 logger = logging.getLogger(__name__)
 
-
-def exit_from_event(event: dict[str, Any]) -> Exit | None:
-    """The exit described by a ``die`` event, or ``None`` for anything else."""
-    if event.get("Type") != "container" or event.get("Action") != "die":
-        return None
-    actor = event.get("Actor") or {}
-    attrs = actor.get("Attributes") or {}
-    if HELPER_LABEL in attrs:
-        return None
-    try:
-        code = int(attrs.get("exitCode", "0"))
-    except ValueError:
-        return None
-    nanos = event.get("timeNano")
-    when = (
-        datetime.fromtimestamp(int(nanos) / 1e9, tz=timezone.utc)
-        if nanos
-        else datetime.fromtimestamp(int(event.get("time", 0)), tz=timezone.utc)
-    )
-    return Exit(
-        container_id=actor.get("ID") or event.get("id", ""),
-        exit_code=code,
-        image_ref=attrs.get("image", ""),
-        name=attrs.get("name", ""),
-        time=when,
-    )
+# Resubscribing a little before the last event costs a few duplicates (named
+# alike, counted once) and covers clock steps between two events.
+RESUME_OVERLAP = timedelta(seconds=1)
 
 
 class Watcher:
-    """Runs in its own thread; hands each non-zero exit to ``on_exit``."""
+    """Runs in its own thread; hands each non-zero exit to ``on_exit`` and each
+    created container's id to ``on_create``."""
 
     def __init__(
         self,
@@ -60,15 +45,20 @@ class Watcher:
         on_connect: Callable[[], None],
         *,
         stop: threading.Event,
+        on_create: Callable[[str], None] | None = None,
         backoff: Backoff | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self._api = api
         self._on_exit = on_exit
         self._on_connect = on_connect
+        self._on_create = on_create
         self._stop = stop
         self._backoff = backoff or Backoff(base=0.2, cap=5.0)
+        self._clock = clock
         self._stream: Any = None
         self._lock = threading.Lock()
+        self.last_event: datetime | None = None
 
     def close(self) -> None:
         """Stop from another thread: closes the open stream so ``run`` returns."""
@@ -80,11 +70,30 @@ class Watcher:
                 except Exception:  # noqa: BLE001 - closing a broken socket may raise anything
                     pass
 
+    def _subscribe(self) -> Any:
+        events = ["die", "create"] if self._on_create else ["die"]
+        filters = {"type": "container", "event": events}
+        if self.last_event is None:
+            self.last_event = self._clock()
+            return self._api.events(decode=True, filters=filters)
+        return self._api.events(decode=True, filters=filters, since=docker_since(self.last_event - RESUME_OVERLAP))
+
+    def _dispatch(self, event: dict[str, Any]) -> None:
+        self.last_event = max(self.last_event or event_time(event), event_time(event))
+        if event.get("Action") == "create":
+            attrs = (event.get("Actor") or {}).get("Attributes") or {}
+            if self._on_create is not None and HELPER_LABEL not in attrs:
+                self._on_create((event.get("Actor") or {}).get("ID") or event.get("id", ""))
+            return
+        exit = exit_from_event(event)
+        if exit is not None and exit.exit_code != 0:
+            self._on_exit(exit)
+
     def run(self) -> None:
         while not self._stop.is_set():
             try:
                 self._api.ping()
-                stream = self._api.events(decode=True, filters={"type": "container", "event": "die"})
+                stream = self._subscribe()
                 with self._lock:
                     self._stream = stream
                 if self._stop.is_set():
@@ -93,9 +102,7 @@ class Watcher:
                 self._backoff.reset()
                 self._on_connect()
                 for event in stream:
-                    exit = exit_from_event(event)
-                    if exit is not None and exit.exit_code != 0:
-                        self._on_exit(exit)
+                    self._dispatch(event)
                 if not self._stop.is_set():
                     logger.warning("docker event stream ended; reconnecting")
             except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:

@@ -235,3 +235,8 @@ def signature(proc_root: Path = Path("/proc")) -> str:
     for name, text in _read_dir(proc_root).items():
         digest.update(f"{name}\0{text}\0".encode())
     return digest.hexdigest()
+
+
+def mounted(proc_root: Path = Path("/proc")) -> bool:
+    """Whether the binfmt_misc file system is mounted (its ``status`` file exists)."""
+    return (Path(proc_root) / BINFMT_DIR / "status").exists()

@@ -196,7 +196,7 @@ class BinaryFacts(_message.Message):
     def __init__(self, path: _Optional[str] = ..., kind: _Optional[str] = ..., platform: _Optional[str] = ..., shebang: _Optional[str] = ..., interpreter: _Optional[str] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., requested_path: _Optional[str] = ..., error: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "time", "host", "container", "image", "binary", "cause", "explanation")
+    __slots__ = ("event_id", "time", "host", "container", "image", "binary", "cause", "explanation", "evidence", "backfilled")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +205,8 @@ class Event(_message.Message):
     BINARY_FIELD_NUMBER: _ClassVar[int]
     CAUSE_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    BACKFILLED_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     time: _timestamp_pb2.Timestamp
     host: HostFacts
@@ -213,4 +215,6 @@ class Event(_message.Message):
     binary: BinaryFacts
     cause: str
     explanation: str
-    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., container: _Optional[_Union[ContainerFacts, _Mapping]] = ..., image: _Optional[_Union[ImageFacts, _Mapping]] = ..., binary: _Optional[_Union[BinaryFacts, _Mapping]] = ..., cause: _Optional[str] = ..., explanation: _Optional[str] = ...) -> None: ...
+    evidence: str
+    backfilled: bool
+    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., container: _Optional[_Union[ContainerFacts, _Mapping]] = ..., image: _Optional[_Union[ImageFacts, _Mapping]] = ..., binary: _Optional[_Union[BinaryFacts, _Mapping]] = ..., cause: _Optional[str] = ..., explanation: _Optional[str] = ..., evidence: _Optional[str] = ..., backfilled: _Optional[bool] = ...) -> None: ...

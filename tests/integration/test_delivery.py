@@ -47,7 +47,7 @@ def _events(col: procs.Proc) -> list[dict[str, Any]]:
 
 def _spooled_logged(ag: procs.Proc) -> int:
     """Events the agent diagnosed and put in its spool (one log line each)."""
-    return ag.output().count("exec format error event_id=")
+    return ag.output().count('"msg": "exec format error", "event_id"')
 
 
 def _wait_exits(col: procs.Proc, n: int, ag: procs.Proc) -> None:

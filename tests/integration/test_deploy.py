@@ -30,7 +30,7 @@ PROMETHEUS = DEPLOY / "prometheus"
 MAKE_CERTS = DEPLOY / "tls" / "make-certs.sh"
 INSTALL = DEPLOY / "install.sh"
 
-# Metric names as exposed, copied from /work/shared/CONTRACT.md.
+# Metric names as exposed, as README.md ("Metrics") lists them.
 CONTRACT_METRICS = frozenset({
     "enoexec_exits_total",
     "enoexec_host_exits_total",

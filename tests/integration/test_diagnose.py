@@ -388,7 +388,19 @@ def test_cli_json_and_text(dock, engine) -> None:
 
     res = cli(engine, n, "--json")
     assert res.returncode == 1, res.stderr
-    assert json.loads(res.stdout) == {"container": n, "exec_format_error": False}
+    doc = json.loads(res.stdout)
+    assert (doc["container"], doc["exec_format_error"], doc["exit_code"]) == (n, False, 1)
+
+
+def test_cli_says_which_evidence_decided(dock, engine) -> None:
+    arm64 = dock.load("cli-evidence", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"])
+    logged = run(dock, arm64)
+    silent = run(dock, arm64, host_config={"log_config": {"Type": "none", "Config": {}}})
+    assert json.loads(cli(engine, logged, "--json").stdout)["evidence"] == "runtime_message"
+    doc = json.loads(cli(engine, silent, "--json").stdout)
+    assert (doc["evidence"], doc["cause"], doc["container"]["runtime_message"]) == ("file_only", "arch_mismatch", "")
+    text = cli(engine, silent).stdout
+    assert "evidence   file_only" in text, text
 
 
 # --- a container removed while it is being read ----------------------------
@@ -435,3 +447,75 @@ def test_container_removed_mid_diagnosis_is_read_from_its_image(dock: Any, api: 
     assert outcome.event.container.runtime_message == RUNTIME_LINE  # the log was read before the removal
     assert outcome.event.binary.source == "image"
     assert (outcome.event.cause, outcome.event.binary.platform) == ("arch_mismatch", "linux/arm64")
+
+
+# --- the file the runtime named (issue #10 item 4) ----------------------------
+
+
+@pytest.mark.parametrize(
+    "decoy",
+    [
+        File("/usr/local/sbin/app/placeholder", b"x\n", mode=0o644),  # a directory named app
+        File("/usr/local/sbin/app", images.elf(images.EM_X86_64), mode=0o644),  # not executable
+        File("/usr/local/sbin/app", link="/usr/local/sbin/app"),  # a symlink loop
+    ],
+    ids=["directory", "not-executable", "symlink-loop"],
+)
+def test_the_file_the_runtime_named_is_judged_not_an_earlier_path_entry(dock, diagnoser, decoy: File) -> None:
+    tag = dock.load(
+        "pathdecoy", [decoy, File("/usr/bin/app", images.elf(images.EM_AARCH64))],
+        architecture="arm64", entrypoint=["app"], env=(f"PATH={PATH}",),
+    )
+    attrs, outcome = diagnose(dock, diagnoser, tag)
+    logs = dock.api.logs(attrs["Id"]).decode(errors="replace")
+    assert runtime_message.last_line(logs) == "exec /usr/bin/app: exec format error", logs
+    assert outcome.event is not None
+    assert (outcome.event.binary.path, outcome.event.cause, outcome.event.evidence) == ("/usr/bin/app", classify.ARCH_MISMATCH, "runtime_message")
+
+
+def test_a_native_program_printing_the_runtime_line_behind_a_decoy_is_not_reported(dock, diagnoser) -> None:
+    line = b"exec /usr/bin/app: exec format error\n"
+    tag = dock.load(
+        "pathliar",
+        [File("/usr/local/sbin/app", images.elf(images.EM_AARCH64), mode=0o644), File("/usr/bin/app", native_exit(1, line))],
+        architecture="amd64", entrypoint=["app"], env=(f"PATH={PATH}",),
+    )
+    attrs, outcome = diagnose(dock, diagnoser, tag)
+    assert dock.api.logs(attrs["Id"]) == line
+    assert outcome.event is None
+
+
+def test_reconciliation_inspects_old_exited_containers_once(dock, api) -> None:
+    """Issue #12 item 5: the second pass over 20 old failed containers inspects none of them."""
+    from datetime import timedelta
+
+    from agent.engine.reconcile import InspectCache, state_exits
+
+    tag = dock.load("old-many", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"])
+    for _ in range(20):
+        dock.run(tag)
+
+    class Counting:
+        """The real client, counting inspects."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.inspects = inner, 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def inspect_container(self, cid: str) -> Any:
+            self.inspects += 1
+            return self.inner.inspect_container(cid)
+
+    counting, cache = Counting(api), InspectCache()
+    now = datetime.now(UTC)
+    first = state_exits(counting, now - timedelta(hours=1), now, cache)
+    assert len([e for e in first if e.container_id in dock.containers]) == 20
+    assert counting.inspects >= 20
+    counting.inspects = 0
+    state_exits(counting, now, now + timedelta(seconds=1), cache)
+    assert counting.inspects == 0
+    cache.forget(dock.containers[0])  # as a die event for it does
+    state_exits(counting, now, now + timedelta(seconds=1), cache)
+    assert counting.inspects == 1

@@ -1,4 +1,4 @@
-"""The cause table of shared/CONTRACT.md, decided from literal facts."""
+"""The cause table of README.md ("Causes"), decided from literal facts."""
 
 import pytest
 

@@ -79,3 +79,16 @@ def test_runc_10_names_no_path_and_matches_any_entrypoint() -> None:
 
 def test_wrong_entrypoint_is_not_a_hit() -> None:
     assert rm.find("exec /bin/helper: exec format error", argv0="/app") is None
+
+
+def test_tini_names_the_file_and_says_whether_it_was_enoexec() -> None:
+    hit = rm.parse("[FATAL tini (7)] exec /app failed: Exec format error")
+    assert hit is not None and (hit.runtime, hit.path, hit.enoexec) == ("tini", "/app", True)
+    fallback = rm.parse("[FATAL tini (7)] exec /app failed: No such file or directory")
+    assert fallback is not None and (fallback.path, fallback.enoexec) == ("/app", False)
+
+
+def test_output_glued_onto_the_runtime_line_is_found_by_its_end_and_marked() -> None:
+    hit = rm.find("hello\nprevious run, no newlineexec /app: exec format error\n", "/app")
+    assert hit is not None and (hit.path, hit.glued, hit.message) == ("/app", True, "exec /app: exec format error")
+    assert rm.find("exec /app: exec format error\n", "/app").glued is False  # type: ignore[union-attr]

@@ -306,7 +306,13 @@ def test_script_with_crlf_says_so() -> None:
 def test_bytes_before_shebang(data: bytes, prefix: bytes, shebang: str) -> None:
     got = sniff(data)
     assert (got.kind, got.prefix, got.shebang) == (Kind.BOM_SCRIPT, prefix, shebang)
-    assert got.description == f"script, interpreter {shebang}, preceded by {prefix!r}"
+    assert got.description.startswith(f"script, interpreter {shebang}, preceded by ")
+    assert "b'" not in got.description  # said readably, not as a Python bytes literal
+
+
+def test_bom_is_named() -> None:
+    got = sniff(b"\xef\xbb\xbf#!/bin/bash\n")
+    assert got.description == "script, interpreter /bin/bash, preceded by a UTF-8 byte-order mark (EF BB BF)"
 
 
 @pytest.mark.parametrize(

@@ -337,3 +337,18 @@ def test_empty_file_becomes_a_spool_without_being_moved(tmp_path: Path) -> None:
     with Spool(path) as spool:
         assert spool.put("a", b"1")
     assert corrupt_files(tmp_path) == []
+
+
+def test_seen_between_and_wal_truncated_when_the_spool_empties(tmp_path) -> None:
+    from agent.delivery.spool import Spool
+
+    with Spool(tmp_path / "s.db") as spool:
+        spool.mark_seen_many(["c1@2026-01-01T00:00:01.000000+00:00", "c1@2026-01-01T00:00:00.500000+00:00~state"])
+        assert spool.seen_between("c1@2026-01-01T00:00:00.900000+00:00", "c1@2026-01-01T00:00:02.000000+00:00")
+        assert not spool.seen_between("c1@2026-01-01T00:00:01.100000+00:00", "c1@2026-01-01T00:00:09.000000+00:00")
+        for n in range(50):
+            spool.put(f"e{n}", b"x" * 2000)
+        wal = tmp_path / "s.db-wal"
+        assert wal.stat().st_size > 0
+        spool.ack(f"e{n}" for n in range(50))
+        assert wal.stat().st_size == 0

@@ -1,0 +1,76 @@
+"""An exit's identity: the die event's time, and the alias its FinishedAt gives it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+from agent.engine import exits as ex
+from agent.engine.ordered import OrderedPool
+
+T = datetime(2026, 11, 29, 6, 14, 51, 451150, tzinfo=timezone.utc)
+
+
+def _die(nanos: str, code: str = "1", **attrs: str) -> dict:
+    return {"Type": "container", "Action": "die", "id": "c1", "timeNano": int(nanos), "time": int(nanos) // 10**9,
+            "Actor": {"ID": "c1", "Attributes": {"exitCode": code, "image": "img", "name": "n", **attrs}}}
+
+
+def test_the_die_events_time_is_the_identity_to_the_microsecond() -> None:
+    exit = ex.exit_from_event(_die("1795932891451150579"))
+    assert exit is not None and exit.time == T and exit.key == "c1@2026-11-29T06:14:51.451150+00:00"
+    assert ex.exit_from_event(_die("1795932891451150579", **{ex.HELPER_LABEL: "1"})) is None
+    assert ex.exit_from_event({**_die("1"), "Action": "start"}) is None
+
+
+def test_two_exits_of_a_crash_loop_get_two_ids() -> None:
+    first, second = ex.exit_from_event(_die("1795932891451150579")), ex.exit_from_event(_die("1795932891651150579"))
+    assert first is not None and second is not None and first.time and second.time
+    assert ex.event_id("h", "c1", first.time) != ex.event_id("h", "c1", second.time)
+    assert ex.event_id("h", "c1", first.time) == ex.event_id("h", "c1", T)
+
+
+def test_since_is_exact_and_round_trips() -> None:
+    assert ex.docker_since(T) == "1795932891.451150000"
+    assert ex.event_time({"timeNano": 1795932891451150000}) == T
+
+
+def test_the_state_alias_only_when_finished_at_belongs_to_this_die() -> None:
+    exit = ex.Exit("c1", 1, time=T)
+    assert ex.alias_of(exit, T - timedelta(milliseconds=20)) == ex.state_key("c1", T - timedelta(milliseconds=20))
+    assert ex.alias_of(exit, T + timedelta(milliseconds=300)) == ""  # the container died again since
+    assert ex.alias_of(exit, T - timedelta(minutes=5)) == ""
+    assert ex.alias_of(exit, None) == ""
+
+
+def test_state_keys_sort_between_die_keys_of_the_same_container() -> None:
+    f = T - timedelta(milliseconds=20)
+    assert ex.exit_key("c1", f) < ex.state_key("c1", f) < ex.exit_key("c1", T) < ex.exit_key("c1", f + ex.DIE_AFTER_FINISH)
+
+
+def test_the_pool_runs_containers_side_by_side_and_each_container_in_order() -> None:
+    async def main() -> list[str]:
+        pool = OrderedPool(4)
+        log: list[str] = []
+        slow_started, release = asyncio.Event(), asyncio.Event()
+
+        async def step(name: str, wait: asyncio.Event | None = None) -> str:
+            log.append(f"start {name}")
+            if wait is not None:
+                slow_started.set()
+                await wait.wait()
+            log.append(f"end {name}")
+            return name
+
+        a1 = pool.submit("a", lambda: step("a1", release))
+        a2 = pool.submit("a", lambda: step("a2"))
+        await slow_started.wait()
+        b1 = pool.submit("b", lambda: step("b1"))
+        assert await b1 == "b1"  # not held up by a's slow step
+        assert not a2.done()
+        release.set()
+        assert (await a1, await a2) == ("a1", "a2")
+        return log
+
+    log = asyncio.run(main())
+    assert log.index("end b1") < log.index("end a1") < log.index("start a2")

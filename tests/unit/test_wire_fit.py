@@ -1,0 +1,52 @@
+"""Every event fits the collector's size limit: long fields are cut with a marker."""
+
+from __future__ import annotations
+
+from agent.delivery import wire
+from enoexec.limits import MAX_EVENT_BYTES
+from enoexec.v1 import enoexec_pb2 as pb
+
+
+def _event(**container: object) -> pb.Event:
+    return pb.Event(
+        event_id="e" * 32,
+        host=pb.HostFacts(host_id="h1", platform="linux/amd64"),
+        container=pb.ContainerFacts(**{"id": "c" * 64, "exit_code": 1, "runtime_message": "exec /app: exec format error", **container}),
+        binary=pb.BinaryFacts(path="/app", kind="elf"),
+        cause="arch_mismatch",
+    )
+
+
+def test_an_event_that_fits_is_left_alone() -> None:
+    ev = _event(cmd=["run", "--fast"])
+    assert wire.fit(ev, MAX_EVENT_BYTES) is ev
+
+
+def test_a_70kb_cmd_is_cut_with_a_marker_and_the_rest_is_kept() -> None:
+    ev = _event(cmd=["/bin/sh", "-c", "x" * 70_000], name="web")
+    assert ev.ByteSize() > MAX_EVENT_BYTES
+    out = wire.fit(ev, MAX_EVENT_BYTES)
+    assert out.ByteSize() <= MAX_EVENT_BYTES
+    assert out.container.cmd[:2] == ["/bin/sh", "-c"]
+    assert out.container.cmd[2].startswith("xxxx") and out.container.cmd[2].endswith("chars]")
+    assert "…[+" in out.container.cmd[2]
+    assert (out.event_id, out.cause, out.host.host_id, out.container.id, out.container.name) == (ev.event_id, ev.cause, "h1", ev.container.id, "web")
+    assert ev.container.cmd[2] == "x" * 70_000  # the input is not changed
+
+
+def test_many_short_items_are_dropped_from_the_end_with_a_marker() -> None:
+    ev = _event(cmd=[f"arg{i}" for i in range(20_000)])
+    out = wire.fit(ev, MAX_EVENT_BYTES)
+    assert out.ByteSize() <= MAX_EVENT_BYTES
+    assert out.container.cmd[0] == "arg0"
+    assert out.container.cmd[-1].startswith("…[+") and out.container.cmd[-1].endswith(" more]")
+    dropped = int(out.container.cmd[-1][3:].split()[0])
+    assert len(out.container.cmd) - 1 + dropped == 20_000
+
+
+def test_every_long_field_shares_the_cut() -> None:
+    ev = _event(runtime_message="m" * 40_000, name="n" * 40_000, entrypoint=["e" * 40_000])
+    ev.explanation = "x" * 40_000
+    out = wire.fit(ev, 4096)
+    assert out.ByteSize() <= 4096
+    assert all("…[+" in v for v in (out.container.runtime_message, out.container.name, out.container.entrypoint[0], out.explanation))
