@@ -139,6 +139,7 @@ def _get(base: str, path: str, params: list[tuple[str, str]] | None = None,
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from collector.server import Collector
     from enoexec.logsetup import configure
+    from enoexec.sdnotify import Notifier
 
     cfg = config.build(args, env)
     config.check_db(cfg.db)
@@ -152,7 +153,7 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         collector = await asyncio.to_thread(Collector, cfg)
-        await collector.run(stop)
+        await collector.run(stop, Notifier.from_env(env))
 
     asyncio.run(main())
     return 0

@@ -112,6 +112,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build(args: argparse.Namespace, env: Mapping[str, str]) -> CollectorConfig:
     values = settings.load(OPTIONS, args, env)
+    if values["insecure"]:  # plaintext gRPC: the file's (or environment's) tls_* keys do not apply
+        values.update(tls_ca=None, tls_cert=None, tls_key=None)
     values["replica_id"] = values["replica_id"] or socket.gethostname()
     if values["http_listen"] is None:
         # Without a token the API (including 'check', which fetches from registries) stays on loopback.

@@ -27,6 +27,7 @@ from collector.service import CollectorService, utcnow
 from collector.stats import Stats
 from collector.store import Store
 from collector.writer import GroupWriter
+from enoexec.sdnotify import Notifier
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class Collector:
                 logger.warning("host expiry failed error=%s", e)
             await asyncio.sleep(every)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, notify: Notifier = Notifier()) -> None:
         await asyncio.to_thread(self.store.disconnect_all)
         writer = GroupWriter(self.store, self.presence, host_flush_seconds=self.config.host_flush_seconds)
         writing = asyncio.create_task(writer.run(), name="group-writer")
@@ -185,9 +186,12 @@ class Collector:
         tasks = [asyncio.create_task(self._prune(), name="prune")]
         if self.config.host_expiry > 0:
             tasks.append(asyncio.create_task(self._expire_hosts(), name="expire-hosts"))
+        tasks.append(asyncio.create_task(notify.watchdog(), name="watchdog"))  # pings while this loop turns
+        notify.ready(f"grpc port {self.grpc_port}, http port {self.http_port}")
         try:
             await stop.wait()
         finally:
+            notify.stopping()
             logger.info("collector stopping")
             api.draining = True
             for task in tasks:
