@@ -5,7 +5,7 @@ PYTHON ?= $(VENV)/bin/python
 # Generated code lands in the core package: protos/enoexec/v1/x.proto -> enoexec/v1/x_pb2.py.
 PROTOC = $(PYTHON) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
 
-.PHONY: venv proto proto-check lint test quickstart
+.PHONY: venv proto proto-check lint test bench-smoke quickstart
 
 # A virtual environment with the package, its test and dev extras.
 venv: $(VENV)/.installed
@@ -32,6 +32,15 @@ lint: venv
 # The test command (README, .ci/run): unit and integration tests.
 test: venv
 	$(PYTHON) -m pytest -p no:cacheprovider -q -rs
+
+# The collector benchmarks in their --quick mode (each under a minute): CI checks they run, not their figures.
+bench-smoke: venv
+	$(PYTHON) benchmarks/ingest_bench.py --quick
+	$(PYTHON) benchmarks/fleet_bench.py --quick
+	$(PYTHON) benchmarks/scrape_bench.py --quick
+	PYTHONPATH=. $(PYTHON) benchmarks/agent_imports_bench.py --quick
+	PYTHONPATH=. $(PYTHON) benchmarks/agent_footprint_bench.py --quick
+	PYTHONPATH=. $(PYTHON) benchmarks/detection_latency_bench.py --quick
 
 quickstart:
 	bash deploy/quickstart.sh

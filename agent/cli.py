@@ -108,6 +108,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from agent.delivery.backoff import Backoff
     from agent.errors import SpoolError
     from agent.service import Agent
+    from enoexec.sdnotify import Notifier
 
     if cfg.insecure:
         logger.warning("TLS disabled by --insecure: events travel to the collector in plaintext")
@@ -132,7 +133,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             except SpoolError as e:  # a state dir we cannot write: no retry will fix it
                 raise ConfigError(str(e)) from None
             docker_down.recovered()
-            running = asyncio.create_task(agent.run(stop))
+            running = asyncio.create_task(agent.run(stop, Notifier.from_env(env)))
             refused = asyncio.create_task(agent.sender.failed.wait())
             await asyncio.wait({running, refused}, return_when=asyncio.FIRST_COMPLETED)
             refused.cancel()

@@ -115,6 +115,8 @@ def check_state_dir(path: Path) -> Path:
 def build(args: argparse.Namespace, env: Mapping[str, str]) -> AgentConfig:
     """The config from flags, environment and file; ConfigError names what to fix."""
     values = settings.load(OPTIONS, args, env)
+    if values["insecure"]:  # plaintext: the file's (or environment's) tls_* keys do not apply
+        values.update(tls_ca=None, tls_cert=None, tls_key=None)
     if not values["docker_host"]:
         values["docker_host"] = docker_url(env.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST, "DOCKER_HOST")
     else:

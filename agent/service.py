@@ -35,6 +35,7 @@ from agent.engine.watch import Watcher
 from agent.errors import ConfigError, DockerUnavailable
 from agent.host import hostfacts
 from enoexec.limits import MAX_EVENT_BYTES
+from enoexec.sdnotify import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ class Agent:
                 logger.info("host facts refreshed reason=binfmt emulated=%s", ",".join(self.host.emulated_platforms) or "-")
 
     # -- lifecycle --------------------------------------------------------------
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, notify: Notifier = Notifier()) -> None:
         loop = asyncio.get_running_loop()
         self._pool = OrderedPool(self._parallel)
 
@@ -284,10 +285,13 @@ class Agent:
             asyncio.create_task(self.sender.run(), name="sender"),
             asyncio.create_task(self._reconciler(), name="reconciler"),
             asyncio.create_task(self._refresh_facts(), name="facts"),
+            asyncio.create_task(notify.watchdog(), name="watchdog"),  # pings while this loop turns
         ]
+        notify.ready(f"watching {self.config.docker_host}")
         try:
             await stop.wait()
         finally:
+            notify.stopping()
             logger.info("agent stopping")
             watcher.close()
             for t in tasks[1:]:

@@ -24,16 +24,14 @@ from collector import metrics  # noqa: E402
 from collector.records import EventRecord  # noqa: E402
 from collector.stats import Stats  # noqa: E402
 from collector.store import Store  # noqa: E402
+from tests.records import exit_record  # noqa: E402
 
 NOW = datetime.now(timezone.utc)
 
 
 def fill(store: Store, recent: int, old: int, hosts: int) -> None:
     def ev(i: int, age: timedelta) -> EventRecord:
-        payload = {"event_id": f"e{i}", "backfilled": False,
-                   "hint": {"id": "pull_platform", "title": "Pull the linux/arm64 variant of the image", "text": "x" * 400}}
-        return EventRecord(f"e{i}", NOW - age, f"host-{i % hosts}", "linux/arm64", f"shop/img{i % 20}:1",
-                           "linux/amd64", "linux/amd64", "arch_mismatch", "pull_platform", payload)
+        return exit_record(f"e{i}", NOW - age, f"host-{i % hosts}", image=f"shop/img{i % 20}:1")
     batch: list[EventRecord] = []
     for i in range(recent + old):
         age = timedelta(seconds=(i * 1800 / max(recent, 1)) % 1790) if i < recent else timedelta(hours=2, seconds=i)

@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from collector import auth, fleetcheck, hints_view, ingest
 from collector.agent_resources import ResourceBoard, resources_json
 from collector.errors import InvalidReference, RegistryError, RegistryRefused, StoreError
+from collector.presence import Presence, overlay
 from collector.registry import parse_reference
 from collector.store import Store
 from enoexec import limits, platforms
@@ -29,6 +30,8 @@ from enoexec.causes import CAUSES
 logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000
+HOSTS_PAGE = 1000  # hosts per /api/v1/hosts page unless ?limit= says otherwise
+MAX_HOSTS_LIMIT = 10_000
 MAX_PARAM = 512
 PROBE_EVERY = 1.0  # seconds between write probes behind /readyz
 
@@ -70,6 +73,18 @@ def parse_events_query(query: Mapping[str, str]) -> dict[str, Any]:
     if since is not None:
         out["since"] = parse_time(since)
     return out
+
+
+def parse_hosts_query(query: Mapping[str, str]) -> tuple[int, str]:
+    """(limit, cursor) for /api/v1/hosts; BadRequest names the bad parameter."""
+    known = {"limit", "cursor"}
+    unknown = sorted(set(query) - known)
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    limit = _param(query, "limit")
+    if limit is not None and (not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_HOSTS_LIMIT):
+        raise BadRequest(f"limit: expected a whole number from 1 to {MAX_HOSTS_LIMIT}, got {limit!r}")
+    return (int(limit) if limit is not None else HOSTS_PAGE), _param(query, "cursor") or ""
 
 
 def parse_time(value: str) -> datetime:
@@ -144,9 +159,11 @@ class Api:
         tokens: auth.Tokens | None = None,
         protect_metrics: bool = False,
         resources: ResourceBoard | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self._resources = resources or ResourceBoard()
         self._store = store
+        self._presence = presence or Presence()
         self._registry = registry
         self._lookup = lookup_platforms
         self._tokens = tokens
@@ -231,8 +248,13 @@ class Api:
         return web.json_response({"events": rows})
 
     async def hosts(self, request: web.Request) -> web.Response:
-        rows = await asyncio.to_thread(self._store.hosts)
-        return web.json_response({"hosts": [self._with_resources(host_json(h)) for h in rows]})
+        """One page of hosts by host id; ``next_cursor`` (null on the last page) is
+        the ``cursor`` that fetches the next."""
+        limit, cursor = parse_hosts_query(request.query)
+        stored = await asyncio.to_thread(lambda: self._store.hosts(limit=limit, after=cursor))
+        rows = overlay(stored, self._presence.local(), after=cursor, limit=limit)
+        next_cursor = rows[-1].host_id if len(rows) >= limit else None
+        return web.json_response({"hosts": [self._with_resources(host_json(h)) for h in rows], "next_cursor": next_cursor})
 
     def _with_resources(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The agent's own report, while it is connected: ``spool_writable`` is null when unknown."""
@@ -249,7 +271,14 @@ class Api:
         host_id = request.match_info["host_id"]
         if not limits.valid_host_id(host_id):
             raise BadRequest(f"host_id: {host_id!r} is not a host id (letters, digits and . _ : @ -)")
-        outcome = await asyncio.to_thread(self._store.forget_host, host_id)
+        local = self._presence.local().get(host_id)
+        if local is not None and local.connected:
+            outcome = "connected"
+        else:
+            outcome = await asyncio.to_thread(
+                lambda: self._store.forget_host(host_id, released_here=local is not None))
+        if outcome != "connected":
+            self._presence.forget(host_id)  # a disconnect not yet written must not bring it back
         if outcome == "unknown":
             return web.json_response({"error": f"no host {host_id!r} is known"}, status=404)
         if outcome == "connected":
@@ -284,7 +313,7 @@ class Api:
             except RegistryError as e:
                 return web.json_response({"error": str(e)}, status=502)
             source = "registry"
-        hosts = await asyncio.to_thread(self._store.hosts)
+        hosts = overlay(await asyncio.to_thread(self._store.hosts), self._presence.local())
         verdicts = fleetcheck.check(offered, capabilities(hosts))
         return web.json_response({
             "image": image,

@@ -20,7 +20,7 @@ from typing import Any
 from collector import config, hints_view
 from collector.errors import CollectorUnavailable, ConfigError
 from enoexec import __version__, clikit, limits, text
-from enoexec.errors import EXIT_FINDING, EXIT_NOT_FOUND, EXIT_OK
+from enoexec.errors import EXIT_FINDING, EXIT_NOT_FOUND, EXIT_OK, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,8 @@ def _get(base: str, path: str, params: list[tuple[str, str]] | None = None,
         said = f"{base}{path}: HTTP {e.code}" + (f": {detail}" if detail else "")
         if e.code in (401, 403):
             raise ConfigError(f"{said} (pass --token-file with a token the collector accepts)") from None
+        if e.code == 404:  # the thing named (a host to forget) does not exist
+            raise NotFound(said) from None
         if e.code < 500:  # the request is wrong: asking again will not help
             raise ConfigError(said) from None
         raise CollectorUnavailable(said) from None
@@ -137,6 +139,7 @@ def _get(base: str, path: str, params: list[tuple[str, str]] | None = None,
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from collector.server import Collector
     from enoexec.logsetup import configure
+    from enoexec.sdnotify import Notifier
 
     cfg = config.build(args, env)
     config.check_db(cfg.db)
@@ -150,7 +153,7 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         collector = await asyncio.to_thread(Collector, cfg)
-        await collector.run(stop)
+        await collector.run(stop, Notifier.from_env(env))
 
     asyncio.run(main())
     return 0

@@ -60,6 +60,9 @@ OPTIONS = (
     Option("tokens_file", Path, None, "agents' token hashes, 'HOST_ID SHA256' per line (see 'enoexec-collector token'); agents then authenticate by token instead of certificate"),
     Option("agent_rate", positive_float, 50.0, "events per second one agent may send on average; faster agents are slowed, not refused (default 50)"),
     Option("agent_burst", positive_int, 2000, "events one agent may send in a burst (default 2000)"),
+    Option("max_streams", positive_int, 20000, "agent streams open at once, counting those awaiting their Hello; more are refused and retry (default 20000)"),
+    Option("hello_timeout", positive_float, 10.0, "seconds a new stream may take to send its Hello (default 10)"),
+    Option("host_flush_seconds", positive_float, 5.0, "seconds between writes of hosts' liveness to the database; heartbeats are kept in memory meanwhile (default 5)"),
     Option("http_tls_cert", Path, None, "certificate for HTTPS on the HTTP port (PEM)"),
     Option("http_tls_key", Path, None, "private key for HTTPS on the HTTP port (PEM)"),
     Option("http_token_file", Path, None, "token hashes ('NAME SHA256' per line) that /api/* requires as a bearer token"),
@@ -92,6 +95,9 @@ class CollectorConfig:
     tokens_file: Path | None
     agent_rate: float
     agent_burst: int
+    max_streams: int
+    hello_timeout: float
+    host_flush_seconds: float
     http_tls_cert: Path | None
     http_tls_key: Path | None
     http_token_file: Path | None
@@ -106,6 +112,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build(args: argparse.Namespace, env: Mapping[str, str]) -> CollectorConfig:
     values = settings.load(OPTIONS, args, env)
+    if values["insecure"]:  # plaintext gRPC: the file's (or environment's) tls_* keys do not apply
+        values.update(tls_ca=None, tls_cert=None, tls_key=None)
     values["replica_id"] = values["replica_id"] or socket.gethostname()
     if values["http_listen"] is None:
         # Without a token the API (including 'check', which fetches from registries) stays on loopback.

@@ -7,17 +7,18 @@ and never stored.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from google.protobuf import json_format
 
+from collector import eventcodec
 from collector.records import EventRecord
 from enoexec import platforms
 from enoexec.causes import CAUSES
-from enoexec.eventjson import to_json
-from enoexec.hints import hint_json, hint_of
+from enoexec.hints import hint_for
 from enoexec.limits import MAX_EVENT_BYTES, MAX_ID, MAX_LABEL, valid_event_id
 from enoexec.v1 import enoexec_pb2 as pb
 
@@ -31,17 +32,20 @@ class Rejected:
     reason: str
 
 
+@functools.lru_cache(maxsize=4096)
 def label(value: str, limit: int = MAX_LABEL) -> str:
     """A label value that is printable and bounded."""
     clean = "".join(c if c.isprintable() else "?" for c in value)
     return clean[:limit]
 
 
+@functools.lru_cache(maxsize=4096)
 def image_label(ref: str) -> str:
     """``repo:tag`` as the user named it, without a digest."""
     return label(ref.split("@", 1)[0]) if ref else "_none"
 
 
+@functools.lru_cache(maxsize=1024)
 def valid_platform(value: str) -> bool:
     return platforms.is_valid(value)
 
@@ -81,22 +85,50 @@ def check(event: pb.Event, host_id: str, now: datetime) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=4096)
+def _hint_id(cause: str, host_platform: str, image_platform: str, binary_platform: str,
+             available: tuple[str, ...] | None, emulated: tuple[str, ...], kind: str, shebang: str) -> str:
+    """Which hint an event gets. The choice depends on these facts only (image, path
+    and container name fill in the hint's text, not its id), so it is cached."""
+    return hint_for(cause=cause, image_ref="", host_platform=host_platform, image_platform=image_platform,
+                    binary_platform=binary_platform, available_platforms=available,
+                    emulated_platforms=emulated, binary_kind=kind, shebang=shebang).id
+
+
+def hint_id_of(event: pb.Event) -> str:
+    image, host = event.image, event.host
+    return _hint_id(
+        event.cause, host.platform, image.declared_platform, event.binary.platform,
+        tuple(image.available_platforms) if image.available_platforms_known else None,
+        tuple(e.platform for e in host.emulators if e.enabled and e.platform),
+        event.binary.kind, event.binary.shebang,
+    )
+
+
 def record(event: pb.Event) -> EventRecord:
-    """The stored form of a checked event, with its hint chosen."""
-    payload: dict[str, Any] = to_json(event)
-    hint = hint_of(event)
-    payload["hint"] = hint_json(hint)
+    """The stored form of a checked event, with its hint chosen. Consumes ``event``
+    (its host and image facts move out of it, see :mod:`collector.eventcodec`)."""
+    hint_id = hint_id_of(event)
+    backfilled = event.backfilled
+    host_id, host_platform = event.host.host_id, _platform(event.host.platform)
+    image_ref, image_platform = image_label(event.image.ref), _platform(event.image.declared_platform)
+    body, host, image = eventcodec.split(event)
     return EventRecord(
         event_id=event.event_id,
         time=event.time.ToDatetime(tzinfo=timezone.utc),
-        host_id=event.host.host_id,
-        host_platform=_platform(event.host.platform),
-        image_ref=image_label(event.image.ref),
-        image_platform=_platform(event.image.declared_platform),
+        host_id=host_id,
+        host_platform=host_platform,
+        image_ref=image_ref,
+        image_platform=image_platform,
         binary_platform=_platform(event.binary.platform),
         cause=event.cause,
-        hint_id=hint.id,
-        payload=payload,
+        hint_id=hint_id,
+        body=body,
+        host_ref=eventcodec.ref(host),
+        host_facts=host,
+        image_facts_ref=eventcodec.ref(image),
+        image_facts=image,
+        backfilled=backfilled,
     )
 
 

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from collector import recent_exits
+from collector.presence import Presence, overlay
 from collector.records import HostRecord
 from collector.stats import Stats
 from collector.store import Store, utcnow
@@ -40,16 +41,22 @@ def allowed_images(first_seen: Iterable[tuple[str, object]], cap: int) -> frozen
 
 
 class FleetCollector(Collector):
+    """Every family from small reads: counters and hint groups are rows kept at
+    ingest (a row per series, never a scan of events), hosts one narrow row each
+    (no facts) with this replica's live :class:`Presence` laid over."""
+
     def __init__(
         self,
         store: Store,
         stats: Stats,
+        presence: Presence | None = None,
         *,
         max_image_labels: int = 200,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._stats = stats
+        self._presence = presence or Presence()
         self._cap = max_image_labels
         self._clock = clock
 
@@ -85,7 +92,7 @@ class FleetCollector(Collector):
             backfilled.add_metric([host], n)
         yield backfilled
 
-        hosts = self._store.hosts()
+        hosts = overlay(self._store.hosts(facts=False), self._presence.local(), with_facts=False)
         yield from self._host_metrics(hosts)
 
         hint_info = GaugeMetricFamily("enoexec_hint_info", "Active remediation hints (value 1).", labels=["image", "cause", "host_platform", "hint"])
@@ -97,8 +104,11 @@ class FleetCollector(Collector):
                 hint_info.add_metric(list(key), 1)
         yield hint_info
 
-        received, duplicate, rejected, connected = self._stats.snapshot()
-        yield GaugeMetricFamily("enoexec_agents_connected", "Agent streams open on this collector.", value=connected)
+        received, duplicate, rejected, streams = self._stats.snapshot()
+        yield GaugeMetricFamily("enoexec_agents_connected", "Agents with at least one open stream on this collector.",
+                                value=self._presence.connected())
+        yield GaugeMetricFamily("enoexec_collector_streams", "Agent streams open on this collector, including those not yet past their Hello.",
+                                value=streams)
         yield CounterMetricFamily("enoexec_collector_events_received", "Events stored for the first time by this collector process.", value=received)
         yield CounterMetricFamily("enoexec_collector_events_duplicate", "Events received again (replays) and acknowledged without counting.", value=duplicate)
         rej = CounterMetricFamily("enoexec_collector_events_rejected", "Events and streams refused, by reason.", labels=["reason"])

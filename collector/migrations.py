@@ -8,7 +8,8 @@ the second waits, then finds nothing left to do.
 Adding a step: append to :data:`STEPS` with the next version number, and change
 :mod:`collector.schema` to match. Step 1 creates the tables as ``schema.py``
 describes them *now*, so a later step must check before it alters (a fresh
-database already has the change): use ``sqlalchemy.inspect(conn)``.
+database already has the change): use ``sqlalchemy.inspect(conn)``. A database
+made by an older collector (schema 1) is upgraded in place by step 2.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, func, inspect, select, text
 
-from collector import schema
+from collector import aggregates, schema
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,28 @@ def _create_baseline(conn: Connection) -> None:
     schema.metadata.create_all(conn, checkfirst=True)
 
 
+def _compact_events_and_hint_aggregates(conn: Connection) -> None:
+    """Schema 2: events keep their host and image facts by reference (``body``,
+    ``host_ref``, ``image_facts_ref``, ``shared_facts``), and hint groups are
+    aggregate tables kept at ingest, filled here once from the events already
+    stored. Old events stay readable as they are."""
+    have = {c["name"] for c in inspect(conn).get_columns("events")}
+    columns = schema.events.c
+    for column in (columns.body, columns.host_ref, columns.image_facts_ref, columns.backfilled):
+        if column.name not in have:
+            ddl = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE events ADD COLUMN {column.name} {ddl}"))
+    conn.execute(text("DROP INDEX IF EXISTS ix_events_cause"))
+    for table in (schema.shared_facts, schema.hint_groups, schema.hint_group_hosts):
+        table.create(conn, checkfirst=True)
+    if conn.execute(select(func.count()).select_from(schema.hint_groups)).scalar():
+        return
+    aggregates.rebuild(conn)
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "events, counters, images and hosts", _create_baseline),
+    Step(2, "events keep host facts by reference; hint group aggregates", _compact_events_and_hint_aggregates),
 )
 
 

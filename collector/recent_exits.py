@@ -23,7 +23,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import Connection, Text, func, select, type_coerce
 
-from collector.schema import events
+from collector import eventcodec
+from collector.schema import events, shared_facts
 
 NAME = "enoexec_last_exit_timestamp_seconds"
 LABELS = ("image", "host_platform", "cause", "host", "hint", "hint_title")
@@ -46,7 +47,8 @@ class RecentExit:
 def read(conn: Connection, since: datetime) -> list[RecentExit]:
     """Latest non-back-filled exit per (image, host platform, cause, host) since ``since``."""
     recent = events.c.time >= since
-    live = type_coerce(events.c.payload, Text).not_like(_BACKFILLED)  # the raw text, not re-encoded
+    # ``backfilled`` column since schema 2; the payload text for events stored before
+    live = events.c.backfilled.is_not(True) & type_coerce(events.c.payload, Text).not_like(_BACKFILLED)
     group = (events.c.image_ref, events.c.host_platform, events.c.cause)
     per_host = conn.execute(
         select(*group, events.c.host_id, func.max(events.c.time))
@@ -60,13 +62,18 @@ def read(conn: Connection, since: datetime) -> list[RecentExit]:
     newest_at: dict[tuple[str, str, str], datetime] = {}
     for image, hp, cause, _, last in per_host:
         newest_at[(image, hp, cause)] = max(newest_at.get((image, hp, cause), last), last)
+    host, image = shared_facts.alias("host"), shared_facts.alias("image")
     candidates = conn.execute(
-        select(*group, events.c.event_id, events.c.hint_id, events.c.payload, events.c.time)
+        select(*group, events.c.event_id, events.c.hint_id, events.c.body, host.c.data, image.c.data,
+               events.c.payload, events.c.time)
+        .select_from(events.outerjoin(host, host.c.ref == events.c.host_ref)
+                     .outerjoin(image, image.c.ref == events.c.image_facts_ref))
         .where(events.c.time.in_(sorted(set(newest_at.values()))), live)
         .order_by(events.c.event_id)
     ).all()
-    newest = [(i, hp, c, hint, payload) for i, hp, c, _, hint, payload, t in candidates if newest_at.get((i, hp, c)) == t]
-    hints = {(i, hp, c): (hint, _title(payload)) for i, hp, c, hint, payload in newest}
+    newest = [(i, hp, c, hint, (body, hf, imf, payload))
+              for i, hp, c, _, hint, body, hf, imf, payload, t in candidates if newest_at.get((i, hp, c)) == t]
+    hints = {(i, hp, c): (hint, _title(eventcodec.payload(*stored))) for i, hp, c, hint, stored in newest}
     return [
         RecentExit(image, hp, cause, host, *hints.get((image, hp, cause), ("", "")), last_exit=last)
         for image, hp, cause, host, last in per_host

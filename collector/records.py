@@ -25,7 +25,14 @@ class EventRecord:
     binary_platform: str
     cause: str
     hint_id: str
-    payload: dict[str, Any] = field(hash=False)  # the full event JSON (contract shape)
+    # How it is stored (collector.eventcodec): protobuf bytes of the event without its
+    # host and image facts, and those facts with their keys in ``shared_facts``.
+    body: bytes = field(repr=False)
+    host_ref: str
+    host_facts: bytes = field(repr=False)
+    image_facts_ref: str
+    image_facts: bytes = field(repr=False)
+    backfilled: bool = False  # an exit from before the agent started (stored, not alerted on)
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,20 @@ class HostRecord:
     first_seen: datetime
     last_seen: datetime
     connected: bool
+    spool_events: int
+    dropped_total: int
+
+
+@dataclass(frozen=True)
+class HostRow:
+    """A host as this replica writes it: facts from its Hello, liveness from its stream."""
+
+    host_id: str
+    platform: str
+    facts: dict[str, Any] = field(hash=False)
+    first_seen: datetime
+    last_seen: datetime
+    connected: bool  # some stream of this host is open on this replica
     spool_events: int
     dropped_total: int
 

@@ -5,8 +5,8 @@ engine URL (psycopg 3 for PostgreSQL), :func:`make_engine` sets SQLite up for
 concurrent use (WAL, busy timeout, ``BEGIN IMMEDIATE`` for writers).
 
 Timestamps go through :class:`UTCDateTime` (aware UTC in, aware UTC out on both
-backends) and payloads through :class:`JSONText` (plain JSON text, readable with
-any SQL client). :mod:`collector.migrations` creates and evolves these tables.
+backends) and host facts through :class:`JSONText` (plain JSON text, readable
+with any SQL client); events are stored as described in :mod:`collector.eventcodec`. :mod:`collector.migrations` creates and evolves these tables.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
     DateTime,
     Engine,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -163,12 +165,19 @@ events = Table(
     Column("binary_platform", String, nullable=False),
     Column("cause", String, nullable=False),
     Column("hint_id", String, nullable=False),
-    Column("payload", JSONText, nullable=False),
+    # Schema 1 kept the whole event JSON here; since schema 2 it is '' and the
+    # event is in ``body`` and ``shared_facts`` (see collector.eventcodec).
+    Column("payload", Text, nullable=False),
     Column("replica_id", String, nullable=False),  # which collector replica stored it
+    Column("body", LargeBinary, nullable=True),
+    Column("host_ref", String, nullable=True),  # -> shared_facts.ref
+    Column("image_facts_ref", String, nullable=True),  # -> shared_facts.ref
+    # A fresh agent's report of an exit from before it started: stored, never paged on.
+    Column("backfilled", Boolean, nullable=True),
     Index("ix_events_time", "time"),
     Index("ix_events_host_id", "host_id"),
     Index("ix_events_image_ref", "image_ref"),
-    Index("ix_events_cause", "cause"),
+    # No index on cause: a handful of values, and /api/v1/events?cause= walks ix_events_time.
 )
 
 # Counters are per replica so that each replica's exported counter only ever grows
@@ -213,6 +222,40 @@ hosts = Table(
     Column("connected_replica", String, nullable=True),  # replica holding the agent's stream
     Column("spool_events", BigInteger, nullable=False),
     Column("dropped_total", BigInteger, nullable=False),
+)
+
+# Host and image facts, once per distinct value, keyed by content (collector.eventcodec.ref).
+shared_facts = Table(
+    "shared_facts",
+    metadata,
+    Column("ref", String, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# Hint groups over the retained events, maintained at ingest and on prune, so that
+# /metrics and /api/v1/hints read a row per group instead of every event.
+hint_groups = Table(
+    "hint_groups",
+    metadata,
+    Column("image_ref", String, primary_key=True),
+    Column("cause", String, primary_key=True),
+    Column("host_platform", String, primary_key=True),
+    Column("exits", BigInteger, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("latest_event_id", String, nullable=False),  # newest by (time, event_id)
+    Column("hint_id", String, nullable=False),  # that event's hint
+)
+
+hint_group_hosts = Table(
+    "hint_group_hosts",
+    metadata,
+    Column("image_ref", String, primary_key=True),
+    Column("cause", String, primary_key=True),
+    Column("host_platform", String, primary_key=True),
+    Column("host_id", String, primary_key=True),
+    Column("exits", BigInteger, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
 )
 
 # One row per replica, rewritten by each readiness check: proof the database takes writes.

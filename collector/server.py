@@ -23,9 +23,12 @@ from collector.api import Api
 from collector.config import CollectorConfig
 from collector.errors import ConfigError, StoreError
 from collector.metrics import FleetCollector
+from collector.presence import Presence
 from collector.service import CollectorService, utcnow
 from collector.stats import Stats
 from collector.store import Store
+from collector.writer import GroupWriter
+from enoexec.sdnotify import Notifier
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
@@ -96,8 +99,11 @@ class Collector:
         listen.check_free("--http-listen", config.http_listen)
         self.store = store or Store(config.db, replica_id=config.replica_id)
         self.stats = Stats()
+        self.presence = Presence()
         self.registry = registry or CollectorRegistry()
-        self.registry.register(FleetCollector(self.store, self.stats, max_image_labels=config.max_image_labels))
+        self.registry.register(
+            FleetCollector(self.store, self.stats, self.presence, max_image_labels=config.max_image_labels)
+        )
         self.resources = ResourceBoard()
         self.registry.register(AgentResourcesCollector(self.resources))
         self.registry.register(BuildInfoCollector())
@@ -129,13 +135,17 @@ class Collector:
                 logger.warning("host expiry failed error=%s", e)
             await asyncio.sleep(every)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, notify: Notifier = Notifier()) -> None:
         await asyncio.to_thread(self.store.disconnect_all)
+        writer = GroupWriter(self.store, self.presence, host_flush_seconds=self.config.host_flush_seconds)
+        writing = asyncio.create_task(writer.run(), name="group-writer")
         server = grpc.aio.server(options=SERVER_OPTIONS)
         pb_grpc.add_CollectorServicer_to_server(
             CollectorService(
-                self.store, self.stats, max_batch_events=self.config.max_batch_events, tokens=self.tokens,
-                agent_rate=self.config.agent_rate, agent_burst=self.config.agent_burst, resources=self.resources,
+                self.stats, self.presence, writer, max_batch_events=self.config.max_batch_events,
+                tokens=self.tokens, agent_rate=self.config.agent_rate, agent_burst=self.config.agent_burst,
+                max_streams=self.config.max_streams, hello_timeout=self.config.hello_timeout,
+                resources=self.resources,
             ),
             server,
         )
@@ -146,13 +156,15 @@ class Collector:
             else:
                 self.grpc_port = server.add_secure_port(self.config.grpc_listen, creds)
         except RuntimeError:
+            writer.stop()
+            await writing
             raise ConfigError(listen.cannot_listen("--grpc-listen", self.config.grpc_listen)) from None
         await server.start()
 
         policy = self.config.check_registries
         api = Api(
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
-            tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, resources=self.resources,
+            tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, presence=self.presence, resources=self.resources,
         )
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()
@@ -163,6 +175,8 @@ class Collector:
         except OSError as e:
             await server.stop(0)
             await runner.cleanup()
+            writer.stop()
+            await writing
             raise ConfigError(listen.cannot_listen("--http-listen", self.config.http_listen, e)) from None
         sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - aiohttp keeps the bound port here
         self.http_port = sockets[0].getsockname()[1] if sockets else port
@@ -177,15 +191,20 @@ class Collector:
         tasks = [asyncio.create_task(self._prune(), name="prune")]
         if self.config.host_expiry > 0:
             tasks.append(asyncio.create_task(self._expire_hosts(), name="expire-hosts"))
+        tasks.append(asyncio.create_task(notify.watchdog(), name="watchdog"))  # pings while this loop turns
+        notify.ready(f"grpc port {self.grpc_port}, http port {self.http_port}")
         try:
             await stop.wait()
         finally:
+            notify.stopping()
             logger.info("collector stopping")
             api.draining = True
             for task in tasks:
                 task.cancel()
             await server.stop(GRACE)
             await runner.cleanup()
+            writer.stop()
+            await writing
             await asyncio.to_thread(self.store.disconnect_all)
             await asyncio.to_thread(self.store.close)
             logger.info("collector stopped")

@@ -13,9 +13,10 @@ import grpc
 from collector import auth, ingest
 from collector.agent_resources import ResourceBoard
 from collector.errors import StoreError
+from collector.presence import Presence
 from collector.ratelimit import TokenBucket
 from collector.stats import Stats
-from collector.store import Store
+from collector.writer import GroupWriter
 from enoexec import __version__, limits
 from enoexec.eventjson import to_json
 from enoexec.v1 import enoexec_pb2 as pb
@@ -23,7 +24,7 @@ from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
-HELLO_TIMEOUT = 30.0
+HELLO_TIMEOUT = 10.0
 MAX_THROTTLE = 30.0
 
 
@@ -32,33 +33,64 @@ def utcnow() -> datetime:
 
 
 class CollectorService(pb_grpc.CollectorServicer):
+    """Checks what agents send, hands events to the group writer, keeps hosts'
+    liveness in :class:`~collector.presence.Presence`; acks only after commit.
+
+    Every message costs the agent tokens from its bucket (a batch its events, at
+    least one; a heartbeat one), so floods of empty batches or heartbeats are
+    slowed like floods of events. At most ``max_streams`` streams are open at once,
+    counting those still waiting for their Hello (which must come within
+    ``hello_timeout`` seconds); more are refused with RESOURCE_EXHAUSTED and the
+    agent retries with backoff.
+    """
+
     def __init__(
         self,
-        store: Store,
         stats: Stats,
+        presence: Presence,
+        writer: GroupWriter,
         *,
         max_batch_events: int = 500,
         tokens: auth.Tokens | None = None,
         agent_rate: float = 50.0,
         agent_burst: int = 2000,
+        max_streams: int = 20_000,
+        hello_timeout: float = HELLO_TIMEOUT,
         clock: Callable[[], datetime] = utcnow,
         resources: ResourceBoard | None = None,
     ) -> None:
         self._resources = resources or ResourceBoard()
-        self._store = store
         self._stats = stats
+        self._presence = presence
+        self._writer = writer
         self._max_batch = max_batch_events
         self._clock = clock
         self._tokens = tokens
         self._rate = agent_rate
         self._burst = agent_burst
+        self._max_streams = max_streams
+        self._hello_timeout = hello_timeout
         self._buckets: dict[str, TokenBucket] = {}
 
     async def Stream(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.CollectorMessage]:
+        if self._stats.streams >= self._max_streams:
+            self._stats.reject("too_many_streams")
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"the collector holds {self._max_streams} streams, its limit; retry later")
+        self._stats.stream(+1)
         try:
-            first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT)
+            async for reply in self._serve(request_iterator, context):
+                yield reply
+        finally:
+            self._stats.stream(-1)
+
+    async def _serve(
+        self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.CollectorMessage]:
+        try:
+            first = await asyncio.wait_for(anext(request_iterator), self._hello_timeout)
         except (StopAsyncIteration, asyncio.TimeoutError):
             self._stats.reject("no_hello")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello")
@@ -77,67 +109,54 @@ class CollectorService(pb_grpc.CollectorServicer):
             logger.warning("agent refused host_id=%s reason=%s peer=%s", host_id, reason, context.peer())
             await context.abort(code, message)
 
-        facts = to_json(hello.host)
-        try:
-            await asyncio.to_thread(
-                self._store.upsert_host, host_id, ingest.label(hello.host.platform), facts,
-                seen=self._clock(), connected=True,
-                spool_events=hello.spool.events, dropped_total=hello.spool.dropped_total,
-            )
-        except StoreError as e:
-            logger.error("store unavailable error=%s", e)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
+        self._presence.hello(host_id, ingest.label(hello.host.platform), to_json(hello.host),
+                             spool_events=hello.spool.events, dropped_total=hello.spool.dropped_total)
         self._resources.report(host_id, context, hello)
-        self._stats.connect(+1)
         logger.info("agent connected host_id=%s platform=%s agent_version=%s peer=%s",
                     host_id, hello.host.platform, hello.agent_version, context.peer())
+        bucket = self._buckets.setdefault(host_id, TokenBucket(self._rate, self._burst))
         try:
             yield pb.CollectorMessage(welcome=pb.Welcome(collector_version=__version__, max_batch_events=self._max_batch))
             async for msg in request_iterator:
                 if msg.HasField("batch"):
+                    await self._throttle(bucket, len(msg.batch.events))
                     yield pb.CollectorMessage(ack=await self._batch(msg.batch, host_id, context))
                 elif msg.HasField("heartbeat"):
+                    await self._throttle(bucket, 1)
+                    spool = msg.heartbeat.spool
+                    self._presence.heartbeat(host_id, msg.heartbeat, spool_events=spool.events,
+                                             dropped_total=spool.dropped_total)
                     self._resources.report(host_id, context, msg.heartbeat)
-                    await asyncio.to_thread(
-                        self._store.touch_host, host_id, seen=self._clock(),
-                        spool_events=msg.heartbeat.spool.events, dropped_total=msg.heartbeat.spool.dropped_total,
-                    )
         finally:
             self._resources.forget(host_id, context)
-            self._stats.connect(-1)
+            self._presence.bye(host_id)
             logger.info("agent disconnected host_id=%s", host_id)
-            try:
-                await asyncio.to_thread(self._store.upsert_host, host_id, ingest.label(hello.host.platform), facts,
-                                        seen=self._clock(), connected=False)
-            except StoreError as e:
-                logger.warning("could not record disconnect host_id=%s error=%s", host_id, e)
+
+    async def _throttle(self, bucket: TokenBucket, cost: int) -> None:
+        """Backpressure: this agent's next reply comes later; other agents are not slowed."""
+        wait = bucket.delay(max(1, cost))
+        if wait > 0:
+            self._stats.throttle(wait)
+            await asyncio.sleep(min(wait, MAX_THROTTLE))
 
     async def _batch(self, batch: pb.EventBatch, host_id: str, context: grpc.aio.ServicerContext) -> pb.Ack:
         if len(batch.events) > self._max_batch:
             self._stats.reject("batch_too_large", len(batch.events))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"batch of {len(batch.events)} events; at most {self._max_batch}")
-        bucket = self._buckets.setdefault(host_id, TokenBucket(self._rate, self._burst))
-        wait = bucket.delay(len(batch.events))
-        if wait > 0:
-            # Backpressure: this agent's ack comes later; other agents are not slowed.
-            self._stats.throttle(wait)
-            await asyncio.sleep(min(wait, MAX_THROTTLE))
         good, bad = ingest.split(batch, host_id, self._clock())
         try:
-            fresh = await asyncio.to_thread(self._store.insert_events, good) if good else []
-        except StoreError as e:
-            logger.error("store unavailable error=%s", e)
+            new = await self._writer.write(good) if good else set()
+        except StoreError:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
-        new = sum(fresh)
-        backfilled = sum(1 for r, is_new in zip(good, fresh) if is_new and r.payload.get("backfilled"))
+        self._presence.seen(host_id)
+        backfilled = sum(1 for r in good if r.backfilled and r.event_id in new)
         if backfilled:
             self._stats.backfill(host_id, backfilled)
-        self._stats.add(received=new, duplicate=len(fresh) - new, rejected=Counter(r.reason for r in bad))
+        self._stats.add(received=len(new), duplicate=len(good) - len(new), rejected=Counter(r.reason for r in bad))
         for r in bad:
             logger.warning("event rejected host_id=%s event_id=%s reason=%s", host_id, r.event_id, r.reason)
         if new:
-            logger.info("events stored host_id=%s new=%d duplicate=%d", host_id, new, len(fresh) - new)
-        await asyncio.to_thread(self._store.touch_host, host_id, seen=self._clock())
+            logger.info("events stored host_id=%s new=%d duplicate=%d", host_id, len(new), len(good) - len(new))
         return pb.Ack(
             batch_id=batch.batch_id,
             stored_event_ids=[r.event_id for r in good],

@@ -1,4 +1,4 @@
-"""The collector process's own counters and live connection count, under a lock."""
+"""The collector process's own counters and open stream count, under a lock."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ class Stats:
     received: int = 0
     duplicate: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
-    connected: int = 0
+    streams: int = 0  # open agent streams, including those still waiting for their Hello
     throttled_seconds: float = 0.0
     backfilled: Counter[str] = field(default_factory=Counter)  # per host, this process
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -40,10 +40,11 @@ class Stats:
         with self._lock:
             self.throttled_seconds += seconds
 
-    def connect(self, delta: int) -> None:
+    def stream(self, delta: int) -> None:
         with self._lock:
-            self.connected += delta
+            self.streams += delta
 
     def snapshot(self) -> tuple[int, int, dict[str, int], int]:
+        """(received, duplicate, rejected by reason, open streams)."""
         with self._lock:
-            return self.received, self.duplicate, dict(self.rejected), self.connected
+            return self.received, self.duplicate, dict(self.rejected), self.streams

@@ -9,10 +9,8 @@ through SQLAlchemy Core with a synchronous engine; the async server calls in via
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -21,7 +19,7 @@ from sqlalchemy import Connection, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
-from collector import hint_queries, migrations, recent_exits, records
+from collector import aggregates, eventcodec, hint_queries, migrations, recent_exits, records, writes
 from collector.errors import StoreError
 from collector.schema import (
     database_url,
@@ -31,6 +29,7 @@ from collector.schema import (
     hosts,
     images,
     make_engine,
+    shared_facts,
     write_probe,
 )
 
@@ -121,61 +120,21 @@ class Store:
 
     def insert_events(self, events_in: Sequence[records.EventRecord]) -> list[bool]:
         """Store the events not seen before; True where new. Returns after commit."""
-        if not events_in:
-            return []
-        # A stable order avoids deadlocks between replicas inserting overlapping batches.
-        order = sorted(range(len(events_in)), key=lambda i: events_in[i].event_id)
-        is_new = [False] * len(events_in)
-        fresh: list[records.EventRecord] = []
-        with self._write() as conn:
-            for i in order:
-                ev = events_in[i]
-                row = {f.name: getattr(ev, f.name) for f in dataclasses.fields(ev)}
-                stmt = (
-                    self._insert(events)
-                    .values(**row, replica_id=self.replica_id)
-                    .on_conflict_do_nothing(index_elements=[events.c.event_id])
-                    .returning(events.c.event_id)
-                )
-                if conn.execute(stmt).first() is not None:
-                    is_new[i] = True
-                    fresh.append(ev)
-            self._count(conn, fresh)
-        return is_new
+        new = self.write(events_in)
+        first: set[str] = set()
+        out = []
+        for e in events_in:
+            out.append(e.event_id in new and e.event_id not in first)
+            first.add(e.event_id)
+        return out
 
-    def _count(self, conn: Connection, fresh: Sequence[records.EventRecord]) -> None:
-        # Back-filled exits (a fresh agent's report of the past) are stored, not counted.
-        fresh = [e for e in fresh if not e.payload.get("backfilled")]
-        exits = Counter(
-            (e.cause, e.host_platform, e.image_platform, e.binary_platform, e.image_ref) for e in fresh
-        )
-        for (cause, host_pf, image_pf, binary_pf, image), n in sorted(exits.items()):
-            stmt = self._insert(exit_counts).values(
-                replica_id=self.replica_id,
-                cause=cause,
-                host_platform=host_pf,
-                image_platform=image_pf,
-                binary_platform=binary_pf,
-                image=image,
-                count=n,
-            )
-            keys = list(exit_counts.primary_key)
-            conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_={"count": exit_counts.c.count + n}))
-        per_host = Counter((e.host_id, e.host_platform) for e in fresh)
-        for (host, host_pf), n in sorted(per_host.items()):
-            stmt = self._insert(host_exit_counts).values(
-                replica_id=self.replica_id, host=host, host_platform=host_pf, count=n
-            )
-            keys = list(host_exit_counts.primary_key)
-            conn.execute(
-                stmt.on_conflict_do_update(index_elements=keys, set_={"count": host_exit_counts.c.count + n})
-            )
-        first_seen: dict[str, datetime] = {}
-        for e in fresh:
-            first_seen[e.image_ref] = min(first_seen.get(e.image_ref, e.time), e.time)
-        for image, seen in sorted(first_seen.items()):
-            stmt = self._insert(images).values(image_ref=image, first_seen=seen)
-            conn.execute(stmt.on_conflict_do_nothing(index_elements=[images.c.image_ref]))
+    def write(self, events_in: Sequence[records.EventRecord], hosts_in: Sequence[records.HostRow] = ()) -> set[str]:
+        """One transaction: the new events with their counters and aggregates, and
+        the hosts' rows. Returns the ids of the events new to the database, after commit."""
+        with self._write() as conn:
+            new = writes.store_events(conn, events_in, self.replica_id)
+            writes.upsert_hosts(conn, hosts_in, self.replica_id)
+        return new
 
     def exit_counts(self, replica_id: str | None = None) -> list[records.ExitCount]:
         """This replica's (or the named one's) exit counters."""
@@ -218,7 +177,12 @@ class Store:
         """Event payloads, newest first (by time, then event_id)."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        query = select(events.c.payload)
+        host_doc, image_doc = shared_facts.alias("host"), shared_facts.alias("image")
+        query = (
+            select(events.c.body, host_doc.c.data, image_doc.c.data, events.c.payload)
+            .select_from(events.outerjoin(host_doc, host_doc.c.ref == events.c.host_ref)
+                         .outerjoin(image_doc, image_doc.c.ref == events.c.image_facts_ref))
+        )
         if host is not None:
             query = query.where(events.c.host_id == host)
         if image is not None:
@@ -229,18 +193,15 @@ class Store:
             query = query.where(events.c.time >= since)
         query = query.order_by(events.c.time.desc(), events.c.event_id.desc()).limit(limit)
         with self._read() as conn:
-            return list(conn.execute(query).scalars())
+            rows = conn.execute(query).all()
+        return [eventcodec.payload(body, host, image, legacy) for body, host, image, legacy in rows]
 
     def hint_groups(self, *, example_hosts: int = 3, samples: bool = True) -> list[records.HintGroup]:
         """One group per (image, cause, host platform), most recently hit first.
 
-        ``samples=False`` leaves ``sample`` empty and skips loading payloads."""
-        totals, latest, examples = hint_queries.queries(example_hosts, samples=samples)
+        Read from aggregates kept at ingest; ``samples=False`` leaves ``sample`` empty."""
         with self._read() as conn:
-            total_rows = conn.execute(totals).all()
-            latest_rows = conn.execute(latest).all()
-            example_rows = conn.execute(examples).all() if example_hosts > 0 else []
-        return hint_queries.assemble(total_rows, latest_rows, example_rows)
+            return hint_queries.read(conn, example_hosts, samples=samples)
 
     def recent_exits(self, since: datetime) -> list[recent_exits.RecentExit]:
         """Latest exit per (image, host platform, cause, host) since ``since``, for alerting."""
@@ -248,9 +209,12 @@ class Store:
             return recent_exits.read(conn, since)
 
     def prune(self, older_than: datetime) -> int:
-        """Delete events older than ``older_than``; counters stay (they only ever grow)."""
+        """Delete events older than ``older_than``; counters stay (they only ever grow),
+        hint groups are recomputed for what remains."""
         with self._write() as conn:
             deleted = conn.execute(events.delete().where(events.c.time < older_than)).rowcount
+            if deleted:
+                aggregates.prune(conn, older_than)
         logger.info("pruned %d events older than %s", deleted, older_than.isoformat())
         return deleted
 
@@ -315,31 +279,47 @@ class Store:
                 update(hosts).where(hosts.c.connected_replica == self.replica_id).values(connected_replica=None)
             )
 
-    def hosts(self) -> list[records.HostRecord]:
-        """Every known host; connected when some replica holds it and it was seen lately."""
+    def write_hosts(self, rows: Sequence[records.HostRow]) -> None:
+        with self._write() as conn:
+            writes.upsert_hosts(conn, rows, self.replica_id)
+
+    def hosts(self, *, limit: int | None = None, after: str = "", facts: bool = True) -> list[records.HostRecord]:
+        """Known hosts by host id (those after ``after``, at most ``limit``); connected
+        when some replica holds it and it was seen lately. ``facts=False`` skips the facts."""
         fresh_since = self._clock() - self._stale_after
+        c = hosts.c
+        cols = [c.host_id, c.platform, c.first_seen, c.last_seen, c.connected_replica, c.spool_events, c.dropped_total]
+        query = select(*cols, *([c.facts] if facts else [])).order_by(c.host_id)
+        if after:
+            query = query.where(c.host_id > after)
+        if limit is not None:
+            query = query.limit(limit)
         with self._read() as conn:
-            rows = conn.execute(select(hosts).order_by(hosts.c.host_id)).mappings().all()
+            rows = conn.execute(query).all()
         return [
             records.HostRecord(
-                host_id=r["host_id"],
-                platform=r["platform"],
-                facts=r["facts"],
-                first_seen=r["first_seen"],
-                last_seen=r["last_seen"],
-                connected=r["connected_replica"] is not None and r["last_seen"] >= fresh_since,
-                spool_events=r["spool_events"],
-                dropped_total=r["dropped_total"],
+                host_id=r[0],
+                platform=r[1],
+                facts=r[7] if facts else {},
+                first_seen=r[2],
+                last_seen=r[3],
+                connected=r[4] is not None and r[3] >= fresh_since,
+                spool_events=r[5],
+                dropped_total=r[6],
             )
             for r in rows
         ]
 
-    def forget_host(self, host_id: str) -> str:
+    def forget_host(self, host_id: str, *, released_here: bool = False) -> str:
         """Retire a host: "forgotten", "unknown", or "connected" (a live stream holds it: kept).
 
+        ``released_here``: this replica knows its own streams of the host ended (the
+        row may not say so yet), so only another replica's hold keeps it.
         Its events and exit counters stay; an agent that comes back registers again."""
         fresh_since = self._clock() - self._stale_after
-        live = (hosts.c.connected_replica.is_not(None)) & (hosts.c.last_seen >= fresh_since)
+        holder = hosts.c.connected_replica
+        held = (holder.is_not(None) & (holder != self.replica_id)) if released_here else holder.is_not(None)
+        live = held & (hosts.c.last_seen >= fresh_since)
         with self._write() as conn:
             deleted = conn.execute(hosts.delete().where(hosts.c.host_id == host_id, ~live)).rowcount
             if deleted:

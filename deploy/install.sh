@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the enoexec agent and/or collector on this host from this checkout.
 # Safe to run again: it upgrades the package and keeps existing configuration.
+# On failure it says which step and package failed, removes what this run
+# made, and exits non-zero (2: usage or a refused interpreter; 1: a failed step).
 set -euo pipefail
 
 PROG=$(basename "$0")
@@ -10,18 +12,26 @@ DEPLOY="$REPO/deploy"
 BIN_DIR=/usr/local/bin
 CONF_DIR=/etc/enoexec
 UNIT_DIR=/etc/systemd/system
+DOC_DIR=/usr/local/share/doc/enoexec
+TLS_DIR=$CONF_DIR/tls
 
 PREFIX=/opt/enoexec
 PYTHON=python3
 AGENT=0
 COLLECTOR=0
+AGENT_NEEDS_TLS=0
 COLLECTOR_ADDRESS=""
 DRY_RUN=0
+UNINSTALL=0
+PURGE=0
+INSECURE=0
+CREATED=()   # what this run made, undone in reverse if a later step fails
 
 usage() {
     cat <<USAGE
 Usage: $PROG [--agent] [--collector] [--collector-address HOST:PORT]
-             [--prefix DIR] [--python PATH] [--dry-run]
+             [--prefix DIR] [--python PATH] [--insecure] [--dry-run]
+       $PROG --uninstall [--purge] [--prefix DIR] [--dry-run]
 
 Install enoexec from $REPO on this host.
 
@@ -32,14 +42,31 @@ Install enoexec from $REPO on this host.
                                 $CONF_DIR/agent.toml; default with --collector:
                                 127.0.0.1:7469)
   --prefix DIR                  where the virtualenv goes (default $PREFIX)
-  --python PATH                 Python 3.11+ interpreter for the virtualenv (default python3)
+  --python PATH                 Python 3.11+ interpreter for the virtualenv (default python3);
+                                the service users must be able to run it (not a pyenv or
+                                conda interpreter under a private home directory)
+  --insecure                    write insecure = true into new config files (plaintext gRPC,
+                                for a trusted network) instead of using TLS
+  --uninstall                   stop and remove the services, units, links, virtualenv and
+                                docs; keep $CONF_DIR, /var/lib/enoexec* and the users
+  --purge                       with --uninstall: remove those too
   --dry-run                     print what would be done, change nothing
   -h, --help                    show this help
 
-Steps: create a virtualenv in PREFIX/venv and pip install the package into it;
+Steps: create a virtualenv in PREFIX/venv and pip install the package into it
+(the agent alone; the collector with its libraries and PostgreSQL's driver);
 link enoexec-agent and enoexec-collector into $BIN_DIR; create the service
 users; copy the example config to $CONF_DIR if absent; install the systemd
-units; and, when systemd is running, enable and start them.
+units and the README under $DOC_DIR; and, when systemd is running, enable and
+start them.
+
+TLS: with --collector, when $TLS_DIR holds no CA, the installer makes a local
+CA there (deploy/tls/make-certs.sh; ca.key stays on this host, mode 0600) and
+the collector's certificate for this host name, 127.0.0.1 and ::1. With
+--agent on a host that has that local CA (a single-host install), it also
+makes the agent's certificate and sets host_id. An agent reporting to another
+host needs ca.crt, agent.crt and agent.key from the collector's CA copied
+into $TLS_DIR (see deploy/README.md), or --insecure.
 
 The agent's user joins the docker group (through the unit's
 SupplementaryGroups=docker). Access to the Docker socket is root-equivalent.
@@ -53,6 +80,25 @@ USAGE
 say() { echo "$PROG: $*"; }
 warn() { echo "$PROG: warning: $*" >&2; }
 die() { echo "$PROG: $*" >&2; exit 2; }
+# fail MESSAGE: a step failed after changes began: undo them (see on_exit), exit 1.
+fail() { echo "$PROG: error: $*" >&2; exit 1; }
+
+# made KIND PATH: remember something this run created (KIND: path or user).
+made() { CREATED+=("$1:$2"); }
+
+# On a failed exit, remove what this run made, newest first, and say so.
+on_exit() {
+    local rc=$? i kind what
+    [ "$rc" = 0 ] || [ "${#CREATED[@]}" = 0 ] || [ "$DRY_RUN" = 1 ] && return
+    for ((i = ${#CREATED[@]} - 1; i >= 0; i--)); do
+        kind=${CREATED[i]%%:*} what=${CREATED[i]#*:}
+        case $kind in
+            path) rm -rf -- "$what" && echo "$PROG: removed $what (made by this run)" >&2 ;;
+            user) userdel "$what" 2>/dev/null && echo "$PROG: removed user $what (made by this run)" >&2 ;;
+        esac
+    done
+    echo "$PROG: nothing was left half-installed; fix the error above and run $PROG again" >&2
+}
 
 # run CMD...: run a command that changes the system, or print it with --dry-run.
 run() {
@@ -82,14 +128,22 @@ parse_args() {
                 [ $# -ge 2 ] || die "--python needs a path"
                 PYTHON=$2; shift ;;
             --python=*) PYTHON=${1#*=} ;;
+            --insecure) INSECURE=1 ;;
+            --uninstall) UNINSTALL=1 ;;
+            --purge) PURGE=1 ;;
             --dry-run) DRY_RUN=1 ;;
             -h|--help) usage; exit 0 ;;
             *) echo "$PROG: unknown option '$1'" >&2; usage >&2; exit 2 ;;
         esac
         shift
     done
-    [ "$AGENT" = 1 ] || [ "$COLLECTOR" = 1 ] \
-        || die "nothing to install: pass --agent, --collector or both (see --help)"
+    if [ "$UNINSTALL" = 1 ]; then
+        [ "$AGENT" = 0 ] && [ "$COLLECTOR" = 0 ] || die "--uninstall removes both programs: drop --agent/--collector"
+    else
+        [ "$PURGE" = 0 ] || die "--purge goes with --uninstall"
+        [ "$AGENT" = 1 ] || [ "$COLLECTOR" = 1 ] \
+            || die "nothing to install: pass --agent, --collector or both (see --help)"
+    fi
     if [ -n "$COLLECTOR_ADDRESS" ]; then
         [[ $COLLECTOR_ADDRESS =~ ^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$ ]] \
             || die "--collector-address '$COLLECTOR_ADDRESS' is not HOST:PORT (e.g. collector.example:7469)"
@@ -113,6 +167,27 @@ preflight() {
         || die "$PYTHON is older than 3.11: pass --python PATH to a newer interpreter"
     "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null \
         || die "$PYTHON cannot create virtualenvs: install the venv module (apt-get install python3-venv)"
+    check_interpreter_shared
+}
+
+# The virtualenv links to the base interpreter, so the services' users must be
+# able to run it: a pyenv or conda Python under root's (or anyone's) private
+# home cannot be.
+check_interpreter_shared() {
+    local real
+    real=$("$PYTHON" -c 'import os, sys; print(os.path.realpath(sys.executable))')
+    if command -v runuser >/dev/null && id -u nobody >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        (cd / && runuser -u nobody -- "$real" -c '' >/dev/null 2>&1) && return
+    else
+        local d=$real
+        [ -r "$d" ] && [ "$(( 0$(stat -L -c %a "$d") & 05 ))" = 5 ] || d=""
+        while [ -n "$d" ] && [ "$d" != / ]; do
+            d=$(dirname "$d")
+            [ "$(( 0$(stat -L -c %a "$d") & 01 ))" = 1 ] || { d=""; break; }
+        done
+        [ -n "$d" ] && return
+    fi
+    die "$PYTHON ($real) cannot be run by the service users (a private home, e.g. pyenv or conda?): pass --python with a system-wide interpreter such as /usr/bin/python3"
 }
 
 install_package() {
@@ -121,19 +196,49 @@ install_package() {
         say "reusing virtualenv $venv"
     else
         say "creating virtualenv $venv"
+        [ -e "$PREFIX" ] || made path "$PREFIX"
+        made path "$venv"
         run install -d -m 0755 "$PREFIX"
-        run "$PYTHON" -m venv "$venv"
+        run "$PYTHON" -m venv "$venv" || fail "could not create the virtualenv $venv with $PYTHON"
     fi
-    say "installing enoexec from $REPO"
-    run "$venv/bin/python" -m pip install --quiet --upgrade pip
     local spec="$REPO"  # the agent alone needs no extra; the collector brings its libraries
     [ "$COLLECTOR" = 1 ] && spec="$REPO[postgres]"
-    run "$venv/bin/python" -m pip install --quiet --upgrade "$spec"
+    say "installing $spec into $venv"
+    pip_install "$venv" "$spec"
     local script
     for script in enoexec-agent enoexec-collector; do
+        [ -e "$BIN_DIR/$script" ] || [ -L "$BIN_DIR/$script" ] || made path "$BIN_DIR/$script"
         run ln -sfn "$venv/bin/$script" "$BIN_DIR/$script"
     done
     say "linked enoexec-agent and enoexec-collector into $BIN_DIR"
+    [ -e "$DOC_DIR" ] || made path "$DOC_DIR"
+    run install -d -m 0755 "$DOC_DIR"
+    run install -m 0644 "$REPO/README.md" "$DOC_DIR/README.md"
+    run install -m 0644 "$DEPLOY/README.md" "$DOC_DIR/deploy.md"
+}
+
+# pip_install VENV SPEC: pip's own output stays visible; on failure, the lines
+# naming the package and the reason are repeated at the end and the run fails.
+# --prefer-binary: take a wheel over a newer source release that would need a
+# compiler (every dependency has wheels for armv7l, aarch64 and x86_64).
+pip_install() {
+    local venv=$1 spec=$2 log rc=0
+    if [ "$DRY_RUN" = 1 ]; then
+        run "$venv/bin/python" -m pip install --prefer-binary --upgrade "$spec"
+        return
+    fi
+    log=$(mktemp)
+    "$venv/bin/python" -m pip install --prefer-binary --upgrade --disable-pip-version-check "$spec" 2>&1 \
+        | tee "$log" || rc=$?
+    if [ "$rc" != 0 ]; then
+        echo "$PROG: pip could not install $spec; the reason, as pip gave it:" >&2
+        grep -E '(ERROR|error):|ResolutionImpossible|Failed (building|to build)|requires a different Python' "$log" \
+            | grep -v 'subprocess-exited-with-error' | sed -E 's/^[[:space:]]+//' | awk '!seen[$0]++' \
+            | sed "s/^/$PROG:   /" >&2 || tail -n 5 "$log" | sed "s/^/$PROG:   /" >&2
+        rm -f "$log"
+        fail "installing $spec failed (pip exit status $rc)"
+    fi
+    rm -f "$log"
 }
 
 nologin_shell() {
@@ -151,8 +256,10 @@ ensure_user() {
     else
         say "creating system user $user"
         run useradd --system --user-group --home-dir "$home" --no-create-home \
-            --shell "$(nologin_shell)" --comment "enoexec" "$user"
+            --shell "$(nologin_shell)" --comment "enoexec" "$user" || fail "could not create user $user"
+        made user "$user"
     fi
+    [ -e "$home" ] || made path "$home"
     run install -d -m 0750 -o "$user" -g "$user" "$home"
 }
 
@@ -160,14 +267,69 @@ ensure_user() {
 install_config() {
     local name=$1 group=$2
     local dest="$CONF_DIR/$name.toml"
-    run install -d -m 0755 "$CONF_DIR" "$CONF_DIR/tls"
+    [ -e "$CONF_DIR" ] || made path "$CONF_DIR"
+    run install -d -m 0755 "$CONF_DIR" "$TLS_DIR"
     if [ -e "$dest" ]; then
         say "keeping existing $dest"
         return 1
     fi
     say "writing $dest (edit it, then restart enoexec-$name)"
+    made path "$dest"
     run install -m 0640 -o root -g "$group" "$DEPLOY/config/$name.toml" "$dest"
+    if [ "$INSECURE" = 1 ]; then
+        run sed -i 's/^insecure = false/insecure = true/' "$dest"
+    fi
     return 0
+}
+
+# tls_file CONFIG KEY: the path the config names for KEY (empty when unset).
+tls_file() {
+    sed -n "s/^$2 = \"\\(.*\\)\"$/\\1/p" "$1" 2>/dev/null | head -n 1
+}
+
+# tls_missing CONFIG: true when the config wants TLS and names a file that is absent.
+tls_missing() {
+    local conf=$1 key f
+    grep -q '^insecure = true' "$conf" 2>/dev/null && return 1
+    for key in tls_ca tls_cert tls_key; do
+        f=$(tls_file "$conf" "$key")
+        [ -n "$f" ] && [ ! -e "$f" ] && return 0
+    done
+    return 1
+}
+
+# local_ca: make this host's CA in TLS_DIR unless one exists (the collector's host).
+local_ca() {
+    [ -f "$TLS_DIR/ca.crt" ] && return
+    [ ! -e "$TLS_DIR/ca.key" ] || fail "$TLS_DIR/ca.key exists without ca.crt: restore ca.crt or move ca.key away"
+    say "making a local CA in $TLS_DIR (ca.key stays here, mode 0600)"
+    made path "$TLS_DIR/ca.key"; made path "$TLS_DIR/ca.crt"
+    run "$DEPLOY/tls/make-certs.sh" ca "$TLS_DIR" || fail "deploy/tls/make-certs.sh could not make a CA in $TLS_DIR"
+}
+
+# issue ROLE NAME GROUP [IP...]: ROLE-NAME.{crt,key} from the local CA, linked as ROLE.{crt,key}.
+issue() {
+    local role=$1 name=$2 group=$3; shift 3
+    [ -f "$TLS_DIR/ca.key" ] || return 1
+    if [ -e "$TLS_DIR/$role-$name.crt" ] || [ -e "$TLS_DIR/$role-$name.key" ]; then
+        say "using the existing $TLS_DIR/$role-$name.{crt,key}"
+    else
+        say "making the $role certificate for $name from the local CA"
+        made path "$TLS_DIR/$role-$name.key"; made path "$TLS_DIR/$role-$name.crt"
+        run "$DEPLOY/tls/make-certs.sh" "$role" "$TLS_DIR" "$name" "$@" || fail "deploy/tls/make-certs.sh could not make the $role certificate"
+    fi
+    run chgrp "$group" "$TLS_DIR/$role-$name.key"
+    run chmod 0640 "$TLS_DIR/$role-$name.key"
+    run ln -sfn "$role-$name.crt" "$TLS_DIR/$role.crt"
+    run ln -sfn "$role-$name.key" "$TLS_DIR/$role.key"
+}
+
+# short_host: this host's name as a certificate name (make-certs.sh's rules).
+short_host() {
+    local h
+    h=$(hostname -s 2>/dev/null || hostname)
+    [[ $h =~ ^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$ ]] || h=localhost
+    echo "$h"
 }
 
 install_agent() {
@@ -183,14 +345,29 @@ install_agent() {
     elif [ -n "$COLLECTOR_ADDRESS" ] && ! grep -q "^collector = \"$COLLECTOR_ADDRESS\"" "$CONF_DIR/agent.toml"; then
         warn "$CONF_DIR/agent.toml names another collector; edit it to use $COLLECTOR_ADDRESS"
     fi
+    if [ "$DRY_RUN" = 0 ] && tls_missing "$CONF_DIR/agent.toml"; then
+        local host
+        host=$(short_host)
+        if issue agent "$host" enoexec; then
+            run sed -i "s|^host_id = .*|host_id = \"$host\"|" "$CONF_DIR/agent.toml"
+        else
+            AGENT_NEEDS_TLS=1
+        fi
+    fi
     run install -d -m 0755 "$UNIT_DIR"
+    [ -e "$UNIT_DIR/enoexec-agent.service" ] || made path "$UNIT_DIR/enoexec-agent.service"
     run install -m 0644 "$DEPLOY/systemd/enoexec-agent.service" "$UNIT_DIR/enoexec-agent.service"
 }
 
 install_collector() {
     ensure_user enoexec-collector /var/lib/enoexec-collector
     install_config collector enoexec-collector || true
+    if [ "$DRY_RUN" = 0 ] && tls_missing "$CONF_DIR/collector.toml"; then
+        local_ca
+        issue collector "$(short_host)" enoexec-collector 127.0.0.1 ::1
+    fi
     run install -d -m 0755 "$UNIT_DIR"
+    [ -e "$UNIT_DIR/enoexec-collector.service" ] || made path "$UNIT_DIR/enoexec-collector.service"
     run install -m 0644 "$DEPLOY/systemd/enoexec-collector.service" "$UNIT_DIR/enoexec-collector.service"
 }
 
@@ -213,22 +390,67 @@ start_services() {
     fi
     run systemctl daemon-reload
     for unit in "${units[@]}"; do
+        if [ "$unit" = enoexec-agent ] && [ "$AGENT_NEEDS_TLS" = 1 ]; then
+            run systemctl enable enoexec-agent
+            say "enoexec-agent is enabled but not started: it needs its TLS files (below)"
+            continue
+        fi
         if systemctl is-active --quiet "$unit"; then
             say "restarting $unit to load the new version"
             run systemctl enable "$unit"
-            run systemctl restart "$unit"
+            run systemctl restart "$unit" || fail "$unit did not restart: see journalctl -u $unit"
         else
             say "enabling and starting $unit"
-            run systemctl enable --now "$unit"
+            run systemctl enable --now "$unit" || fail "$unit did not start: see journalctl -u $unit"
         fi
     done
     say "check with: systemctl status ${units[*]}"
 }
 
+uninstall() {
+    local unit script
+    if systemd_running; then
+        for unit in enoexec-agent enoexec-collector; do
+            if [ -e "$UNIT_DIR/$unit.service" ]; then
+                say "stopping and disabling $unit"
+                run systemctl disable --now "$unit" || warn "could not stop $unit"
+            fi
+        done
+    fi
+    for unit in enoexec-agent enoexec-collector; do
+        [ -e "$UNIT_DIR/$unit.service" ] && run rm -f "$UNIT_DIR/$unit.service"
+    done
+    systemd_running && run systemctl daemon-reload
+    for script in enoexec-agent enoexec-collector; do
+        if [ -L "$BIN_DIR/$script" ]; then run rm -f "$BIN_DIR/$script"; fi
+    done
+    [ -e "$PREFIX/venv" ] && { say "removing $PREFIX/venv"; run rm -rf "$PREFIX/venv"; }
+    [ -d "$PREFIX" ] && run rmdir --ignore-fail-on-non-empty "$PREFIX"
+    [ -e "$DOC_DIR" ] && run rm -rf "$DOC_DIR"
+    if [ "$PURGE" = 1 ]; then
+        say "purging $CONF_DIR, the state directories and the users"
+        run rm -rf "$CONF_DIR" /var/lib/enoexec /var/lib/enoexec-collector \
+            /etc/default/enoexec-agent /etc/default/enoexec-collector
+        local user
+        for user in enoexec enoexec-collector; do
+            if id -u "$user" >/dev/null 2>&1; then run userdel "$user"; fi
+        done
+    else
+        say "kept $CONF_DIR (config, TLS files), /var/lib/enoexec* (spool, database) and the users: --purge removes them"
+    fi
+    say "uninstalled"
+}
+
 main() {
     parse_args "$@"
+    if [ "$UNINSTALL" = 1 ]; then
+        if [ "$DRY_RUN" = 0 ] && [ "$(id -u)" != 0 ]; then die "must run as root (try: sudo $0 $*)"; fi
+        uninstall
+        return
+    fi
     preflight "$@"
     [ "$DRY_RUN" = 0 ] || say "dry run: printing commands instead of running them"
+    trap on_exit EXIT
     install_package
     local units=()
     if [ "$COLLECTOR" = 1 ]; then
@@ -239,10 +461,16 @@ main() {
         install_agent
         units+=(enoexec-agent)
     fi
+    CREATED=()  # installed: from here on a failure (starting a unit) leaves the install in place
     start_services "${units[@]}"
-    say "done. TLS: put ca.crt and this host's certificate and key in $CONF_DIR/tls/ as named by tls_* in $CONF_DIR/*.toml"
-    say "(deploy/tls/make-certs.sh makes them; keys root:enoexec or root:enoexec-collector, mode 0640),"
-    say "or set insecure = true and remove the tls_* keys on a trusted network"
+    if [ "$AGENT_NEEDS_TLS" = 1 ]; then
+        say "the agent needs ca.crt, agent.crt and agent.key in $TLS_DIR, made by the collector's CA:"
+        say "  on the CA's host: deploy/tls/make-certs.sh agent DIR HOST_ID, then copy DIR/ca.crt and"
+        say "  DIR/agent-HOST_ID.{crt,key} here as agent.crt/agent.key (root:enoexec, mode 0640),"
+        say "  set host_id = \"HOST_ID\" in $CONF_DIR/agent.toml and run: systemctl start enoexec-agent"
+        say "  (or, on a trusted network: insecure = true in $CONF_DIR/agent.toml)"
+    fi
+    say "done"
 }
 
 main "$@"

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import tomllib
 from collections.abc import Iterator
@@ -83,8 +85,8 @@ def need(tool: str, package: str) -> str:
     return path
 
 
-def run(*argv: str | Path, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout)
+def run(*argv: str | Path, check: bool = True, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(map(str, argv))} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
@@ -309,13 +311,42 @@ def test_unit_settings(unit: str, user: str, state: str) -> None:
     name = unit.removesuffix(".service")
     command = "run --config /etc/enoexec/agent.toml" if name.endswith("agent") else "serve --config /etc/enoexec/collector.toml"
     for expected in (
-        "Type=simple", f"ExecStart=/usr/local/bin/{name} {command}", "Restart=always", "RestartSec=2",
+        "Type=notify", "NotifyAccess=main", "WatchdogSec=30", f"ExecStart=/usr/local/bin/{name} {command}",
+        "Restart=always", "RestartSec=2", "RestartPreventExitStatus=2",
         f"User={user}", f"StateDirectory={state}", f"ReadWritePaths=/var/lib/{state}",
         "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+        "SystemCallFilter=@system-service", "SystemCallArchitectures=native", "CapabilityBoundingSet=",
         "TimeoutStopSec=20", "KillSignal=SIGTERM", f"EnvironmentFile=-/etc/default/{name}",
     ):
         assert expected in lines, f"{unit}: missing {expected}"
     assert ("SupplementaryGroups=docker" in lines) == name.endswith("agent")
+    # Documentation= names files install.sh installs.
+    docs = next(line for line in lines if line.startswith("Documentation="))
+    install = INSTALL.read_text()
+    for url in docs.removeprefix("Documentation=").split():
+        path = url.removeprefix("file://")
+        assert path.startswith("/usr/local/share/doc/enoexec/"), url
+        assert f'"$DOC_DIR/{Path(path).name}"' in install, f"install.sh does not install {path}"
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_unit_security_exposure(unit: str, tmp_path: Path) -> None:
+    """systemd-analyze security: only the exposures the unit's comment explains are left."""
+    analyze = need("systemd-analyze", "systemd")
+    copy = tmp_path / unit
+    copy.write_text(re.sub(r"(?m)^ExecStart=.*$", "ExecStart=/bin/true", (DEPLOY / "systemd" / unit).read_text()))
+    proc = run(analyze, "security", "--offline=true", "--no-pager", copy, check=False)
+    if "Overall exposure" not in proc.stdout:
+        pytest.skip(f"systemd-analyze security --offline cannot run here: {proc.stderr.strip()[:200]}")
+    flagged = {line.split()[1].split("=")[0] for line in proc.stdout.splitlines() if line.startswith("✗")}
+    allowed = {"RootDirectory", "RestrictAddressFamilies", "PrivateNetwork", "IPAddressDeny", "DeviceAllow"}
+    if unit == "enoexec-agent.service":
+        allowed |= {"SupplementaryGroups", "ProcSubset", "PrivateUsers"}
+    else:
+        allowed |= {"PrivateUsers"}
+    assert flagged <= allowed, flagged - allowed
+    exposure = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", proc.stdout).group(1))  # type: ignore[union-attr]
+    assert exposure <= 1.5, proc.stdout
 
 
 # --- install.sh -------------------------------------------------------------
@@ -344,13 +375,64 @@ def test_install_script_dry_run_plan(tmp_path: Path) -> None:
     need("bash", "bash")
     prefix = tmp_path / "opt"
     out = run(INSTALL, "--agent", "--collector-address", "collector.example:7469",
-              "--prefix", prefix, "--dry-run").stdout
+              "--prefix", prefix, "--python", SYSTEM_PYTHON if Path(SYSTEM_PYTHON).exists() else sys.executable, "--dry-run").stdout
     assert f"-m venv {prefix}/venv" in out
-    assert f"{prefix}/venv/bin/python -m pip install --quiet --upgrade {ROOT}" in out
+    # No --quiet: pip's resolution and build messages stay visible. The agent alone: no extra.
+    assert f"{prefix}/venv/bin/python -m pip install --prefer-binary --upgrade {ROOT}\n" in out
     assert f"ln -sfn {prefix}/venv/bin/enoexec-agent /usr/local/bin/enoexec-agent" in out
     assert "/etc/systemd/system/enoexec-agent.service" in out
+    assert "/usr/local/share/doc/enoexec/README.md" in out
     assert "enoexec-collector.service" not in out
     assert not prefix.exists(), "--dry-run must change nothing"
+
+
+def test_install_script_uninstall_dry_run(tmp_path: Path) -> None:
+    need("bash", "bash")
+    out = run(INSTALL, "--uninstall", "--purge", "--prefix", tmp_path, "--dry-run").stdout
+    assert "uninstalled" in out
+    assert run(INSTALL, "--uninstall", "--agent", check=False).returncode == 2
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _root_and_system_python() -> str:
+    if os.geteuid() != 0:
+        pytest.skip("install.sh runs as root")
+    check = "import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))"
+    if not Path(SYSTEM_PYTHON).exists() or subprocess.run([SYSTEM_PYTHON, "-c", check]).returncode != 0:
+        require.missing(f"no {SYSTEM_PYTHON} >= 3.11 with venv (apt-get install python3-venv)")
+    return SYSTEM_PYTHON
+
+
+def test_install_script_fails_loud_and_clean(tmp_path: Path) -> None:
+    """A dependency pip cannot get: the package and reason are named, nothing is left, exit 1."""
+    python = _root_and_system_python()
+    prefix = tmp_path / "opt" / "enoexec"
+    empty = tmp_path / "no-wheels"
+    empty.mkdir()
+    proc = run(INSTALL, "--agent", "--collector-address", "127.0.0.1:7469", "--prefix", prefix, "--python", python,
+               check=False, env={**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(empty)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "pip could not install" in proc.stderr
+    assert re.search(r"No matching distribution found for \w+", proc.stderr), proc.stderr
+    assert f"removed {prefix}" in proc.stderr
+    assert not prefix.exists() and not prefix.parent.exists() or not any(prefix.parent.iterdir())
+
+
+def test_install_script_refuses_a_private_interpreter(tmp_path: Path) -> None:
+    """A Python under a private home (pyenv, conda) cannot be run by the service users: exit 2, one line."""
+    python = _root_and_system_python()
+    home = tmp_path / "home"
+    (home / "bin").mkdir(parents=True)
+    home.chmod(0o700)
+    private = home / "bin" / "python3"
+    shutil.copy2(os.path.realpath(python), private)
+    proc = run(INSTALL, "--agent", "--collector-address", "127.0.0.1:7469", "--prefix", tmp_path / "opt", "--python", private, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot be run by the service users" in lines[0] and "--python" in lines[0], proc.stderr
+    assert not (tmp_path / "opt").exists()
 
 
 # --- TLS --------------------------------------------------------------------
@@ -499,7 +581,7 @@ def test_dockerfiles(role: str) -> None:
     assert re.search(r"(?m)^FROM python:3\.12-slim$", text)
     # The agent image gets the agent alone; the collector's brings its libraries and PostgreSQL's driver.
     assert ('pip install ".[postgres]"' in text) == (role == "collector")
-    assert ("pip install . " in text) == (role == "agent")
+    assert ("pip install --prefer-binary . " in text) == (role == "agent")
     assert f'ENTRYPOINT ["enoexec-{role}"]' in text
     assert "--platform linux/amd64,linux/arm64,linux/arm/v7" in text
     if role == "collector":

@@ -7,30 +7,29 @@ from datetime import datetime, timedelta, timezone
 
 from collector.recent_exits import RecentExit
 from collector.records import EventRecord
+from tests.records import PULL_TITLE, exit_record
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
 
 
-def ev(event_id: str, minutes_ago: int, host: str, *, title: str = "t", backfilled: bool | None = None) -> EventRecord:
-    payload: dict = {"event_id": event_id, "hint": {"id": "pull_platform", "title": title}}
-    if backfilled is not None:  # the agent's wire field, always present once the agent sends it
-        payload["backfilled"] = backfilled
-    return EventRecord(event_id, NOW - timedelta(minutes=minutes_ago), host, "linux/arm64", "shop/web:2",
-                       "linux/amd64", "linux/amd64", "arch_mismatch", "pull_platform", payload)
+def ev(event_id: str, minutes_ago: int, host: str, *, pull: bool = True, backfilled: bool = False) -> EventRecord:
+    """An exit whose hint is pull_platform, or rebuild_multiplatform with ``pull=False``."""
+    return exit_record(event_id, NOW - timedelta(minutes=minutes_ago), host, backfilled=backfilled,
+                       **({} if pull else {"available": None}))
 
 
 def test_latest_exit_per_host_newest_title_without_backfilled_or_old(open_store) -> None:
     store = open_store(replica_id="r1", clock=lambda: NOW)
     store.insert_events([
-        ev("a", 9, "pi-1", title="older"),
-        ev("b", 2, "pi-1", title="newest", backfilled=False),
+        ev("a", 9, "pi-1", pull=False),
+        ev("b", 2, "pi-1"),  # the group's newest exit: its hint names the group
         ev("c", 5, "pi-2"),
         ev("d", 1, "pi-3", backfilled=True),
         ev("e", 90, "pi-4"),
     ])
     rows = store.recent_exits(NOW - timedelta(hours=1))
     assert rows == [
-        RecentExit("shop/web:2", "linux/arm64", "arch_mismatch", "pi-1", "pull_platform", "newest", NOW - timedelta(minutes=2)),
-        RecentExit("shop/web:2", "linux/arm64", "arch_mismatch", "pi-2", "pull_platform", "newest", NOW - timedelta(minutes=5)),
+        RecentExit("shop/web:2", "linux/arm64", "arch_mismatch", "pi-1", "pull_platform", PULL_TITLE, NOW - timedelta(minutes=2)),
+        RecentExit("shop/web:2", "linux/arm64", "arch_mismatch", "pi-2", "pull_platform", PULL_TITLE, NOW - timedelta(minutes=5)),
     ]
     assert store.recent_exits(NOW) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -9,17 +11,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from collector import ingest
 from collector.errors import ConfigError, StoreError
 from collector.migrations import STEPS
 from collector.records import EventRecord, ExitCount, HostExitCount
 from collector.schema import database_url, schema_version
 from collector.store import Store
+from enoexec.eventjson import to_json
+from enoexec.v1 import enoexec_pb2 as pb
 from tests.pg import free_port
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 
-def event(
+def wire_event(
     event_id: str,
     *,
     minutes: int = 0,
@@ -29,21 +34,23 @@ def event(
     image_platform: str = "linux/amd64",
     binary_platform: str = "linux/amd64",
     cause: str = "arch_mismatch",
-    hint: str = "pull_platform",
-) -> EventRecord:
-    time = T0 + timedelta(minutes=minutes)
-    return EventRecord(
+) -> pb.Event:
+    ev = pb.Event(
         event_id=event_id,
-        time=time,
-        host_id=host,
-        host_platform=host_platform,
-        image_ref=image,
-        image_platform=image_platform,
-        binary_platform=binary_platform,
+        host=pb.HostFacts(host_id=host, platform=host_platform, kernel_release="6.1.0"),
+        container=pb.ContainerFacts(id="c" * 12, name="c", exit_code=255, runtime_message="exec /app: exec format error"),
+        image=pb.ImageFacts(ref=image, declared_platform=image_platform),
+        binary=pb.BinaryFacts(path="/app", kind="elf", platform=binary_platform),
         cause=cause,
-        hint_id=hint,
-        payload={"event_id": event_id, "time": time.isoformat(), "host": {"id": host}, "cause": cause},
     )
+    ev.time.FromDatetime(T0 + timedelta(minutes=minutes))
+    return ev
+
+
+def event(event_id: str, *, hint: str = "", **kw: object) -> EventRecord:
+    """A stored record made the way ingest makes it; ``hint`` overrides the chosen hint id."""
+    rec = ingest.record(wire_event(event_id, **kw))  # type: ignore[arg-type]
+    return dataclasses.replace(rec, hint_id=hint) if hint else rec
 
 
 def ids(payloads: list[dict]) -> list[str]:
@@ -151,7 +158,10 @@ def test_events_filters_limit_and_newest_first(open_store):
     assert ids(store.events(since=T0 + timedelta(minutes=5))) == ["e4", "e3", "e2"]
     assert ids(store.events(host="h2", cause="empty_file", image="web:2")) == ["e4"]
     assert store.events(host="nobody") == []
-    assert store.events()[0] == event("e4", minutes=10, host="h2", image="web:2", cause="empty_file").payload
+    newest = store.events()[0]
+    expected = to_json(wire_event("e4", minutes=10, host="h2", image="web:2", cause="empty_file"))
+    assert {k: v for k, v in newest.items() if k != "hint"} == expected
+    assert newest["hint"]["id"] == "fix_empty_file"
 
 
 def test_events_since_compares_instants_not_local_time(open_store):
@@ -376,3 +386,109 @@ def test_ping_after_postgres_goes_away_is_a_store_error(open_store, store_url):
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     with pytest.raises(StoreError):
         store.ping()
+
+
+# -- upgrading a schema-1 database ------------------------------------------------------
+
+
+def make_schema_1_database(url: str) -> None:
+    """A database as the schema-1 collector left it: events with their whole JSON,
+    counters, images, hosts, and version 1 recorded."""
+    from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+
+    from collector.schema import UTCDateTime
+
+    md = MetaData()
+    version = Table("schema_version", md, Column("version", Integer, primary_key=True, autoincrement=False),
+                    Column("description", String, nullable=False), Column("applied_at", UTCDateTime, nullable=False))
+    ev = Table("events", md, Column("event_id", String, primary_key=True), Column("time", UTCDateTime, nullable=False),
+               *[Column(c, String, nullable=False) for c in ("host_id", "host_platform", "image_ref", "image_platform",
+                                                             "binary_platform", "cause", "hint_id")],
+               Column("payload", Text, nullable=False), Column("replica_id", String, nullable=False),
+               Index("ix_events_time", "time"), Index("ix_events_host_id", "host_id"),
+               Index("ix_events_image_ref", "image_ref"), Index("ix_events_cause", "cause"))
+    Table("exit_counts", md, *[Column(c, String, primary_key=True) for c in (
+        "replica_id", "cause", "host_platform", "image_platform", "binary_platform", "image")],
+        Column("count", BigInteger, nullable=False))
+    Table("host_exit_counts", md, *[Column(c, String, primary_key=True) for c in ("replica_id", "host", "host_platform")],
+          Column("count", BigInteger, nullable=False))
+    Table("images", md, Column("image_ref", String, primary_key=True), Column("first_seen", UTCDateTime, nullable=False))
+    Table("hosts", md, Column("host_id", String, primary_key=True), Column("platform", String, nullable=False),
+          Column("facts", Text, nullable=False), Column("first_seen", UTCDateTime, nullable=False),
+          Column("last_seen", UTCDateTime, nullable=False), Column("connected_replica", String, nullable=True),
+          Column("spool_events", BigInteger, nullable=False), Column("dropped_total", BigInteger, nullable=False))
+    engine = create_engine(database_url(url))
+    try:
+        with engine.begin() as conn:
+            md.create_all(conn)
+            conn.execute(version.insert().values(version=1, description="events, counters, images and hosts", applied_at=T0))
+            for i, (host, minutes, hint) in enumerate([("h1", 0, "pull_platform"), ("h2", 5, "rebuild_multiplatform"),
+                                                       ("h1", 9, "rebuild_multiplatform")]):
+                payload = {"event_id": f"old{i}", "host": {"host_id": host}, "cause": "arch_mismatch",
+                           "hint": {"id": hint, "title": "t", "text": "x", "commands": []}}
+                conn.execute(ev.insert().values(
+                    event_id=f"old{i}", time=T0 + timedelta(minutes=minutes), host_id=host, host_platform="linux/arm64",
+                    image_ref="app:1", image_platform="linux/amd64", binary_platform="linux/amd64",
+                    cause="arch_mismatch", hint_id=hint, payload=json.dumps(payload), replica_id="r1"))
+    finally:
+        engine.dispose()
+
+
+def test_a_schema_1_database_is_upgraded_in_place(open_store, store_url):
+    make_schema_1_database(store_url)
+    store = open_store(replica_id="r1")
+    assert schema_versions(store_url) == [1, 2]
+
+    # old events read as they were stored; hint groups were built from them
+    assert ids(store.events()) == ["old2", "old1", "old0"]
+    assert store.events()[0]["hint"]["id"] == "rebuild_multiplatform"
+    (group,) = store.hint_groups()
+    assert (group.hosts, group.exits, group.hint_id) == (2, 3, "rebuild_multiplatform")
+    assert (group.first_seen, group.last_seen, group.example_hosts) == (T0, T0 + timedelta(minutes=9), ("h1", "h2"))
+    assert group.sample["event_id"] == "old2"
+
+    # new events go in the new form beside them, and fold into the same group
+    assert store.insert_events([event("new", minutes=20, host="h3"), event("old1")]) == [True, False]
+    assert ids(store.events()) == ["new", "old2", "old1", "old0"]
+    assert store.events()[0]["host"]["host_id"] == "h3"
+    (group,) = store.hint_groups()
+    assert (group.hosts, group.exits, group.example_hosts[0]) == (3, 4, "h3")
+    store.close()
+    open_store(replica_id="r1").close()  # reopening finds nothing left to do
+    assert schema_versions(store_url) == [1, 2]
+
+
+def test_prune_recomputes_the_hint_groups_it_shortened(open_store):
+    store = open_store()
+    store.insert_events([event("a", minutes=0, host="h1"), event("b", minutes=10, host="h2"),
+                         event("c", minutes=20, host="h2"), event("z", minutes=0, image="gone:1")])
+    assert store.prune(T0 + timedelta(minutes=5)) == 2
+    (group,) = store.hint_groups()
+    assert (group.image, group.hosts, group.exits, group.first_seen) == ("app:1", 1, 2, T0 + timedelta(minutes=10))
+    assert group.example_hosts == ("h2",)
+
+
+def test_one_write_stores_an_event_carried_twice_once(open_store):
+    store = open_store()
+    assert store.write([event("a"), event("b"), event("a", host="h2")]) == {"a", "b"}
+    assert store.write([event("a"), event("c")]) == {"c"}
+    assert [c.count for c in store.exit_counts()] == [3]
+
+
+def test_hosts_page_by_host_id(open_store):
+    store = open_store()
+    for n in range(7):
+        store.upsert_host(f"h{n}", "linux/amd64", {"n": n}, seen=T0, connected=True)
+    assert [h.host_id for h in store.hosts(limit=3)] == ["h0", "h1", "h2"]
+    assert [h.host_id for h in store.hosts(limit=3, after="h2")] == ["h3", "h4", "h5"]
+    assert [h.host_id for h in store.hosts(limit=3, after="h5")] == ["h6"]
+    assert [h.facts for h in store.hosts(limit=2, facts=False)] == [{}, {}]
+
+
+def test_backfilled_exits_are_stored_but_not_counted(open_store):
+    store = open_store()
+    old = dataclasses.replace(event("old", minutes=0), backfilled=True)
+    assert store.insert_events([old, event("new", minutes=1)]) == [True, True]
+    assert sorted(ids(store.events())) == ["new", "old"]
+    assert [c.count for c in store.exit_counts()] == [1]
+    assert [c.count for c in store.host_exit_counts()] == [1]

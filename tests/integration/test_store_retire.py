@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from collector import ingest
 from collector.records import EventRecord
+from enoexec.v1 import enoexec_pb2 as pb
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -18,11 +20,11 @@ class Clock:
 
 
 def exit_on(host: str, event_id: str) -> EventRecord:
-    return EventRecord(
-        event_id=event_id, time=T0, host_id=host, host_platform="linux/arm64", image_ref="app:1",
-        image_platform="linux/amd64", binary_platform="linux/amd64", cause="arch_mismatch",
-        hint_id="pull_platform", payload={"event_id": event_id},
-    )
+    ev = pb.Event(event_id=event_id, host=pb.HostFacts(host_id=host, platform="linux/arm64"), cause="arch_mismatch",
+                  image=pb.ImageFacts(ref="app:1", declared_platform="linux/amd64"),
+                  binary=pb.BinaryFacts(platform="linux/amd64"))
+    ev.time.FromDatetime(T0)
+    return ingest.record(ev)
 
 
 def test_forget_keeps_counters_and_refuses_a_connected_host(open_store):

@@ -14,9 +14,10 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from collector import ingest
+from collector import eventcodec, ingest
 from enoexec import platforms
 from enoexec.causes import CAUSES
+from enoexec.hints import hint_of
 from enoexec.v1 import enoexec_pb2 as pb
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
@@ -126,7 +127,21 @@ def test_split_never_raises_and_accepts_only_well_formed_events(batch_events: li
         assert len(rec.image_ref) <= ingest.MAX_LABEL and rec.image_ref.isprintable()
         assert 1 <= len(rec.event_id) <= ingest.MAX_ID
         assert datetime(2000, 1, 1, tzinfo=timezone.utc) <= rec.time <= NOW + timedelta(days=1)
-        json.dumps(rec.payload)  # storable as JSON
+        json.dumps(eventcodec.payload(rec.body, rec.host_facts, rec.image_facts, None))  # readable back as JSON
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(events())
+def test_the_cached_hint_id_is_the_hint_engines_and_storage_round_trips(ev: pb.Event) -> None:
+    """The hint id is cached on the facts that choose it: it must equal the engine's
+    choice for every event; and an event split for storage joins back to itself."""
+    assert ingest.hint_id_of(ev) == hint_of(ev).id
+    original = pb.Event()
+    original.CopyFrom(ev)
+    original.host.SetInParent()  # stored events always have both parts, if empty
+    original.image.SetInParent()
+    body, host, image = eventcodec.split(ev)
+    assert eventcodec.join(body, host, image) == original
 
 
 def test_a_plausible_event_is_accepted() -> None:

@@ -16,18 +16,16 @@ from collector.metrics import FleetCollector
 from collector.records import EventRecord
 from collector.stats import Stats
 from collector.store import Store
+from tests.records import exit_record
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
 NAME = "enoexec_last_exit_timestamp_seconds"
 
 
-def ev(event_id: str, *, ago: timedelta, host: str = "pi-1", image: str = "shop/web:2", title: str = "Pull the linux/arm64 variant of the image",
+def ev(event_id: str, *, ago: timedelta, host: str = "pi-1", image: str = "shop/web:2", pull: bool = True,
        backfilled: bool = False) -> EventRecord:
-    payload = {"event_id": event_id, "hint": {"id": "pull_platform", "title": title, "text": "", "commands": []}}
-    if backfilled:
-        payload["backfilled"] = True
-    return EventRecord(event_id, NOW - ago, host, "linux/arm64", image, "linux/amd64", "linux/amd64",
-                       "arch_mismatch", "pull_platform", payload)
+    return exit_record(event_id, NOW - ago, host, image=image, backfilled=backfilled,
+                       **({} if pull else {"available": None}))
 
 
 @pytest.fixture
@@ -59,7 +57,7 @@ def scrape(store: Store, cap: int = 200) -> dict[tuple[str, ...], float]:
 
 def test_latest_exit_per_host_with_the_newest_hint_title(store: Store) -> None:
     store.insert_events([
-        ev("a", ago=timedelta(minutes=9), title="old title"),
+        ev("a", ago=timedelta(minutes=9), pull=False),
         ev("b", ago=timedelta(minutes=2)),
         ev("c", ago=timedelta(minutes=5), host="pi-2"),
     ])

@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from collector import eventcodec
 from collector.metrics import OTHER, FleetCollector, allowed_images
+from collector.presence import Presence
 from collector.records import EventRecord
 from collector.stats import Stats
 from collector.store import Store
+from enoexec.v1 import enoexec_pb2 as pb
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
 NOW = T0 + timedelta(hours=1)
@@ -23,8 +26,9 @@ def ev(event_id: str, *, minutes: int, host: str = "graviton-1", host_platform: 
        image: str = "edge/agent:2", cause: str = "no_32bit_support", hint: str = "rebuild_64bit",
        image_platform: str = "linux/arm/v7", binary_platform: str = "linux/arm/v7") -> EventRecord:
     when = T0 + timedelta(minutes=minutes)
+    body, host_facts, image_facts = eventcodec.split(pb.Event(event_id=event_id, host=pb.HostFacts(host_id=host)))
     return EventRecord(event_id, when, host, host_platform, image, image_platform, binary_platform, cause, hint,
-                       {"event_id": event_id, "hint": {"id": hint, "title": "", "text": "", "commands": []}})
+                       body, eventcodec.ref(host_facts), host_facts, eventcodec.ref(image_facts), image_facts)
 
 
 @pytest.fixture
@@ -39,9 +43,9 @@ def store(db: str) -> Iterator[Store]:
     s.close()
 
 
-def scrape(store: Store, stats: Stats | None = None, cap: int = 200) -> CollectorRegistry:
+def scrape(store: Store, stats: Stats | None = None, cap: int = 200, presence: Presence | None = None) -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(FleetCollector(store, stats or Stats(), max_image_labels=cap))
+    registry.register(FleetCollector(store, stats or Stats(), presence, max_image_labels=cap))
     return registry
 
 
@@ -141,16 +145,23 @@ def test_process_stats_are_exposed(store: Store) -> None:
     stats = Stats()
     stats.add(received=5, duplicate=2, rejected=Counter({"bad_cause": 1, "host_mismatch": 2}))
     stats.reject("no_hello")
-    stats.connect(+1)
-    stats.connect(+1)
-    stats.connect(-1)
-    r = scrape(store, stats)
+    for delta in (+1, +1, +1, -1):
+        stats.stream(delta)
+    presence = Presence(clock=lambda: NOW)
+    presence.hello("h1", "linux/amd64", {}, spool_events=0, dropped_total=0)
+    presence.hello("h1", "linux/amd64", {}, spool_events=0, dropped_total=0)  # a second stream of h1
+    presence.hello("h2", "linux/amd64", {}, spool_events=0, dropped_total=0)
+    presence.bye("h1")  # h1's other stream lives on
+    presence.bye("h2")
+    r = scrape(store, stats, presence=presence)
     assert r.get_sample_value("enoexec_collector_events_received_total") == 5
     assert r.get_sample_value("enoexec_collector_events_duplicate_total") == 2
     assert r.get_sample_value("enoexec_collector_events_rejected_total", {"reason": "bad_cause"}) == 1
     assert r.get_sample_value("enoexec_collector_events_rejected_total", {"reason": "host_mismatch"}) == 2
     assert r.get_sample_value("enoexec_collector_events_rejected_total", {"reason": "no_hello"}) == 1
     assert r.get_sample_value("enoexec_agents_connected") == 1
+    assert r.get_sample_value("enoexec_collector_streams") == 2
+    assert r.get_sample_value("enoexec_agent_last_seen_timestamp_seconds", {"host": "h1", "platform": "linux/amd64"}) == NOW.timestamp()
 
 
 def test_counters_survive_pruning_and_reopening(store: Store, db: str) -> None:
