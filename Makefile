@@ -38,6 +38,9 @@ bench-smoke: venv
 	$(PYTHON) benchmarks/ingest_bench.py --quick
 	$(PYTHON) benchmarks/fleet_bench.py --quick
 	$(PYTHON) benchmarks/scrape_bench.py --quick
+	PYTHONPATH=. $(PYTHON) benchmarks/agent_imports_bench.py --quick
+	PYTHONPATH=. $(PYTHON) benchmarks/agent_footprint_bench.py --quick
+	PYTHONPATH=. $(PYTHON) benchmarks/detection_latency_bench.py --quick
 
 quickstart:
 	bash deploy/quickstart.sh

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
 import shutil
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import config, render
-from agent.delivery import wire
+# Only what parsing needs: each command imports its own modules, so --help and
+# facts pay for neither asyncio nor grpc nor protobuf (see benchmarks/agent_imports_bench.py).
+from agent import config
 from agent.errors import ConfigError, DockerUnavailable, NoSuchContainer
-from enoexec import __version__, clikit, eventjson, text
+from enoexec import __version__, clikit, text
 from enoexec.errors import EXIT_FINDING, EXIT_OK
 
 # Exit codes of ``diagnose`` beyond the shared ones (0 diagnosed, 2 usage,
@@ -26,6 +25,9 @@ EXIT_NOT_EXEC_FORMAT = EXIT_FINDING
 EXIT_STILL_RUNNING = 5
 
 logger = logging.getLogger(__name__)
+
+# The demo's platforms (agent.demo.TARGETS), written here so --help needs no import.
+DEMO_PLATFORMS = ("linux/arm64", "linux/amd64", "linux/s390x", "linux/ppc64le", "linux/riscv64", "linux/arm/v7")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,16 +56,20 @@ def parser() -> argparse.ArgumentParser:
     facts.add_argument("--host-id", metavar="ID", help="host id to report")
     demo = sub.add_parser("demo", help="run a foreign-architecture image built here, to see an exit caught",
                           description="Build an image for another CPU from scratch (no registry), load it and run it once. A running agent reports the exit within seconds.")
-    demo.add_argument("--platform", default="linux/arm64", help="platform of the demo image (default linux/arm64)")
+    demo.add_argument("--platform", choices=DEMO_PLATFORMS, metavar="PLATFORM",
+                      help=f"platform of the demo image, one of {', '.join(DEMO_PLATFORMS)} "
+                           "(default: the first this host neither runs nor emulates)")
     demo.add_argument("--docker-host", metavar="URL", help="Docker Engine URL (default $DOCKER_HOST, then the local socket)")
     return p
 
 
 def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from agent import demo
-    from agent.service import docker_client
+    from agent.engine.connect import docker_client, gather_facts
 
-    result = demo.run(docker_client(_docker_url(args, env)), args.platform)
+    api = docker_client(_docker_url(args, env))
+    platform = args.platform or demo.choose_platform(gather_facts(api, "demo"))
+    result = demo.run(api, platform)
     log = text.oneline(result["log"] or "(no log)")
     print(f"ran {result['image']}: exit {result['exit_code']}: {log}")
     print(f"container {result['container'][:12]}; see it with: {self_command(sys.argv[0])} diagnose {result['container'][:12]}")
@@ -92,6 +98,9 @@ def _docker_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 
 
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import asyncio
+    import signal
+
     cfg = config.build(args, env)  # every config error, before any log line or connection
     from enoexec.logsetup import Repeats, configure
 
@@ -144,9 +153,12 @@ def cmd_diagnose(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import docker.errors
     import requests.exceptions
 
+    from agent import render
+    from agent.delivery import wire
     from agent.diagnosis.diagnose import Diagnoser, Exit
+    from agent.engine.connect import docker_client, gather_facts
     from agent.engine.images import ImageInspector
-    from agent.service import docker_client, gather_facts
+    from enoexec import eventjson
 
     api = docker_client(url)
     try:
@@ -184,8 +196,9 @@ def _outcome(args: argparse.Namespace, container_id: str, code: int, message: st
 
 
 def cmd_facts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from agent import render
+    from agent.engine.connect import docker_client, gather_facts
     from agent.host import binfmt
-    from agent.service import docker_client, gather_facts
 
     url = _docker_url(args, env)
     host_id = config.check_host_id(args.host_id or env.get("ENOEXEC_HOST_ID", ""))
@@ -197,6 +210,9 @@ def cmd_facts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
         host = hostfacts.gather(host_id=host_id or None, proc_root=Path("/proc"), docker_info=None, docker_version=None)
     if args.json:
+        from agent.delivery import wire  # the wire's JSON form: protobuf only for --json
+        from enoexec import eventjson
+
         print(json.dumps(eventjson.to_json(wire.host_pb(host)), indent=2))
     else:
         print(render.host_text(host, binfmt_mounted=binfmt.mounted(Path("/proc"))))

@@ -2,7 +2,10 @@
 
 The image is built from scratch (no registry): its entrypoint is an ELF header
 for another CPU, so this host's kernel refuses it with a genuine exec format
-error, which a running agent catches within seconds.
+error, which a running agent catches within seconds. Without ``--platform`` the
+platform is chosen (:func:`choose_platform`) so that this host neither runs it
+natively nor has any binfmt_misc registration for it: an arm64 host gets amd64,
+an amd64 host arm64, a host emulating both s390x.
 """
 
 from __future__ import annotations
@@ -12,17 +15,34 @@ from typing import Any
 
 from agent.engine import scratch_image
 from agent.errors import AgentError
+from agent.model import HostFacts
 from enoexec import platforms
 
 # platform -> (e_machine, bits, little endian, image architecture, variant)
 _TARGETS = {
     platforms.ARM64: (scratch_image.EM_AARCH64, 64, True, "arm64", ""),
-    platforms.ARM_V7: (scratch_image.EM_ARM, 32, True, "arm", "v7"),
+    platforms.AMD64: (scratch_image.EM_X86_64, 64, True, "amd64", ""),
     platforms.S390X: (scratch_image.EM_S390, 64, False, "s390x", ""),
     platforms.PPC64LE: (scratch_image.EM_PPC64, 64, True, "ppc64le", ""),
     platforms.RISCV64: (scratch_image.EM_RISCV, 64, True, "riscv64", ""),
+    platforms.ARM_V7: (scratch_image.EM_ARM, 32, True, "arm", "v7"),
 }
-TARGETS = tuple(_TARGETS)
+TARGETS = tuple(_TARGETS)  # also the order of preference
+
+
+def choose_platform(host: HostFacts, targets: tuple[str, ...] = TARGETS) -> str:
+    """The first of ``targets`` this host can neither run nor emulate.
+
+    Every enabled binfmt_misc registration counts, with the F flag or without: an
+    entry without F would make the kernel look for the emulator inside the demo
+    image and fail with "no such file or directory" instead of exec format error.
+    """
+    ruled_out = set(host.runnable_platforms) | {host.platform}
+    ruled_out |= {e.platform for e in host.emulators if e.enabled and e.platform}
+    for p in targets:
+        if p not in ruled_out:
+            return p
+    raise AgentError(f"this host runs or emulates every demo platform ({', '.join(targets)}); nothing would fail here")
 
 
 def run(api: Any, platform: str = platforms.ARM64) -> dict[str, Any]:

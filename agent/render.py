@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.delivery import wire
 from agent.model import Event, HostFacts
-from enoexec import hints, text
+from enoexec import text
 
 EVIDENCE = {
     "runtime_message": "runtime_message (the runtime said the file could not be executed)",
@@ -19,6 +18,9 @@ EVIDENCE = {
 
 def hint_json(event: Event) -> dict[str, Any]:
     """The remediation hint for one event, as the collector would give it."""
+    from agent.delivery import wire  # protobuf: only diagnose needs it, not facts
+    from enoexec import hints
+
     return hints.hint_json(hints.hint_of(wire.event_pb(event)))
 
 

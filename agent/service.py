@@ -14,28 +14,26 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
-import docker
 import docker.errors
 import grpc
 import requests.exceptions
 
-from agent import docker_errors
 from agent.config import AgentConfig
 from agent.delivery import wire
 from agent.delivery.sender import Sender
 from agent.delivery.spool import Spool
 from agent.diagnosis.diagnose import Diagnoser, Outcome, seen_keys
 from agent.engine import exits as ex
+from agent.engine.connect import docker_client, gather_facts
 from agent.engine.exits import Exit
+from agent.engine.images import DAEMON_WAIT, ImageInspector
 from agent.engine.ordered import OrderedPool
 from agent.engine.reconcile import InspectCache, replay_exits, state_exits
 from agent.engine.watch import Watcher
 from agent.errors import ConfigError, DockerUnavailable
 from agent.host import hostfacts
-from agent.model import HostFacts
 from enoexec.limits import MAX_EVENT_BYTES
 from enoexec.sdnotify import Notifier
 
@@ -53,25 +51,6 @@ SEEN_RETENTION = timedelta(days=7)
 SHUTDOWN_GRACE = 5.0
 FACTS_REFRESH = 60.0
 PARALLEL_EXITS = 8
-
-
-def docker_client(url: str) -> docker.APIClient:
-    """A client for the engine at ``url``; DockerUnavailable says how to fix a failure."""
-    try:
-        return docker.APIClient(base_url=url, version="auto", timeout=30)
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        raise docker_errors.explain(url, e) from e
-
-
-def gather_facts(api: Any, host_id: str, proc_root: Path = Path("/proc")) -> HostFacts:
-    """Host facts with the Docker Engine's view when it answers, without otherwise."""
-    info: dict[str, Any] | None = None
-    version: dict[str, Any] | None = None
-    try:
-        info, version = api.info(), api.version()
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        logger.warning("docker facts unavailable error=%s", str(e).splitlines()[0][:200])
-    return hostfacts.gather(host_id=host_id or None, proc_root=proc_root, docker_info=info, docker_version=version)
 
 
 def credentials(config: AgentConfig) -> grpc.ChannelCredentials | None:
@@ -107,6 +86,7 @@ class Agent:
         self._binfmt = hostfacts.binfmt_signature(self._proc_root)
         self.diagnoser = Diagnoser(
             self.api, lambda: self.host, lookup_registry=config.lookup_registry,
+            images=ImageInspector(self.api, wait=DAEMON_WAIT),
             image_fallback=config.image_fallback, clock=clock,
         )
         self.sender = Sender(

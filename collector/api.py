@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from collector import auth, fleetcheck, hints_view, ingest
+from collector.agent_resources import ResourceBoard, resources_json
 from collector.errors import InvalidReference, RegistryError, RegistryRefused, StoreError
 from collector.presence import Presence, overlay
 from collector.registry import parse_reference
@@ -157,8 +158,10 @@ class Api:
         lookup_platforms: PlatformLookup,
         tokens: auth.Tokens | None = None,
         protect_metrics: bool = False,
+        resources: ResourceBoard | None = None,
         presence: Presence | None = None,
     ) -> None:
+        self._resources = resources or ResourceBoard()
         self._store = store
         self._presence = presence or Presence()
         self._registry = registry
@@ -251,7 +254,14 @@ class Api:
         stored = await asyncio.to_thread(lambda: self._store.hosts(limit=limit, after=cursor))
         rows = overlay(stored, self._presence.local(), after=cursor, limit=limit)
         next_cursor = rows[-1].host_id if len(rows) >= limit else None
-        return web.json_response({"hosts": [host_json(h) for h in rows], "next_cursor": next_cursor})
+        return web.json_response({"hosts": [self._with_resources(host_json(h)) for h in rows], "next_cursor": next_cursor})
+
+    def _with_resources(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The agent's own report, while it is connected: ``spool_writable`` is null when unknown."""
+        r = self._resources.get(doc["host_id"])
+        doc["spool_writable"] = r.spool_writable if r is not None else None
+        doc["agent_resources"] = resources_json(r)
+        return doc
 
     async def hints(self, request: web.Request) -> web.Response:
         groups = await asyncio.to_thread(self._store.hint_groups)

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from collector import auth, listen
 from collector import registry as image_registry
+from collector.agent_resources import AgentResourcesCollector, BuildInfoCollector, ResourceBoard
 from collector.api import Api
 from collector.config import CollectorConfig
 from collector.errors import ConfigError, StoreError
@@ -103,6 +104,9 @@ class Collector:
         self.registry.register(
             FleetCollector(self.store, self.stats, self.presence, max_image_labels=config.max_image_labels)
         )
+        self.resources = ResourceBoard()
+        self.registry.register(AgentResourcesCollector(self.resources))
+        self.registry.register(BuildInfoCollector())
         self.tokens = auth.load_tokens(config.tokens_file) if config.tokens_file else None
         self.http_tokens = auth.load_tokens(config.http_token_file) if config.http_token_file else None
         self.grpc_port = 0
@@ -141,6 +145,7 @@ class Collector:
                 self.stats, self.presence, writer, max_batch_events=self.config.max_batch_events,
                 tokens=self.tokens, agent_rate=self.config.agent_rate, agent_burst=self.config.agent_burst,
                 max_streams=self.config.max_streams, hello_timeout=self.config.hello_timeout,
+                resources=self.resources,
             ),
             server,
         )
@@ -159,7 +164,7 @@ class Collector:
         policy = self.config.check_registries
         api = Api(
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
-            tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, presence=self.presence,
+            tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, presence=self.presence, resources=self.resources,
         )
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import grpc
 
 from collector import auth, ingest
+from collector.agent_resources import ResourceBoard
 from collector.errors import StoreError
 from collector.presence import Presence
 from collector.ratelimit import TokenBucket
@@ -56,7 +57,9 @@ class CollectorService(pb_grpc.CollectorServicer):
         max_streams: int = 20_000,
         hello_timeout: float = HELLO_TIMEOUT,
         clock: Callable[[], datetime] = utcnow,
+        resources: ResourceBoard | None = None,
     ) -> None:
+        self._resources = resources or ResourceBoard()
         self._stats = stats
         self._presence = presence
         self._writer = writer
@@ -108,6 +111,7 @@ class CollectorService(pb_grpc.CollectorServicer):
 
         self._presence.hello(host_id, ingest.label(hello.host.platform), to_json(hello.host),
                              spool_events=hello.spool.events, dropped_total=hello.spool.dropped_total)
+        self._resources.report(host_id, context, hello)
         logger.info("agent connected host_id=%s platform=%s agent_version=%s peer=%s",
                     host_id, hello.host.platform, hello.agent_version, context.peer())
         bucket = self._buckets.setdefault(host_id, TokenBucket(self._rate, self._burst))
@@ -122,7 +126,9 @@ class CollectorService(pb_grpc.CollectorServicer):
                     spool = msg.heartbeat.spool
                     self._presence.heartbeat(host_id, msg.heartbeat, spool_events=spool.events,
                                              dropped_total=spool.dropped_total)
+                    self._resources.report(host_id, context, msg.heartbeat)
         finally:
+            self._resources.forget(host_id, context)
             self._presence.bye(host_id)
             logger.info("agent disconnected host_id=%s", host_id)
 

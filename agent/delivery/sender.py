@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 import grpc
 
+from agent import selfstats
 from agent.delivery.backoff import Backoff
 from agent.delivery.spool import Spool
 from agent.delivery.stream_errors import explain
@@ -48,6 +49,7 @@ class Sender:
         batch_size: int = 100,
         heartbeat_interval: float = 15.0,
         backoff: Backoff | None = None,
+        self_stats: Callable[[], selfstats.SelfStats] = selfstats.read,
     ) -> None:
         self._target = target
         self._spool = spool
@@ -60,6 +62,7 @@ class Sender:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._batch_id = 0
+        self._self_stats = self_stats
         self._failures = Repeats(logger, "collector unreachable", every=300.0)
         self.fatal: ConfigError | None = None  # a refusal retrying cannot fix; run() returned
         self.failed = asyncio.Event()  # set with ``fatal``
@@ -79,7 +82,21 @@ class Sender:
 
     def _spool_stats(self) -> pb.SpoolStats:
         s = self._spool.stats()
-        return pb.SpoolStats(events=s.events, dropped_total=s.dropped_total)
+        return pb.SpoolStats(events=s.events, dropped_total=s.dropped_total, bytes=s.bytes)
+
+    def _resources(self) -> pb.AgentResources:
+        """What this agent costs its host, and whether its spool can still be written."""
+        me = self._self_stats()
+        return pb.AgentResources(
+            resident_memory_bytes=me.resident_memory_bytes, cpu_seconds=me.cpu_seconds, open_fds=me.open_fds,
+            spool_writable=not self._spool.write_failed and selfstats.writable(self._spool.path),
+            uptime_seconds=me.uptime_seconds,
+        )
+
+    def _beat(self) -> pb.Heartbeat:
+        beat = pb.Heartbeat(spool=self._spool_stats(), resources=self._resources())
+        beat.time.FromDatetime(datetime.now(timezone.utc))
+        return beat
 
     async def run(self) -> None:
         """Connect, stream, reconnect until ``stop``; returns once stopped."""
@@ -110,7 +127,10 @@ class Sender:
         async with self._channel() as channel:
             call = pb_grpc.CollectorStub(channel).Stream(metadata=self._metadata)
             try:
-                hello = pb.Hello(agent_version=__version__, host=self._host_facts(), spool=await asyncio.to_thread(self._spool_stats))
+                hello = pb.Hello(
+                    agent_version=__version__, host=self._host_facts(),
+                    spool=await asyncio.to_thread(self._spool_stats), resources=await asyncio.to_thread(self._resources),
+                )
                 await call.write(pb.AgentMessage(hello=hello))
                 welcome = await asyncio.wait_for(call.read(), ACK_TIMEOUT)
                 if welcome is grpc.aio.EOF or not welcome.HasField("welcome"):
@@ -139,8 +159,7 @@ class Sender:
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
             except asyncio.TimeoutError:
-                beat = pb.Heartbeat(spool=await asyncio.to_thread(self._spool_stats))
-                beat.time.FromDatetime(datetime.now(timezone.utc))
+                beat = await asyncio.to_thread(self._beat)
                 await call.write(pb.AgentMessage(heartbeat=beat))
                 last_beat = loop.time()
 

@@ -136,6 +136,7 @@ class Spool:
         self._clock = clock
         self._lock = threading.Lock()
         self._last_seen_prune = float("-inf")
+        self.write_failed = False  # the last write transaction failed
         self._last_checkpoint = clock()
         self._conn: sqlite3.Connection | None = open_spool(
             self._path, synchronous=synchronous, clock=clock, seen_ttl=seen_ttl
@@ -322,16 +323,21 @@ class Spool:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._locked() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                self._load_counters(conn)
-                raise
+        try:
+            with self._locked() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    self._load_counters(conn)
+                    raise
+        except SpoolError:
+            self.write_failed = True  # reported in heartbeats (spool_writable)
+            raise
+        self.write_failed = False
 
     def _error(self, e: sqlite3.Error) -> SpoolError:
         return SpoolError(

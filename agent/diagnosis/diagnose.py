@@ -218,6 +218,8 @@ class Diagnoser:
             evidence, decisive_only = FILE_ONLY, True
         else:
             return None
+        if self._lookup_registry:  # in the background, while the entrypoint is read
+            self._images.prefetch(s.config.get("Image") or exit.image_ref)
         binary = self.binaries.read(
             s.image_id, argv, container_id=s.container_id if s.readable else None,
             path_env=entrypoint.path_from_env(s.config.get("Env")), workdir=s.config.get("WorkingDir") or "/",

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65noexec/v1/enoexec.proto\x12\nenoexec.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x01\n\x0c\x41gentMessage\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.enoexec.v1.HelloH\x00\x12\'\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x16.enoexec.v1.EventBatchH\x00\x12*\n\theartbeat\x18\x03 \x01(\x0b\x32\x15.enoexec.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"b\n\x10\x43ollectorMessage\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.enoexec.v1.WelcomeH\x00\x12\x1e\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x0f.enoexec.v1.AckH\x00\x42\x06\n\x04\x62ody\"j\n\x05Hello\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12#\n\x04host\x18\x02 \x01(\x0b\x32\x15.enoexec.v1.HostFacts\x12%\n\x05spool\x18\x03 \x01(\x0b\x32\x16.enoexec.v1.SpoolStats\">\n\x07Welcome\x12\x19\n\x11\x63ollector_version\x18\x01 \x01(\t\x12\x18\n\x10max_batch_events\x18\x02 \x01(\r\"\\\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05spool\x18\x02 \x01(\x0b\x32\x16.enoexec.v1.SpoolStats\"3\n\nSpoolStats\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x04\x12\x15\n\rdropped_total\x18\x02 \x01(\x04\"A\n\nEventBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12!\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x11.enoexec.v1.Event\"Z\n\x03\x41\x63k\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x18\n\x10stored_event_ids\x18\x02 \x03(\t\x12\'\n\x08rejected\x18\x03 \x03(\x0b\x32\x15.enoexec.v1.Rejection\"-\n\tRejection\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"_\n\x08\x45mulator\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x13\n\x0binterpreter\x18\x03 \x01(\t\x12\r\n\x05\x66lags\x18\x04 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x05 \x01(\x08\"\xeb\x02\n\tHostFacts\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x16\n\x0ekernel_machine\x18\x03 \x01(\t\x12\x16\n\x0ekernel_release\x18\x04 \x01(\t\x12\x16\n\x0e\x64ocker_version\x18\x05 \x01(\t\x12\x17\n\x0f\x64ocker_platform\x18\x06 \x01(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_runtime\x18\x07 \x01(\t\x12\x17\n\x0fruntime_version\x18\x08 \x01(\t\x12\x11\n\tcpu_model\x18\t \x01(\t\x12\x11\n\tpage_size\x18\n \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x0b \x01(\x04\x12\x15\n\rcan_run_32bit\x18\x0c \x01(\x08\x12\'\n\temulators\x18\r \x03(\x0b\x32\x14.enoexec.v1.Emulator\x12\x10\n\x08hostname\x18\x0e \x01(\t\x12\x1a\n\x12runnable_platforms\x18\x0f \x03(\t\"\xb9\x01\n\x0e\x43ontainerFacts\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x17\n\x0fruntime_message\x18\x04 \x01(\t\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nentrypoint\x18\x06 \x03(\t\x12\x0b\n\x03\x63md\x18\x07 \x03(\t\x12\x0f\n\x07removed\x18\x08 \x01(\x08\"\x96\x01\n\nImageFacts\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x19\n\x11\x64\x65\x63lared_platform\x18\x03 \x01(\t\x12\x14\n\x0crepo_digests\x18\x04 \x03(\t\x12\x1b\n\x13\x61vailable_platforms\x18\x05 \x03(\t\x12!\n\x19\x61vailable_platforms_known\x18\x06 \x01(\x08\"\xc0\x01\n\x0b\x42inaryFacts\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x0f\n\x07shebang\x18\x04 \x01(\t\x12\x13\n\x0binterpreter\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x16\n\x0erequested_path\x18\x08 \x01(\t\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x11\n\ttruncated\x18\n \x01(\x08\"\xb1\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04host\x18\x03 \x01(\x0b\x32\x15.enoexec.v1.HostFacts\x12-\n\tcontainer\x18\x04 \x01(\x0b\x32\x1a.enoexec.v1.ContainerFacts\x12%\n\x05image\x18\x05 \x01(\x0b\x32\x16.enoexec.v1.ImageFacts\x12\'\n\x06\x62inary\x18\x06 \x01(\x0b\x32\x17.enoexec.v1.BinaryFacts\x12\r\n\x05\x63\x61use\x18\x07 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x08 \x01(\t\x12\x10\n\x08\x65vidence\x18\t \x01(\t\x12\x12\n\nbackfilled\x18\n \x01(\x08\x32Q\n\tCollector\x12\x44\n\x06Stream\x12\x18.enoexec.v1.AgentMessage\x1a\x1c.enoexec.v1.CollectorMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65noexec/v1/enoexec.proto\x12\nenoexec.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x01\n\x0c\x41gentMessage\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.enoexec.v1.HelloH\x00\x12\'\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x16.enoexec.v1.EventBatchH\x00\x12*\n\theartbeat\x18\x03 \x01(\x0b\x32\x15.enoexec.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"b\n\x10\x43ollectorMessage\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.enoexec.v1.WelcomeH\x00\x12\x1e\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x0f.enoexec.v1.AckH\x00\x42\x06\n\x04\x62ody\"\x99\x01\n\x05Hello\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12#\n\x04host\x18\x02 \x01(\x0b\x32\x15.enoexec.v1.HostFacts\x12%\n\x05spool\x18\x03 \x01(\x0b\x32\x16.enoexec.v1.SpoolStats\x12-\n\tresources\x18\x04 \x01(\x0b\x32\x1a.enoexec.v1.AgentResources\">\n\x07Welcome\x12\x19\n\x11\x63ollector_version\x18\x01 \x01(\t\x12\x18\n\x10max_batch_events\x18\x02 \x01(\r\"\x8b\x01\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05spool\x18\x02 \x01(\x0b\x32\x16.enoexec.v1.SpoolStats\x12-\n\tresources\x18\x03 \x01(\x0b\x32\x1a.enoexec.v1.AgentResources\"B\n\nSpoolStats\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x04\x12\x15\n\rdropped_total\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\"\x86\x01\n\x0e\x41gentResources\x12\x1d\n\x15resident_memory_bytes\x18\x01 \x01(\x04\x12\x13\n\x0b\x63pu_seconds\x18\x02 \x01(\x01\x12\x10\n\x08open_fds\x18\x03 \x01(\r\x12\x16\n\x0espool_writable\x18\x04 \x01(\x08\x12\x16\n\x0euptime_seconds\x18\x05 \x01(\x01\"A\n\nEventBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12!\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x11.enoexec.v1.Event\"Z\n\x03\x41\x63k\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x18\n\x10stored_event_ids\x18\x02 \x03(\t\x12\'\n\x08rejected\x18\x03 \x03(\x0b\x32\x15.enoexec.v1.Rejection\"-\n\tRejection\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"_\n\x08\x45mulator\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x13\n\x0binterpreter\x18\x03 \x01(\t\x12\r\n\x05\x66lags\x18\x04 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x05 \x01(\x08\"\xeb\x02\n\tHostFacts\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x16\n\x0ekernel_machine\x18\x03 \x01(\t\x12\x16\n\x0ekernel_release\x18\x04 \x01(\t\x12\x16\n\x0e\x64ocker_version\x18\x05 \x01(\t\x12\x17\n\x0f\x64ocker_platform\x18\x06 \x01(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_runtime\x18\x07 \x01(\t\x12\x17\n\x0fruntime_version\x18\x08 \x01(\t\x12\x11\n\tcpu_model\x18\t \x01(\t\x12\x11\n\tpage_size\x18\n \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x0b \x01(\x04\x12\x15\n\rcan_run_32bit\x18\x0c \x01(\x08\x12\'\n\temulators\x18\r \x03(\x0b\x32\x14.enoexec.v1.Emulator\x12\x10\n\x08hostname\x18\x0e \x01(\t\x12\x1a\n\x12runnable_platforms\x18\x0f \x03(\t\"\xb9\x01\n\x0e\x43ontainerFacts\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x17\n\x0fruntime_message\x18\x04 \x01(\t\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nentrypoint\x18\x06 \x03(\t\x12\x0b\n\x03\x63md\x18\x07 \x03(\t\x12\x0f\n\x07removed\x18\x08 \x01(\x08\"\x96\x01\n\nImageFacts\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x19\n\x11\x64\x65\x63lared_platform\x18\x03 \x01(\t\x12\x14\n\x0crepo_digests\x18\x04 \x03(\t\x12\x1b\n\x13\x61vailable_platforms\x18\x05 \x03(\t\x12!\n\x19\x61vailable_platforms_known\x18\x06 \x01(\x08\"\xc0\x01\n\x0b\x42inaryFacts\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x0f\n\x07shebang\x18\x04 \x01(\t\x12\x13\n\x0binterpreter\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x16\n\x0erequested_path\x18\x08 \x01(\t\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x11\n\ttruncated\x18\n \x01(\x08\"\xb1\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04host\x18\x03 \x01(\x0b\x32\x15.enoexec.v1.HostFacts\x12-\n\tcontainer\x18\x04 \x01(\x0b\x32\x1a.enoexec.v1.ContainerFacts\x12%\n\x05image\x18\x05 \x01(\x0b\x32\x16.enoexec.v1.ImageFacts\x12\'\n\x06\x62inary\x18\x06 \x01(\x0b\x32\x17.enoexec.v1.BinaryFacts\x12\r\n\x05\x63\x61use\x18\x07 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x08 \x01(\t\x12\x10\n\x08\x65vidence\x18\t \x01(\t\x12\x12\n\nbackfilled\x18\n \x01(\x08\x32Q\n\tCollector\x12\x44\n\x06Stream\x12\x18.enoexec.v1.AgentMessage\x1a\x1c.enoexec.v1.CollectorMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,32 +36,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTMESSAGE']._serialized_end=217
   _globals['_COLLECTORMESSAGE']._serialized_start=219
   _globals['_COLLECTORMESSAGE']._serialized_end=317
-  _globals['_HELLO']._serialized_start=319
-  _globals['_HELLO']._serialized_end=425
-  _globals['_WELCOME']._serialized_start=427
-  _globals['_WELCOME']._serialized_end=489
-  _globals['_HEARTBEAT']._serialized_start=491
-  _globals['_HEARTBEAT']._serialized_end=583
-  _globals['_SPOOLSTATS']._serialized_start=585
-  _globals['_SPOOLSTATS']._serialized_end=636
-  _globals['_EVENTBATCH']._serialized_start=638
-  _globals['_EVENTBATCH']._serialized_end=703
-  _globals['_ACK']._serialized_start=705
-  _globals['_ACK']._serialized_end=795
-  _globals['_REJECTION']._serialized_start=797
-  _globals['_REJECTION']._serialized_end=842
-  _globals['_EMULATOR']._serialized_start=844
-  _globals['_EMULATOR']._serialized_end=939
-  _globals['_HOSTFACTS']._serialized_start=942
-  _globals['_HOSTFACTS']._serialized_end=1305
-  _globals['_CONTAINERFACTS']._serialized_start=1308
-  _globals['_CONTAINERFACTS']._serialized_end=1493
-  _globals['_IMAGEFACTS']._serialized_start=1496
-  _globals['_IMAGEFACTS']._serialized_end=1646
-  _globals['_BINARYFACTS']._serialized_start=1649
-  _globals['_BINARYFACTS']._serialized_end=1841
-  _globals['_EVENT']._serialized_start=1844
-  _globals['_EVENT']._serialized_end=2149
-  _globals['_COLLECTOR']._serialized_start=2151
-  _globals['_COLLECTOR']._serialized_end=2232
+  _globals['_HELLO']._serialized_start=320
+  _globals['_HELLO']._serialized_end=473
+  _globals['_WELCOME']._serialized_start=475
+  _globals['_WELCOME']._serialized_end=537
+  _globals['_HEARTBEAT']._serialized_start=540
+  _globals['_HEARTBEAT']._serialized_end=679
+  _globals['_SPOOLSTATS']._serialized_start=681
+  _globals['_SPOOLSTATS']._serialized_end=747
+  _globals['_AGENTRESOURCES']._serialized_start=750
+  _globals['_AGENTRESOURCES']._serialized_end=884
+  _globals['_EVENTBATCH']._serialized_start=886
+  _globals['_EVENTBATCH']._serialized_end=951
+  _globals['_ACK']._serialized_start=953
+  _globals['_ACK']._serialized_end=1043
+  _globals['_REJECTION']._serialized_start=1045
+  _globals['_REJECTION']._serialized_end=1090
+  _globals['_EMULATOR']._serialized_start=1092
+  _globals['_EMULATOR']._serialized_end=1187
+  _globals['_HOSTFACTS']._serialized_start=1190
+  _globals['_HOSTFACTS']._serialized_end=1553
+  _globals['_CONTAINERFACTS']._serialized_start=1556
+  _globals['_CONTAINERFACTS']._serialized_end=1741
+  _globals['_IMAGEFACTS']._serialized_start=1744
+  _globals['_IMAGEFACTS']._serialized_end=1894
+  _globals['_BINARYFACTS']._serialized_start=1897
+  _globals['_BINARYFACTS']._serialized_end=2089
+  _globals['_EVENT']._serialized_start=2092
+  _globals['_EVENT']._serialized_end=2397
+  _globals['_COLLECTOR']._serialized_start=2399
+  _globals['_COLLECTOR']._serialized_end=2480
 # @@protoc_insertion_point(module_scope)

@@ -28,14 +28,16 @@ class CollectorMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("agent_version", "host", "spool")
+    __slots__ = ("agent_version", "host", "spool", "resources")
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     SPOOL_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     host: HostFacts
     spool: SpoolStats
-    def __init__(self, agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., spool: _Optional[_Union[SpoolStats, _Mapping]] = ...) -> None: ...
+    resources: AgentResources
+    def __init__(self, agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., spool: _Optional[_Union[SpoolStats, _Mapping]] = ..., resources: _Optional[_Union[AgentResources, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("collector_version", "max_batch_events")
@@ -46,20 +48,38 @@ class Welcome(_message.Message):
     def __init__(self, collector_version: _Optional[str] = ..., max_batch_events: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("time", "spool")
+    __slots__ = ("time", "spool", "resources")
     TIME_FIELD_NUMBER: _ClassVar[int]
     SPOOL_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     spool: SpoolStats
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spool: _Optional[_Union[SpoolStats, _Mapping]] = ...) -> None: ...
+    resources: AgentResources
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spool: _Optional[_Union[SpoolStats, _Mapping]] = ..., resources: _Optional[_Union[AgentResources, _Mapping]] = ...) -> None: ...
 
 class SpoolStats(_message.Message):
-    __slots__ = ("events", "dropped_total")
+    __slots__ = ("events", "dropped_total", "bytes")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
     events: int
     dropped_total: int
-    def __init__(self, events: _Optional[int] = ..., dropped_total: _Optional[int] = ...) -> None: ...
+    bytes: int
+    def __init__(self, events: _Optional[int] = ..., dropped_total: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class AgentResources(_message.Message):
+    __slots__ = ("resident_memory_bytes", "cpu_seconds", "open_fds", "spool_writable", "uptime_seconds")
+    RESIDENT_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FDS_FIELD_NUMBER: _ClassVar[int]
+    SPOOL_WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    resident_memory_bytes: int
+    cpu_seconds: float
+    open_fds: int
+    spool_writable: bool
+    uptime_seconds: float
+    def __init__(self, resident_memory_bytes: _Optional[int] = ..., cpu_seconds: _Optional[float] = ..., open_fds: _Optional[int] = ..., spool_writable: _Optional[bool] = ..., uptime_seconds: _Optional[float] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("batch_id", "events")

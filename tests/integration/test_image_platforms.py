@@ -206,7 +206,7 @@ def test_unreachable_registry_is_unknown_bounded_and_cached(dock, host, counting
         hint = render.hint_json(ev)
         assert hint["id"] == "rebuild_multiplatform", hint
         assert "not known which platforms" in hint["text"], hint
-        assert "registry offers unknown" in render.event_text(ev)
+        assert "registry's platforms not known" in render.event_text(ev)
 
         # The failure is cached: diagnosing it again does not ask the daemon again, and is quick.
         started = time.monotonic()

@@ -32,7 +32,7 @@ class Stalling:
 
 def _config(url: str, state: Path) -> AgentConfig:
     return AgentConfig(
-        collector="127.0.0.1:1", docker_host=url, state_dir=state, host_id="parallel-host", log_level="info",
+        collector="127.0.0.1:1", docker_host=url, state_dir=state, host_id="parallel-host", log_level="info", log_format="auto",
         spool_max_events=1000, spool_max_bytes=1 << 24, batch_size=100, heartbeat_interval=15.0,
         reconcile_interval=60.0, lookup_registry=False, image_fallback=True, proc_root=Path("/proc"),
         insecure=True, tls_ca=None, tls_cert=None, tls_key=None, token_file=None,

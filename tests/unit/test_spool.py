@@ -191,6 +191,16 @@ def test_closed_spool_says_so(tmp_path: Path) -> None:
         spool.put("a", b"1")
 
 
+def test_a_failed_write_is_remembered_until_one_succeeds(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    spool.put("a", b"1")
+    assert not spool.write_failed
+    spool.close()
+    with pytest.raises(SpoolError):
+        spool.put("b", b"2")
+    assert spool.write_failed  # heartbeats report spool_writable=false
+
+
 # -- unusable files and directories ---------------------------------------------------
 
 
