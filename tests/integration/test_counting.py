@@ -168,7 +168,7 @@ def test_a_host_id_change_with_spooled_events_is_refused_in_one_line(dock, tmp_p
     try:
         procs.wait_for(lambda: "docker event stream connected" in first.output(), timeout=30, what="agent connected")
         dock.run(tag)
-        procs.wait_for(lambda: "exec format error event_id" in first.output(), timeout=30, what="the event spooled")
+        procs.wait_for(lambda: "\"msg\": \"exec format error\", \"event_id\"" in first.output(), timeout=30, what="the event spooled")
     finally:
         assert first.stop() == 0
     second = procs.Proc(procs.agent_argv(unreachable, engine.url, state, "new-id"), tmp_path / "second.log").start()
