@@ -68,7 +68,10 @@ def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from agent.engine.connect import docker_client, gather_facts
 
     api = docker_client(_docker_url(args, env))
-    platform = args.platform or demo.choose_platform(gather_facts(api, "demo"))
+    host = gather_facts(api, "demo")
+    if args.platform:
+        demo.check_platform(host, args.platform)
+    platform = args.platform or demo.choose_platform(host)
     result = demo.run(api, platform)
     log = text.oneline(result["log"] or "(no log)")
     print(f"ran {result['image']}: exit {result['exit_code']}: {log}")

@@ -14,7 +14,7 @@ import io
 from typing import Any
 
 from agent.engine import scratch_image
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigError
 from agent.model import HostFacts
 from enoexec import platforms
 
@@ -37,12 +37,23 @@ def choose_platform(host: HostFacts, targets: tuple[str, ...] = TARGETS) -> str:
     entry without F would make the kernel look for the emulator inside the demo
     image and fail with "no such file or directory" instead of exec format error.
     """
-    ruled_out = set(host.runnable_platforms) | {host.platform}
-    ruled_out |= {e.platform for e in host.emulators if e.enabled and e.platform}
+    ruled_out = _runs_or_emulates(host)
     for p in targets:
         if p not in ruled_out:
             return p
     raise AgentError(f"this host runs or emulates every demo platform ({', '.join(targets)}); nothing would fail here")
+
+
+def check_platform(host: HostFacts, platform: str) -> None:
+    """Refuse a ``--platform`` this host runs or emulates: the demo would not fail there."""
+    if platform in _runs_or_emulates(host):
+        raise ConfigError(f"--platform {platform}: this host runs or emulates it, so the demo would not fail with "
+                          f"exec format error; leave --platform out to get {choose_platform(host)}")
+
+
+def _runs_or_emulates(host: HostFacts) -> set[str]:
+    ruled_out = set(host.runnable_platforms) | {host.platform}
+    return ruled_out | {e.platform for e in host.emulators if e.enabled and e.platform}
 
 
 def run(api: Any, platform: str = platforms.ARM64) -> dict[str, Any]:

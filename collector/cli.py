@@ -19,7 +19,7 @@ from typing import Any
 
 from collector import config, hints_view
 from collector.errors import CollectorUnavailable, ConfigError
-from enoexec import __version__, clikit, limits, text
+from enoexec import __version__, clikit, limits, platforms, text
 from enoexec.errors import EXIT_FINDING, EXIT_NOT_FOUND, EXIT_OK, NotFound
 
 logger = logging.getLogger(__name__)
@@ -121,12 +121,10 @@ def _get(base: str, path: str, params: list[tuple[str, str]] | None = None,
         except (ValueError, AttributeError):
             detail = ""
         said = f"{base}{path}: HTTP {e.code}" + (f": {detail}" if detail else "")
-        if e.code in (401, 403):
+        if e.code == 401 or (e.code == 403 and "--check-registries" not in detail):
             raise ConfigError(f"{said} (pass --token-file with a token the collector accepts)") from None
-        if e.code == 404:  # the thing named (a host to forget) does not exist
-            raise NotFound(said) from None
-        if e.code < 500:  # the request is wrong: asking again will not help
-            raise ConfigError(said) from None
+        if e.code < 500:  # the request is wrong (or --url names no collector): asking again will not help
+            raise HTTPRefused(said, e.code, detail) from None
         raise CollectorUnavailable(said) from None
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
@@ -136,7 +134,27 @@ def _get(base: str, path: str, params: list[tuple[str, str]] | None = None,
         raise CollectorUnavailable(f"cannot reach the collector at {base} ({getattr(e, 'reason', e)}); is it running? pass --url") from None
 
 
+class HTTPRefused(ConfigError):
+    """The collector answered 4xx: the request is wrong, or --url does not name a collector's API."""
+
+    def __init__(self, said: str, status: int, detail: str) -> None:
+        super().__init__(said)
+        self.status, self.detail = status, detail
+
+
+def _collector_libraries() -> None:
+    """``serve`` needs the [collector] extra; an agent-only install says so in one line."""
+    try:
+        import aiohttp  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import sqlalchemy  # noqa: F401
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"the collector's libraries are not installed ({e.name} is missing): "
+                          "pip install 'enoexec[collector]' (or 'enoexec[postgres]' for PostgreSQL)") from None
+
+
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    _collector_libraries()
     from collector.server import Collector
     from enoexec.logsetup import configure
     from enoexec.sdnotify import Notifier
@@ -169,6 +187,9 @@ def cmd_hints(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    for p in args.platform:  # the collector checks the same; saying it here needs no collector
+        if not platforms.is_known(platforms.parse(p)):
+            raise ConfigError(f"--platform {p!r}: expected os/arch[/variant] with a known architecture, such as linux/arm64")
     params = [("image", args.image)] + [("platform", p) for p in args.platform]
     doc = _get(_url(args, env), "/api/v1/check", params, *_client(args, env))
     code = check_exit_code(doc)
@@ -208,7 +229,12 @@ def cmd_forget(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if not limits.valid_host_id(args.host_id):
         raise ConfigError(f"HOST_ID {args.host_id!r}: use letters, digits and . _ : @ - only")
     path = "/api/v1/hosts/" + urllib.parse.quote(args.host_id, safe="")
-    _get(_url(args, env), path, None, *_client(args, env), method="DELETE")
+    try:
+        _get(_url(args, env), path, None, *_client(args, env), method="DELETE")
+    except HTTPRefused as e:
+        if e.status == 404 and e.detail.startswith("no host"):  # the API's own answer, not a wrong --url
+            raise NotFound(str(e)) from None
+        raise
     print(f"forgot host {args.host_id}; its past exits stay counted")
     return 0
 

@@ -77,6 +77,14 @@ if gone:
     print(f"quickstart: removed the demo's containers and images ({gone})")
 PY
     fi
+    # A dockerd this script started (not one systemd or the user runs).
+    if ours dockerd; then
+        pid=$(cat "$RUN/dockerd.pid")
+        kill -TERM "$pid"
+        for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        say "stopped the dockerd the quick start had started"
+    fi
+    rm -f "$RUN/dockerd.pid"
 }
 
 if [ "$STOP" = 1 ]; then stop; exit 0; fi
@@ -116,6 +124,7 @@ if ! docker_answers; then
     else
         say "starting dockerd on $sock (log in $RUN/dockerd.log)"
         nohup dockerd --host "unix://$sock" >"$RUN/dockerd.log" 2>&1 &
+        echo $! >"$RUN/dockerd.pid"  # ours: --stop stops it again
     fi
     for _ in $(seq 1 60); do docker_answers && break; sleep 0.5; done
     docker_answers || die "dockerd did not come up on $DOCKER_URL; see $RUN/dockerd.log"
@@ -132,7 +141,9 @@ fi
 
 # 3. Collector and agent, in the background. Refuse ports another process holds:
 # a health check would otherwise find that process and report it as ours.
-port_free() { python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null; }
+# SO_REUSEADDR as the servers set it: connections of a just-stopped collector in
+# TIME-WAIT do not make the port look taken; a live listener still does.
+port_free() { python3 -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null; }
 if ! ours collector; then
     for port in "$GRPC" "$HTTP"; do
         port_free "$port" || die "port $port on 127.0.0.1 is taken by another process (another clone's quick start? stop it with its 'bash deploy/quickstart.sh --stop', or set ENOEXEC_GRPC_PORT and ENOEXEC_HTTP_PORT)" 2

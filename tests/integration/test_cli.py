@@ -311,10 +311,15 @@ def test_client_commands_exit_codes(collector: Callable[..., procs.Proc]) -> Non
     assert out.returncode == 4 and json.loads(out.stdout)["exit_code"] == 4
 
     # A request the collector refuses (HTTP 400): exit 2, one line with its reason.
-    for bad in (["NOT A REF"], ["registry.example/app:1", "--platform", "banana"]):
-        out = collector_cli("check", *bad, "--url", f"127.0.0.1:{col.http}")
-        assert out.returncode == 2, (out.stdout, out.stderr)
-        assert only_line(out).startswith(f"enoexec-collector: error: http://127.0.0.1:{col.http}/api/v1/check: HTTP 400: ")
+    out = collector_cli("check", "NOT A REF", "--url", f"127.0.0.1:{col.http}")
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert only_line(out).startswith(f"enoexec-collector: error: http://127.0.0.1:{col.http}/api/v1/check: HTTP 400: ")
+    # An unknown platform is refused before any collector is asked (none answers here).
+    out = collector_cli("check", "registry.example/app:1", "--platform", "banana", "--url", f"127.0.0.1:{procs.free_port()}")
+    assert out.returncode == 2 and only_line(out).startswith("enoexec-collector: error: --platform 'banana': "), out
+    # A --url that names no collector API (404) is a usage error, not "not found".
+    out = collector_cli("forget", "some-host", "--url", f"127.0.0.1:{col.http}/x")
+    assert out.returncode == 2 and "HTTP 404" in only_line(out), out
 
     # Collector unreachable: exit 3, and --json still prints JSON.
     dead = f"127.0.0.1:{procs.free_port()}"

@@ -214,3 +214,19 @@ def test_json_logs_never_carry_raw_controls() -> None:
     line = logsetup.JsonFormatter().format(_record("image seen", image="a\x9bb\x1bc\x7f"))
     assert not any(0x7F <= ord(c) < 0xA0 or ord(c) < 0x20 for c in line)
     assert json.loads(line)["image"] == "a\x9bb\x1bc\x7f"
+
+
+def test_serve_without_the_collector_extra_says_what_to_install(tmp_path) -> None:
+    """An agent-only install (pip install enoexec) has no aiohttp: one line and exit 2, not a traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['aiohttp'] = None; from collector.cli import main; "
+            f"sys.exit(main(['serve', '--insecure', '--db', {str(tmp_path / 'x.db')!r}]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out
+    assert out.stderr.strip().splitlines() == [
+        "enoexec-collector: error: the collector's libraries are not installed (aiohttp is missing): "
+        "pip install 'enoexec[collector]' (or 'enoexec[postgres]' for PostgreSQL)"
+    ], out.stderr
+    assert not (tmp_path / "x.db").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent import cli, demo
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigError
 from agent.host import hostfacts
 from agent.model import Emulator, HostFacts
 from tests.unit.test_hostfacts import fixture
@@ -69,3 +69,10 @@ def test_help_lists_the_valid_platforms(capsys: pytest.CaptureFixture[str]) -> N
 def test_an_unknown_platform_is_refused_with_the_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:
     assert usage_status(["demo", "--platform", "linux/mips"]) == 2
     assert "linux/s390x" in capsys.readouterr().err
+
+
+def test_a_platform_the_host_runs_is_refused_with_the_one_it_would_pick() -> None:
+    host = HostFacts("h", "linux/amd64", runnable_platforms=("linux/amd64", "linux/386"))
+    with pytest.raises(ConfigError, match=r"--platform linux/amd64: this host runs or emulates it.*linux/arm64"):
+        demo.check_platform(host, "linux/amd64")
+    demo.check_platform(host, "linux/arm64")  # foreign: accepted
