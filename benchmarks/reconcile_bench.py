@@ -14,7 +14,6 @@ interval for ``--seconds`` and prints its CPU use while idle.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
 import shutil
@@ -23,29 +22,14 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.engine.reconcile import InspectCache, state_exits  # noqa: E402
-from tests import dockerd, images, procs  # noqa: E402
-from tests.images import File  # noqa: E402
+from benchmarks import agent_harness  # noqa: E402
+from tests import dockerd, procs  # noqa: E402
 
 TAG = "enoexec-bench/old:1"
-
-
-class Counting:
-    """The real client, counting inspects."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.inspects = inner, 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def inspect_container(self, cid: str) -> Any:
-        self.inspects += 1
-        return self.inner.inspect_container(cid)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -66,8 +50,7 @@ def main() -> int:
             print("needs a Docker Engine: run as root with dockerd installed", file=sys.stderr)
             return 2
         api = eng.client()
-        for _ in api.load_image(io.BytesIO(images.archive(TAG, [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"]))):
-            pass
+        agent_harness.load_arm64(api, TAG)
         made = []
         for _ in range(args.containers):
             c = api.create_container(TAG, host_config=api.create_host_config(network_mode="none"))["Id"]
@@ -75,7 +58,7 @@ def main() -> int:
             made.append(c)
         for c in made:
             api.wait(c, timeout=60)
-        counting, cache = Counting(api), InspectCache()
+        counting, cache = dockerd.CountingClient(api), InspectCache()
         now = datetime.now(timezone.utc)
         rows = []
         for label in ("cold (baseline: every pass before the cache)", "warm", "warm"):

@@ -15,7 +15,6 @@ end it prints the failed exits Docker reported as ``die`` events against
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
 import shutil
@@ -29,8 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests import dockerd, images, procs  # noqa: E402
-from tests.images import File  # noqa: E402
+from benchmarks import agent_harness  # noqa: E402
+from tests import dockerd, procs  # noqa: E402
 
 TAG = "enoexec-soak/arm64:1"
 
@@ -81,8 +80,7 @@ def main() -> int:
             print("needs a Docker Engine: run as root with dockerd installed", file=sys.stderr)
             return 2
         api = eng.client()
-        for _ in api.load_image(io.BytesIO(images.archive(TAG, [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"]))):
-            pass
+        agent_harness.load_arm64(api, TAG)
         g, h = procs.free_port(), procs.free_port()
         col = procs.Proc(procs.collector_argv(str(work / "collector.db"), g, h), work / "collector.log").start()
         procs.wait_for(lambda: procs.answering(f"http://127.0.0.1:{h}/healthz"), timeout=30, what="collector")

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 
@@ -109,3 +110,17 @@ def engine() -> Iterator[Engine | None]:
         eng.stop()
         subprocess.run(["umount", "-R", str(root / "data")], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+class CountingClient:
+    """The real Docker client, counting ``inspect_container`` calls (every call goes to the engine)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.inspects = inner, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def inspect_container(self, cid: str) -> Any:
+        self.inspects += 1
+        return self.inner.inspect_container(cid)

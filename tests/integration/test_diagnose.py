@@ -26,7 +26,7 @@ from agent.diagnosis.diagnose import HELPER_LABEL, Diagnoser, Exit, Outcome, ins
 from agent.engine.container_fs import ContainerFiles
 from agent.model import Event, HostFacts
 from agent.service import gather_facts
-from tests import images, procs
+from tests import dockerd, images, procs
 from tests.images import File
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -495,20 +495,7 @@ def test_reconciliation_inspects_old_exited_containers_once(dock, api) -> None:
     for _ in range(20):
         dock.run(tag)
 
-    class Counting:
-        """The real client, counting inspects."""
-
-        def __init__(self, inner: Any) -> None:
-            self.inner, self.inspects = inner, 0
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
-
-        def inspect_container(self, cid: str) -> Any:
-            self.inspects += 1
-            return self.inner.inspect_container(cid)
-
-    counting, cache = Counting(api), InspectCache()
+    counting, cache = dockerd.CountingClient(api), InspectCache()
     now = datetime.now(UTC)
     first = state_exits(counting, now - timedelta(hours=1), now, cache)
     assert len([e for e in first if e.container_id in dock.containers]) == 20
