@@ -45,10 +45,7 @@ def main() -> int:
     args = ap.parse_args()
     idle = 20.0 if args.quick else args.seconds
     work = Path(tempfile.mkdtemp(prefix="enoexec-reconcile-"))
-    with dockerd.engine() as eng:
-        if eng is None:
-            print("needs a Docker Engine: run as root with dockerd installed", file=sys.stderr)
-            return 2
+    with agent_harness.engine() as eng:
         api = eng.client()
         agent_harness.load_arm64(api, TAG)
         made = []

@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import agent_harness  # noqa: E402
-from tests import dockerd, procs  # noqa: E402
+from tests import procs  # noqa: E402
 
 TAG = "enoexec-soak/arm64:1"
 
@@ -75,10 +75,7 @@ def main() -> int:
     args = ap.parse_args()
     seconds = 30.0 if args.quick else args.seconds
     work = Path(tempfile.mkdtemp(prefix="enoexec-soak-"))
-    with dockerd.engine() as eng:
-        if eng is None:
-            print("needs a Docker Engine: run as root with dockerd installed", file=sys.stderr)
-            return 2
+    with agent_harness.engine() as eng:
         api = eng.client()
         agent_harness.load_arm64(api, TAG)
         g, h = procs.free_port(), procs.free_port()

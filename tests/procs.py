@@ -3,10 +3,12 @@ their metrics and API. Every wait is bounded and polls for its condition."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -131,3 +134,24 @@ def metrics(http_port: int) -> str:
 
 def label_sets(metrics_text: str, name: str, keys: Iterable[str]) -> list[tuple[tuple[str, ...], float]]:
     return sorted((tuple(labels.get(k, "") for k in keys), v) for labels, v in samples(metrics_text, name))
+
+
+def wait_reconciled(agent: Proc, timeout: float = 60.0) -> None:
+    """Wait until the agent finished a reconciliation pass whose window covers every exit
+    until now (its checkpoint, persisted in its spool, reaches now) and sent what it found:
+    the point after which a negative check ("nothing counted twice") means something."""
+    now = datetime.now(timezone.utc)
+    spool = Path(agent.argv[agent.argv.index("--state-dir") + 1]) / "spool.db"
+    wait_for(lambda: _spool_checkpoint(spool) >= now, timeout=timeout, what="a reconciliation pass covering every exit")
+    wait_for(lambda: _spool_pending(spool) == 0, timeout=30, what="the spool drained")
+
+
+def _spool_checkpoint(spool: Path) -> datetime:
+    with contextlib.closing(sqlite3.connect(f"file:{spool}?mode=ro", uri=True, timeout=5)) as db:
+        row = db.execute("SELECT value FROM state WHERE key = 'reconcile_checkpoint'").fetchone()
+    return datetime.fromisoformat(row[0]) if row else datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _spool_pending(spool: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{spool}?mode=ro", uri=True, timeout=5)) as db:
+        return int(db.execute("SELECT count(*) FROM events").fetchone()[0])

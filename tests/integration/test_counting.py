@@ -11,7 +11,6 @@ import io
 import json
 import tarfile
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,9 +38,9 @@ def _all_at_once(n: int, start: Callable[[int], None]) -> None:
 
 
 def _stays(col: Any, value: float, ag: Any) -> None:
-    """Still exactly ``value`` after a reconciliation pass (every 5 s in tests) had its
-    chance to count something twice: a negative check, so it waits one interval and more."""
-    time.sleep(7)
+    """Still exactly ``value`` once a reconciliation pass covering every exit so far had its
+    chance to count something twice."""
+    procs.wait_reconciled(ag)
     assert _exits(col) == value, ag.output()[-3000:]
 
 

@@ -138,7 +138,7 @@ def test_exits_across_a_docker_restart_are_counted_once(own_engine, collector, t
         assert expected >= 9
         procs.wait_for(lambda: procs.total(procs.metrics(col.http), "enoexec_exits_total") >= expected, timeout=60,
                        what=f"{expected} exits counted")
-        time.sleep(7)  # a reconciliation pass: nothing counted twice
+        procs.wait_reconciled(ag)  # a reconciliation pass covering every exit: nothing counted twice
         evs = procs.get_json(f"http://127.0.0.1:{col.http}/api/v1/events?limit=1000")["events"]
         counted = {(e["container"]["id"], docker_since(_when(e["time"]))): e for e in evs}
         assert procs.total(procs.metrics(col.http), "enoexec_exits_total") == len(evs) == len(counted)
