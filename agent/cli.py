@@ -130,7 +130,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 docker_down.failed(str(e), docker_host=cfg.docker_host)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=backoff.next())
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             except SpoolError as e:  # a state dir we cannot write: no retry will fix it

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import docker.errors
@@ -71,7 +71,7 @@ class Agent:
         *,
         api: Any | None = None,
         spool: Spool | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         parallel: int = PARALLEL_EXITS,
     ) -> None:
         self.config = config
@@ -229,7 +229,7 @@ class Agent:
         while True:
             try:
                 await asyncio.wait_for(self._reconcile_now.wait(), timeout=self.config.reconcile_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._reconcile_now.clear()
             try:
@@ -249,7 +249,8 @@ class Agent:
                 logger.info("host facts refreshed reason=binfmt emulated=%s", ",".join(self.host.emulated_platforms) or "-")
 
     # -- lifecycle --------------------------------------------------------------
-    async def run(self, stop: asyncio.Event, notify: Notifier = Notifier()) -> None:
+    async def run(self, stop: asyncio.Event, notify: Notifier | None = None) -> None:
+        notify = notify or Notifier()
         loop = asyncio.get_running_loop()
         self._pool = OrderedPool(self._parallel)
 
@@ -301,7 +302,7 @@ class Agent:
             self.sender.stop()
             try:
                 await asyncio.wait_for(tasks[0], timeout=SHUTDOWN_GRACE)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 pass
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(thread.join, SHUTDOWN_GRACE)
