@@ -17,7 +17,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry
 
 from collector import auth, listen
+from collector.check import imagecheck
 from collector.check import registry as image_registry
+from collector.check.entrypoint_read import EntrypointCache
 from collector.config import CollectorConfig
 from collector.errors import ConfigError, StoreError
 from collector.http.api import Api
@@ -163,8 +165,10 @@ class Collector:
         await server.start()
 
         policy = self.config.check_registries
+        entrypoints = EntrypointCache()
         api = Api(
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
+            read_image=lambda ref: imagecheck.read_registry(ref, allowed=policy, cache=entrypoints),
             tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, presence=self.presence, resources=self.resources,
         )
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)

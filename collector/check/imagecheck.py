@@ -35,6 +35,8 @@ class ImageRead:
     platforms: tuple[PlatformRead, ...]
     source: str  # "registry" or "archive"
     seconds: float = 0.0
+    names: tuple[str, ...] = ()  # an archive's image names (docker save's RepoTags)
+    index: bool = False  # a multi-platform index: a host pulls only a platform it runs
 
     @property
     def bytes_read(self) -> int:
@@ -62,10 +64,12 @@ class HostAnswer:
     verdict: runs.Verdict
     binary_platform: str = ""
     seen: tuple[Seen, ...] = field(default=())
+    label_runnable: bool = True  # what the platform labels alone say
 
     @property
     def runnable(self) -> bool:
-        return self.status == runs.RUNS
+        """Runs, or nothing read says otherwise and the label says it runs."""
+        return self.status == runs.RUNS or (self.status == runs.UNKNOWN and self.label_runnable)
 
 
 async def read_registry(
@@ -89,7 +93,7 @@ async def read_registry(
             loaded = await _bounded(image.load(platform, digest), ref, timeout)
             left = max(1.0, timeout - (time.monotonic() - started))
             reads.append(await read_platform(loaded, cache=cache, max_bytes=max_bytes, timeout=left))
-        return ImageRead(ref, image.digest, tuple(reads), "registry", time.monotonic() - started)
+        return ImageRead(ref, image.digest, tuple(reads), "registry", time.monotonic() - started, index=image.index)
     finally:
         if own:
             await session.close()
@@ -131,13 +135,15 @@ def answer(read: ImageRead, hosts: Sequence[HostFacts], seen: Sequence[Seen] = (
         cap = fleetcheck.HostCapability(host.host_id, host.platform, host.can_run_32bit, _emulated(host))
         choice = fleetcheck.check(offered, [cap])[0] if offered else None
         if choice is None or not choice.chosen_platform:
-            chosen = read.platforms[0] if len(read.platforms) == 1 and not offered else None
+            # A single image is pulled and run whatever its platform: its file decides.
+            chosen = read.platforms[0] if len(read.platforms) == 1 and not read.index else None
             if chosen is None:
                 detail = choice.detail if choice else "the image names no platform"
                 v = runs.Verdict(runs.FAILS, "arch_mismatch", detail, "rebuild_multiplatform",
                                  f"Publish the image for {host.platform} too (docker buildx build --platform ...)")
                 out.append(_with_seen(HostAnswer(host.host_id, host.platform, runs.FAILS,
-                                                 choice.reason if choice else "no_such_platform", "", v), read, seen))
+                                                 choice.reason if choice else "no_such_platform", "", v,
+                                                 label_runnable=False), read, seen))
                 continue
         else:
             chosen = by_platform[choice.chosen_platform]
@@ -145,6 +151,7 @@ def answer(read: ImageRead, hosts: Sequence[HostFacts], seen: Sequence[Seen] = (
         v = runs.judge(chosen.entry, host, image)
         out.append(_with_seen(HostAnswer(host.host_id, host.platform, v.status, choice.reason if choice else "native",
                                          chosen.platform, v, chosen.entry.binary.platform), read, seen))
+
     return out
 
 
@@ -159,7 +166,8 @@ def _with_seen(a: HostAnswer, read: ImageRead, seen: Sequence[Seen]) -> HostAnsw
     relevant = [s for s in seen if not (read.digest and s.digests and not any(read.digest in d for d in s.digests))]
     mine = [s for s in relevant if s.host_id == a.host_id]
     same = [s for s in relevant if s.host_platform == a.host_platform]
-    decisive = mine or (same if a.status != runs.RUNS or not a.verdict.explanation else [])
+    from_label = not read.platforms  # nothing was read: only a label said it runs
+    decisive = mine or (same if a.status != runs.RUNS or from_label else [])
     if not decisive:
         return a if not same else HostAnswer(**{**a.__dict__, "seen": tuple(same)})
     first = min(decisive, key=lambda s: s.time)
@@ -168,7 +176,8 @@ def _with_seen(a: HostAnswer, read: ImageRead, seen: Sequence[Seen]) -> HostAnsw
            + (f"; {a.verdict.explanation}" if a.verdict.explanation else ""))
     v = runs.Verdict(runs.FAILS, a.verdict.cause if a.status == runs.FAILS else first.cause, why,
                      a.verdict.hint_id, a.verdict.fix, a.verdict.commands, a.verdict.note)
-    return HostAnswer(a.host_id, a.host_platform, runs.FAILS, "seen", a.chosen_platform, v, a.binary_platform, tuple(decisive))
+    return HostAnswer(a.host_id, a.host_platform, runs.FAILS, "seen", a.chosen_platform, v, a.binary_platform,
+                      tuple(decisive), a.label_runnable)
 
 
 def seen_from_events(events: Sequence[dict[str, Any]]) -> list[Seen]:
@@ -178,4 +187,17 @@ def seen_from_events(events: Sequence[dict[str, Any]]) -> list[Seen]:
         host, image = e.get("host") or {}, e.get("image") or {}
         out.append(Seen(str(host.get("host_id") or host.get("id") or ""), str(host.get("platform", "")),
                         str(e.get("cause", "")), str(e.get("time", "")), tuple(image.get("repo_digests") or ())))
+    return out
+
+
+def label_answer(offered: Sequence[str], hosts: Sequence[HostFacts], seen: Sequence[Seen] = (), ref: str = "") -> list[HostAnswer]:
+    """``--platform``: judge by the platforms named alone (no file to read), then by what the fleet saw."""
+    caps = [fleetcheck.HostCapability(h.host_id, h.platform, h.can_run_32bit, _emulated(h)) for h in hosts]
+    out = []
+    empty = ImageRead(ref, "", (), "query")
+    for c in fleetcheck.check(offered, caps):
+        status = runs.RUNS if c.runnable else runs.FAILS
+        v = runs.Verdict(status, "" if c.runnable else "arch_mismatch", c.detail)
+        out.append(_with_seen(HostAnswer(c.host_id, c.host_platform, status, c.reason, c.chosen_platform, v,
+                                         label_runnable=c.runnable), empty, seen))
     return out

@@ -53,6 +53,7 @@ class RegistryImage:
         base, _ = endpoint(self.image, allowed, insecure_registries)
         self._client = Client(session, self.image, base, allowed)
         self.digest = ""  # the reference's own manifest (or index) digest, once read
+        self.index = False  # whether that is a multi-platform index
 
     async def platforms(self) -> list[tuple[str, str]]:
         """[(declared platform, manifest digest)], attestations left out; reads the config of a single manifest."""
@@ -60,6 +61,7 @@ class RegistryImage:
         self.digest = _digest(body)
         doc = _json(body, str(self.image))
         if (doc.get("mediaType") or content_type) in (OCI_INDEX, DOCKER_LIST) or "manifests" in doc:
+            self.index = True
             out = []
             for entry in doc.get("manifests") or []:
                 p = entry.get("platform") if isinstance(entry, dict) else None

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,10 +18,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from collector import auth
-from collector.check import fleetcheck
+from collector.check import fleetcheck, imagecheck
 from collector.check.registry import parse_reference
 from collector.errors import InvalidReference, RegistryError, RegistryRefused, StoreError
-from collector.http import hints_view
+from collector.http import check_view, hints_view
 from collector.ingest import ingest
 from collector.ingest.agent_resources import ResourceBoard, resources_json
 from collector.ingest.presence import Presence, overlay
@@ -39,6 +38,7 @@ MAX_PARAM = 512
 PROBE_EVERY = 1.0  # seconds between write probes behind /readyz
 
 PlatformLookup = Callable[[str], Any]  # async: ref -> tuple[str, ...]
+ImageReader = Callable[[str], Awaitable[imagecheck.ImageRead]]  # ref -> every platform's entrypoint
 
 
 class BadRequest(ValueError):
@@ -159,6 +159,7 @@ class Api:
         registry: CollectorRegistry,
         *,
         lookup_platforms: PlatformLookup,
+        read_image: ImageReader | None = None,
         tokens: auth.Tokens | None = None,
         protect_metrics: bool = False,
         resources: ResourceBoard | None = None,
@@ -169,6 +170,7 @@ class Api:
         self._presence = presence or Presence()
         self._registry = registry
         self._lookup = lookup_platforms
+        self._read_image = read_image
         self._tokens = tokens
         self._protect_metrics = protect_metrics
         self.draining = False  # set at shutdown: /readyz says 503 so balancers move away
@@ -307,21 +309,27 @@ class Api:
             if not (ingest.valid_platform(norm) and platforms.is_known(norm)):
                 raise BadRequest(f"platform: expected os/arch[/variant] with a known architecture, such as linux/arm64, got {p!r}")
             offered.append(norm)
-        source = "query"
-        if not offered:
+        hosts = overlay(await asyncio.to_thread(self._store.hosts), self._presence.local())
+        facts = [imagecheck.host_facts(h.host_id, h.platform, h.facts or {}) for h in hosts]
+        seen = imagecheck.seen_from_events(await asyncio.to_thread(lambda: self._store.events(image=image, limit=1000)))
+        if offered:
+            answers = imagecheck.label_answer(offered, facts, seen, image)
+            return web.json_response(check_view.answer_json(image, answers, platforms=offered, source="query", seen=seen))
+        if self._read_image is None:  # label only: the registry's platforms
             try:
                 offered = list(await self._lookup(image))
             except RegistryRefused as e:
                 return web.json_response({"error": str(e)}, status=403)
             except RegistryError as e:
                 return web.json_response({"error": str(e)}, status=502)
-            source = "registry"
-        hosts = overlay(await asyncio.to_thread(self._store.hosts), self._presence.local())
-        verdicts = fleetcheck.check(offered, capabilities(hosts))
-        return web.json_response({
-            "image": image,
-            "platforms": offered,
-            "platforms_from": source,
-            "hosts": [asdict(v) for v in verdicts],
-            "cannot_run": [asdict(v) for v in verdicts if not v.runnable],
-        })
+            answers = imagecheck.label_answer(offered, facts, seen, image)
+            return web.json_response(check_view.answer_json(image, answers, platforms=offered, source="registry", seen=seen))
+        try:
+            read = await self._read_image(image)
+        except RegistryRefused as e:
+            return web.json_response({"error": str(e)}, status=403)
+        except RegistryError as e:
+            return web.json_response({"error": str(e)}, status=502)
+        answers = imagecheck.answer(read, facts, seen)
+        return web.json_response(check_view.answer_json(
+            image, answers, platforms=[p.platform for p in read.platforms], source="registry", read=read, seen=seen))

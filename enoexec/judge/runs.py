@@ -49,6 +49,8 @@ class Verdict:
 def judge(entry: Entrypoint, host: HostFacts, image: ImageFacts) -> Verdict:
     """The verdict for one host and the platform of the image it would pull."""
     binary = entry.binary
+    if entry.not_found and not binary.requested_path:
+        return Verdict(UNKNOWN, explanation="the image names no command (ENTRYPOINT or CMD): it runs what `docker run` is given")
     if entry.not_found:
         return _fails(NOT_FOUND, binary.error or f"{binary.requested_path or 'the entrypoint'} does not exist in the image",
                       "Fix the image's ENTRYPOINT/CMD or the file's path (and its execute bit).")
