@@ -1,0 +1,213 @@
+"""``check`` reads the real entrypoint from a real registry (Debian's docker-registry on 127.0.0.1).
+
+Images are built from scratch here (layers as tar.gz, configs, manifests, an
+index) and pushed with the registry API; nothing is pulled from the Internet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from collector.check import imagecheck
+from collector.check.entrypoint_read import EntrypointCache
+from collector.check.registry_policy import parse
+from enoexec.judge import runs
+from tests.images import EM_AARCH64, EM_X86_64, elf
+from tests.registry import DOCKER_LIST, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, local_registry, push_blob, push_manifest
+
+AMD, ARM = elf(EM_X86_64), elf(EM_AARCH64)
+AMD64_HOST = imagecheck.target_host("linux/amd64")
+ARM64_HOST = imagecheck.target_host("linux/arm64")
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[str]:
+    with local_registry() as address:
+        yield address
+
+
+def tar_layer(items: Sequence[tuple[str, bytes | str]], *, level: int = 6) -> bytes:
+    """A gzip'd layer; a ``str`` item is a symlink target."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, data in items:
+            ti = tarfile.TarInfo(path)
+            if isinstance(data, str):
+                ti.type, ti.linkname, ti.mode = tarfile.SYMTYPE, data, 0o777
+                tar.addfile(ti)
+            else:
+                ti.size, ti.mode = len(data), 0o755
+                tar.addfile(ti, io.BytesIO(data))
+    return gzip.compress(buf.getvalue(), compresslevel=level, mtime=0)
+
+
+def push(registry: str, repo: str, tag: str, platform: str, layers: Sequence[bytes], entrypoint: Sequence[str]) -> tuple[str, int]:
+    os_name, arch, *variant = platform.split("/")
+    config = {"architecture": arch, "os": os_name, "config": {"Entrypoint": list(entrypoint), "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"]},
+              "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(gzip.decompress(b)).hexdigest() for b in layers]}}
+    if variant:
+        config["variant"] = variant[0]
+    config_bytes = json.dumps(config).encode()
+    manifest = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": push_blob(registry, repo, config_bytes), "size": len(config_bytes)},
+        "layers": [{"mediaType": OCI_LAYER, "digest": push_blob(registry, repo, b), "size": len(b)} for b in layers],
+    }
+    body = json.dumps(manifest, separators=(",", ":")).encode()
+    digest = push_manifest(registry, repo, tag or "sha256:" + hashlib.sha256(body).hexdigest(), manifest, OCI_MANIFEST)
+    return digest, len(body)
+
+
+def push_index(registry: str, repo: str, tag: str, parts: Sequence[tuple[str, Sequence[bytes]]], entrypoint: Sequence[str]) -> str:
+    entries = []
+    for platform, layers in parts:
+        digest, size = push(registry, repo, "", platform, layers, entrypoint)
+        os_name, arch, *_ = platform.split("/")
+        entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size, "platform": {"os": os_name, "architecture": arch}})
+    return push_manifest(registry, repo, tag, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, OCI_INDEX)
+
+
+async def check(registry: str, ref: str, hosts: Sequence, **kw) -> tuple[imagecheck.ImageRead, dict[str, imagecheck.HostAnswer]]:
+    read = await imagecheck.read_registry(ref, allowed=parse(registry), **kw)
+    return read, {a.host_id: a for a in imagecheck.answer(read, hosts)}
+
+
+async def test_a_mislabeled_arm64_manifest_fails_with_the_binary_platform(registry: str) -> None:
+    push_index(registry, "acme/mislabeled", "1", [("linux/amd64", [tar_layer([("app", AMD)])]),
+                                                 ("linux/arm64", [tar_layer([("app", AMD)])])], ["/app"])
+
+    read, by_host = await check(registry, f"{registry}/acme/mislabeled:1", [AMD64_HOST, ARM64_HOST])
+
+    arm = by_host["linux/arm64"]
+    assert arm.status == runs.FAILS and arm.verdict.cause == "mislabeled_image", arm
+    assert "binary is linux/amd64" in arm.verdict.explanation and arm.chosen_platform == "linux/arm64"
+    assert by_host["linux/amd64"].status == runs.RUNS
+    assert read.index and {p.entry.binary.platform for p in read.platforms} == {"linux/amd64"}
+
+
+async def test_a_symlink_into_a_lower_layer_found_through_path(registry: str) -> None:
+    lower = tar_layer([("opt/real/app", ARM)])
+    top = tar_layer([("usr/local/bin/app", "/opt/real/app")])
+    push(registry, "acme/linked", "1", "linux/arm64", [lower, top], ["app"])
+
+    read, by_host = await check(registry, f"{registry}/acme/linked:1", [AMD64_HOST, ARM64_HOST])
+
+    (p,) = read.platforms
+    assert p.entry.binary.requested_path == "/usr/local/bin/app" and p.entry.binary.path == "/opt/real/app"
+    assert by_host["linux/arm64"].status == runs.RUNS
+    amd = by_host["linux/amd64"]  # a single image is run whatever its label: its file decides
+    assert amd.status == runs.FAILS and amd.verdict.cause == "arch_mismatch" and "binary is linux/arm64" in amd.verdict.explanation
+
+
+async def test_a_whiteout_in_the_top_layer_deletes_the_entrypoint(registry: str) -> None:
+    push(registry, "acme/deleted", "1", "linux/amd64", [tar_layer([("app", AMD)]), tar_layer([(".wh.app", b"")])], ["/app"])
+
+    _, by_host = await check(registry, f"{registry}/acme/deleted:1", [AMD64_HOST])
+
+    a = by_host["linux/amd64"]
+    assert a.status == runs.FAILS and a.verdict.cause == runs.NOT_FOUND, a
+
+
+async def test_a_script_whose_interpreter_is_missing(registry: str) -> None:
+    push(registry, "acme/script", "1", "linux/amd64", [tar_layer([("entry.sh", b"#!/bin/bash\nexec app\n")])], ["/entry.sh"])
+
+    read, by_host = await check(registry, f"{registry}/acme/script:1", [AMD64_HOST])
+
+    a = by_host["linux/amd64"]
+    assert a.status == runs.FAILS and a.verdict.cause == runs.MISSING_INTERPRETER and "/bin/bash" in a.verdict.explanation, a
+
+
+async def test_a_large_lower_layer_is_not_downloaded_and_the_answer_is_cached(registry: str) -> None:
+    big = tar_layer([("blob.bin", os.urandom(30 * 1024 * 1024))], level=1)  # incompressible: 30 MiB on the wire
+    push(registry, "acme/big", "1", "linux/amd64", [big, tar_layer([("app", AMD)])], ["/app"])
+    cache = EntrypointCache()
+
+    read, by_host = await check(registry, f"{registry}/acme/big:1", [AMD64_HOST], cache=cache)
+
+    assert by_host["linux/amd64"].status == runs.RUNS
+    assert read.bytes_read < 64 * 1024, read.bytes_read  # the top layer only
+    assert read.platforms[0].layers_read_whole == () or all(str(len(big)) not in w for w in read.platforms[0].layers_read_whole)
+    again, _ = await check(registry, f"{registry}/acme/big:1", [AMD64_HOST], cache=cache)
+    assert again.bytes_read == 0 and again.platforms[0].cached
+
+
+# -- a registry that stalls mid-blob ---------------------------------------------
+
+
+async def stalling_proxy(upstream: str, release: asyncio.Event) -> AsyncIterator[str]:
+    """Forwards to ``upstream``; a blob's body stops after its first 100 bytes until ``release``."""
+    async with aiohttp.ClientSession() as client:
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            async with client.get(f"http://{upstream}{request.path_qs}", headers={"Accept": request.headers.get("Accept", "*/*")},
+                                  allow_redirects=True) as up:
+                body = await up.read()
+                if "/blobs/" not in request.path or len(body) < 1000:
+                    return web.Response(body=body, status=up.status, headers={"Content-Type": up.headers.get("Content-Type", "")})
+                resp = web.StreamResponse(status=200, headers={"Content-Length": str(len(body))})
+                await resp.prepare(request)
+                await resp.write(body[:100])
+                await release.wait()
+                return resp
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handle)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            release.set()
+            await runner.cleanup()
+
+
+async def test_a_registry_stalling_mid_blob_gives_unknown_not_a_hang(registry: str) -> None:
+    push(registry, "acme/stall", "1", "linux/amd64", [tar_layer([("app", AMD + os.urandom(5000))], level=0)], ["/app"])
+    release = asyncio.Event()
+    gen = stalling_proxy(registry, release)
+    proxy = await gen.__anext__()
+    try:
+        read, by_host = await check(proxy, f"{proxy}/acme/stall:1", [AMD64_HOST], timeout=3)
+    finally:
+        await gen.aclose()
+
+    a = by_host["linux/amd64"]
+    assert a.status == runs.UNKNOWN and "did not arrive within 3s" in a.verdict.explanation, a
+    assert read.platforms[0].bytes_read == 100
+
+
+# -- the CI gate: no collector, target platforms ----------------------------------
+
+
+def test_the_ci_gate_fails_on_a_mislabeled_image(registry: str) -> None:
+    push_index(registry, "acme/gate", "1", [("linux/amd64", [tar_layer([("app", AMD)])]),
+                                           ("linux/arm64", [tar_layer([("app", AMD)])])], ["/app"])
+    ref = f"{registry}/acme/gate:1"
+    gate = [sys.executable, "-m", "collector.cli", "check", ref, "--target", "linux/amd64", "--target", "linux/arm64",
+            "--check-registries", registry, "--url", "127.0.0.1:1"]  # no collector there: none is needed
+
+    out = subprocess.run([*gate, "--json"], capture_output=True, text=True, timeout=120)
+
+    assert out.returncode == 1, out.stdout + out.stderr
+    doc = json.loads(out.stdout)
+    assert [(h["host_id"], h["cause"]) for h in doc["cannot_run"]] == [("linux/arm64", "mislabeled_image")]
+    assert "binary is linux/amd64" in doc["cannot_run"][0]["detail"]
+    out = subprocess.run(gate, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "FAIL linux/arm64" in out.stdout and "binary is linux/amd64" in out.stdout, out.stdout
+    assert DOCKER_LIST  # (the Docker manifest list is read like an OCI index: test_registry.py)
