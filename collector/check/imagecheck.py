@@ -52,6 +52,7 @@ class Seen:
     cause: str
     time: str
     digests: tuple[str, ...] = ()
+    image_platform: str = ""  # the platform the host had pulled ("" unknown)
 
 
 @dataclass(frozen=True)
@@ -164,9 +165,11 @@ def _with_seen(a: HostAnswer, read: ImageRead, seen: Sequence[Seen]) -> HostAnsw
     """The fleet's own exits decide for the hosts they happened on, and for their platform
     when nothing read from the image says it runs there."""
     relevant = [s for s in seen if not (read.digest and s.digests and not any(read.digest in d for d in s.digests))]
+    from_label = not read.platforms  # nothing was read: only a label said it runs, and labels lie
+    if not from_label:  # the file of the platform this host pulls was read: exits of another platform are stale
+        relevant = [s for s in relevant if not (s.image_platform and a.chosen_platform and s.image_platform != a.chosen_platform)]
     mine = [s for s in relevant if s.host_id == a.host_id]
     same = [s for s in relevant if s.host_platform == a.host_platform]
-    from_label = not read.platforms  # nothing was read: only a label said it runs
     decisive = mine or (same if a.status != runs.RUNS or from_label else [])
     if not decisive:
         return a if not same else HostAnswer(**{**a.__dict__, "seen": tuple(same)})
@@ -176,8 +179,9 @@ def _with_seen(a: HostAnswer, read: ImageRead, seen: Sequence[Seen]) -> HostAnsw
            + (f"; {a.verdict.explanation}" if a.verdict.explanation else ""))
     v = runs.Verdict(runs.FAILS, a.verdict.cause if a.status == runs.FAILS else first.cause, why,
                      a.verdict.hint_id, a.verdict.fix, a.verdict.commands, a.verdict.note)
-    return HostAnswer(a.host_id, a.host_platform, runs.FAILS, "seen", a.chosen_platform, v, a.binary_platform,
-                      tuple(decisive), a.label_runnable)
+    reason = a.reason if a.status == runs.FAILS else "seen"  # "seen": the fleet's exits alone decided
+    return HostAnswer(a.host_id, a.host_platform, runs.FAILS, reason, a.chosen_platform, v, a.binary_platform,
+                      tuple(decisive), False)
 
 
 def seen_from_events(events: Sequence[dict[str, Any]]) -> list[Seen]:
@@ -186,7 +190,8 @@ def seen_from_events(events: Sequence[dict[str, Any]]) -> list[Seen]:
     for e in events:
         host, image = e.get("host") or {}, e.get("image") or {}
         out.append(Seen(str(host.get("host_id") or host.get("id") or ""), str(host.get("platform", "")),
-                        str(e.get("cause", "")), str(e.get("time", "")), tuple(image.get("repo_digests") or ())))
+                        str(e.get("cause", "")), str(e.get("time", "")), tuple(image.get("repo_digests") or ()),
+                        str(image.get("declared_platform", ""))))
     return out
 
 

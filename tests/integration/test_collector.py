@@ -334,21 +334,30 @@ def test_hints_and_check_commands(collector: Callable[..., procs.Proc]) -> None:
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == procs.get_json(base + "/api/v1/hints")
 
-    out = cli("check", API, "--platform", AMD64, "--url", base)
+    # A label alone: an image the fleet has no exits of.
+    out = cli("check", "shop/new:1", "--platform", AMD64, "--url", base)
     assert out.returncode == 1, out.stdout + out.stderr
     lines = {line.split()[1]: line.split()[0] for line in out.stdout.splitlines() if line.startswith("  ")}
     assert lines == {"x86-1": "ok", "x86-2": "ok", "graviton-1": "FAIL", "pi-1": "FAIL"}, out.stdout
     assert "2 host(s) could not run it" in out.stdout
 
-    out = cli("check", API, "--platform", ARM64, "--platform", ARMV7, "--platform", AMD64, "--url", base)
+    out = cli("check", "shop/new:1", "--platform", ARM64, "--platform", ARMV7, "--platform", AMD64, "--url", base)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "every known host can run it" in out.stdout
 
+    # The fleet saw API die on both x86 hosts and the Pi: its exits override a label saying it runs there.
+    out = cli("check", API, "--platform", ARM64, "--platform", ARMV7, "--platform", AMD64, "--url", base)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "the fleet saw it fail 4 time(s) on 3 host(s)" in out.stdout, out.stdout
     out = cli("check", API, "--platform", AMD64, "--url", base, "--json")
     assert out.returncode == 1
     doc = json.loads(out.stdout)
     assert doc["platforms"] == [AMD64] and doc["platforms_from"] == "query"
-    assert {v["host_id"]: v["reason"] for v in doc["cannot_run"]} == {"graviton-1": "no_such_platform", "pi-1": "no_such_platform"}
+    assert {v["host_id"]: v["reason"] for v in doc["cannot_run"]} == {
+        "graviton-1": "no_such_platform", "pi-1": "no_such_platform", "x86-1": "seen", "x86-2": "seen"}
+    assert doc["seen"]["hosts"] == ["pi-1", "x86-1", "x86-2"] and doc["seen"]["causes"] == ["arch_mismatch"]
+    x86 = next(v for v in doc["cannot_run"] if v["host_id"] == "x86-1")
+    assert x86["cause"] == "arch_mismatch" and x86["detail"].startswith("seen failing on 1 host(s) since "), x86
 
     # A 32-bit image on a 64-bit host without 32-bit support.
     doc = json.loads(cli("check", AGENT, "--platform", ARMV7, "--url", base, "--json").stdout)
@@ -357,7 +366,7 @@ def test_hints_and_check_commands(collector: Callable[..., procs.Proc]) -> None:
     }
 
     # Platforms are normalized (x86_64 is linux/amd64); a malformed one is an error, not a verdict.
-    doc = json.loads(cli("check", API, "--platform", "x86_64", "--url", base, "--json").stdout)
+    doc = json.loads(cli("check", "shop/new:1", "--platform", "x86_64", "--url", base, "--json").stdout)
     assert doc["platforms"] == [AMD64] and len(doc["cannot_run"]) == 2
     out = cli("check", API, "--platform", "linux/arm/v7/extra", "--url", base)
     assert out.returncode == 2 and "--platform 'linux/arm/v7/extra'" in out.stderr and "Traceback" not in out.stderr, out.stderr
