@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -25,8 +26,8 @@ from collector.check import imagecheck
 from collector.check.entrypoint_read import EntrypointCache
 from collector.check.registry_policy import parse
 from enoexec.judge import runs
-from tests.images import EM_AARCH64, EM_X86_64, elf
-from tests.registry import DOCKER_LIST, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, local_registry, push_blob, push_manifest
+from tests.images import EM_AARCH64, EM_ARM, EM_X86_64, elf
+from tests.registry import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, local_registry, push_blob, push_manifest
 
 AMD, ARM = elf(EM_X86_64), elf(EM_AARCH64)
 AMD64_HOST = imagecheck.target_host("linux/amd64")
@@ -210,4 +211,75 @@ def test_the_ci_gate_fails_on_a_mislabeled_image(registry: str) -> None:
     assert "binary is linux/amd64" in doc["cannot_run"][0]["detail"]
     out = subprocess.run(gate, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "FAIL linux/arm64" in out.stdout and "binary is linux/amd64" in out.stdout, out.stdout
-    assert DOCKER_LIST  # (the Docker manifest list is read like an OCI index: test_registry.py)
+
+
+# -- the recipes in deploy/ci/ run as a pipeline would run them ---------------------
+
+CI = Path(__file__).resolve().parents[2] / "deploy" / "ci"
+
+
+def github_script(text: str) -> str:
+    """The ``run: |`` block of the gate step."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "run: |")
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    body = []
+    for line in lines[start + 1 :]:
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            break
+        body.append(line.strip())
+    return "\n".join(body)
+
+
+def gitlab_script(text: str) -> str:
+    """The ``script:`` items of the job (``- >`` items folded into one line)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "script:")
+    commands: list[str] = []
+    for line in lines[start + 1 :]:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not line.startswith("    "):
+            break
+        if stripped.startswith("- "):
+            commands.append("" if stripped == "- >" else stripped[2:])
+        else:
+            commands[-1] = (commands[-1] + " " + stripped).strip()
+    return "\n".join(commands)
+
+
+def pipeline(script: str, image: str, registry: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run a recipe's shell with ``bash -e`` as the CI runner does. The image cannot reach PyPI, so
+    ``pip`` is a no-op here and ``enoexec-collector`` runs this checkout (the only stand-ins)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "pip").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "enoexec-collector").write_text(f"#!/bin/sh\ncd {Path.cwd()} && exec {sys.executable} -m collector.cli \"$@\"\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "IMAGE": image, "CI_REGISTRY": registry}
+    return subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("recipe", ["github-actions.yml", "gitlab-ci.yml"])
+def test_the_ci_recipes_fail_a_pipeline_on_a_mislabeled_image_only(registry: str, recipe: str, tmp_path: Path) -> None:
+    text = (CI / recipe).read_text()
+    script = github_script(text) if recipe.startswith("github") else gitlab_script(text)
+    script = script.replace("--check-registries \"default,$CI_REGISTRY\"", "--check-registries \"$CI_REGISTRY\"")
+    if "--check-registries" not in script:  # the public-registry recipe: allow the loopback one
+        script = script.replace("--strict", "--strict --check-registries \"$CI_REGISTRY\"")
+    arm32 = elf(EM_ARM, bits=32)
+    push_index(registry, "acme/ci", "bad", [("linux/amd64", [tar_layer([("app", AMD)])]),
+                                           ("linux/arm64", [tar_layer([("app", AMD)])]),
+                                           ("linux/arm/v7", [tar_layer([("app", arm32)])])], ["/app"])
+    push_index(registry, "acme/ci", "good", [("linux/amd64", [tar_layer([("app", AMD)])]),
+                                            ("linux/arm64", [tar_layer([("app", ARM)])]),
+                                            ("linux/arm/v7", [tar_layer([("app", arm32)])])], ["/app"])
+
+    bad = pipeline(script, f"{registry}/acme/ci:bad", registry, tmp_path)
+    good = pipeline(script, f"{registry}/acme/ci:good", registry, tmp_path)
+
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "linux/arm64" in bad.stdout and "mislabeled_image" in bad.stdout, bad.stdout
+    assert good.returncode == 0, good.stdout + good.stderr
