@@ -17,7 +17,7 @@ from typing import Any
 from collector.check import imagecheck, registry_policy
 from collector.check.archive import read_archive
 from collector.check.registry import parse_reference
-from collector.errors import ConfigError
+from collector.errors import ConfigError, InvalidReference, RegistryError, RegistryRefused, RegistryUnavailable
 from collector.http import check_view
 from enoexec import platforms
 from enoexec.facts import HostFacts
@@ -63,13 +63,18 @@ def read(image: str, *, check_registries: str | None, max_bytes: int, timeout: f
         return asyncio.run(read_archive(path))
     try:
         ref = parse_reference(image)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    except InvalidReference as e:
+        raise ConfigError(f"{e} (and no such file)") from None
     try:
         policy = registry_policy.parse(check_registries if check_registries is not None else f"default,{ref.registry}")
     except ValueError as e:
         raise ConfigError(f"--check-registries: {e}") from None
-    return asyncio.run(imagecheck.read_registry(image, allowed=policy, max_bytes=max_bytes, timeout=timeout))
+    try:
+        return asyncio.run(imagecheck.read_registry(image, allowed=policy, max_bytes=max_bytes, timeout=timeout))
+    except RegistryRefused as e:
+        raise ConfigError(str(e)) from None
+    except RegistryError as e:
+        raise RegistryUnavailable(str(e)) from None
 
 
 def run(image: str, *, hosts: list[HostFacts] | None, fetch: Fetch | None, check_registries: str | None,
