@@ -25,6 +25,7 @@ from collector.errors import ConfigError, StoreError
 from collector.http.api import Api
 from collector.http.metrics import FleetCollector
 from collector.ingest.agent_resources import AgentResourcesCollector, BuildInfoCollector, ResourceBoard
+from collector.ingest.inventory import InventoryBoard, UnrunnableImagesCollector
 from collector.ingest.presence import Presence
 from collector.ingest.service import CollectorService, utcnow
 from collector.ingest.stats import Stats
@@ -108,6 +109,8 @@ class Collector:
         )
         self.resources = ResourceBoard()
         self.registry.register(AgentResourcesCollector(self.resources))
+        self.inventory = InventoryBoard()
+        self.registry.register(UnrunnableImagesCollector(self.inventory, max_image_labels=config.max_image_labels))
         self.registry.register(BuildInfoCollector())
         self.tokens = auth.load_tokens(config.tokens_file) if config.tokens_file else None
         self.http_tokens = auth.load_tokens(config.http_token_file) if config.http_token_file else None
@@ -148,7 +151,7 @@ class Collector:
                 self.stats, self.presence, writer, max_batch_events=self.config.max_batch_events,
                 tokens=self.tokens, agent_rate=self.config.agent_rate, agent_burst=self.config.agent_burst,
                 max_streams=self.config.max_streams, hello_timeout=self.config.hello_timeout,
-                resources=self.resources,
+                resources=self.resources, inventory=self.inventory,
             ),
             server,
         )
@@ -170,6 +173,7 @@ class Collector:
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
             read_image=lambda ref: imagecheck.read_registry(ref, allowed=policy, cache=entrypoints),
             tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, presence=self.presence, resources=self.resources,
+            inventory=self.inventory,
         )
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()

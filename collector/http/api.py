@@ -24,6 +24,7 @@ from collector.errors import InvalidReference, RegistryError, RegistryRefused, S
 from collector.http import check_view, hints_view
 from collector.ingest import ingest
 from collector.ingest.agent_resources import ResourceBoard, resources_json
+from collector.ingest.inventory import InventoryBoard, images_json
 from collector.ingest.presence import Presence, overlay
 from collector.store.store import Store
 from enoexec import limits, platforms
@@ -146,7 +147,7 @@ def capabilities(hosts: list[Any]) -> list[fleetcheck.HostCapability]:
 
 def _http_error(e: web.HTTPException, request: web.Request) -> str:
     if e.status == 404:
-        return f"no such path {request.path!r}; see /api/v1/events, /api/v1/hosts, /api/v1/hints, /api/v1/check"
+        return f"no such path {request.path!r}; see /api/v1/events, /api/v1/hosts, /api/v1/hints, /api/v1/check, /api/v1/images"
     if e.status == 405:
         return f"method {request.method} is not allowed on {request.path}; allowed: {e.headers.get('Allow', '')}"
     return e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
@@ -164,7 +165,9 @@ class Api:
         protect_metrics: bool = False,
         resources: ResourceBoard | None = None,
         presence: Presence | None = None,
+        inventory: InventoryBoard | None = None,
     ) -> None:
+        self._inventory = inventory or InventoryBoard()
         self._resources = resources or ResourceBoard()
         self._store = store
         self._presence = presence or Presence()
@@ -193,6 +196,7 @@ class Api:
             web.get("/api/v1/hosts", self.hosts),
             web.get("/api/v1/hints", self.hints),
             web.get("/api/v1/check", self.check),
+            web.get("/api/v1/images", self.images),
             web.delete("/api/v1/hosts/{host_id}", self.forget_host),
         ])
         return app
@@ -271,6 +275,12 @@ class Api:
     async def hints(self, request: web.Request) -> web.Response:
         groups = await asyncio.to_thread(self._store.hint_groups)
         return web.json_response({"hints": [hints_view.group_json(g) for g in groups]})
+
+    async def images(self, request: web.Request) -> web.Response:
+        """Images on connected agents' hosts that cannot run there, grouped by image, cause and host platform."""
+        if request.query:
+            raise BadRequest(f"unknown parameter {sorted(request.query)[0]!r}; /api/v1/images takes none")
+        return web.json_response({"images": images_json(self._inventory.snapshot())})
 
     async def forget_host(self, request: web.Request) -> web.Response:
         host_id = request.match_info["host_id"]
