@@ -54,13 +54,14 @@ def judge(entry: Entrypoint, host: HostFacts, image: ImageFacts) -> Verdict:
     if entry.not_found:
         return _fails(NOT_FOUND, binary.error or f"{binary.requested_path or 'the entrypoint'} does not exist in the image",
                       "Fix the image's ENTRYPOINT/CMD or the file's path (and its execute bit).")
-    if binary.kind == "unreadable":
-        return Verdict(UNKNOWN, explanation=binary.error or "the entrypoint could not be read")
     if entry.missing:
         what = "interpreter" if entry.missing_kind == MISSING_INTERPRETER else "program loader"
+        needs = binary.requested_path or binary.path
         return _fails(entry.missing_kind or MISSING_INTERPRETER,
-                      f"{binary.path} needs the {what} {entry.missing}, which the image does not have",
-                      f"Install {entry.missing} in the image, or point {binary.path} at one the image has.")
+                      f"{needs} needs the {what} {entry.missing}, which the image does not have",
+                      f"Install {entry.missing} in the image, or point {needs} at one the image has.")
+    if binary.kind == "unreadable":
+        return Verdict(UNKNOWN, explanation=binary.error or "the entrypoint could not be read")
     if binary.kind == "script":  # a #! the kernel takes, naming no absolute path to read
         return Verdict(RUNS, explanation=f"{binary.path} is a script for {binary.shebang}")
     if classifier.is_runnable(binary, host):
