@@ -266,3 +266,46 @@ def push_multiplatform_index(
     index_media = DOCKER_LIST if docker else OCI_INDEX
     index = {"schemaVersion": 2, "mediaType": index_media, "manifests": entries}
     return push_manifest(registry, repo, tag, index, index_media)
+
+
+def tar_layer(items: Sequence[tuple[str, bytes | str]], *, level: int = 6) -> bytes:
+    """A gzip'd layer of files (mode 0755); a ``str`` item is a symlink target."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, data in items:
+            ti = tarfile.TarInfo(path)
+            if isinstance(data, str):
+                ti.type, ti.linkname, ti.mode = tarfile.SYMTYPE, data, 0o777
+                tar.addfile(ti)
+            else:
+                ti.size, ti.mode = len(data), 0o755
+                tar.addfile(ti, io.BytesIO(data))
+    return gzip.compress(buf.getvalue(), compresslevel=level, mtime=0)
+
+
+def push_layers(registry: str, repo: str, tag: str, platform: str, layers: Sequence[bytes], entrypoint: Sequence[str]) -> tuple[str, int]:
+    """Push an OCI image of ``layers`` (bottom first) with that entrypoint under ``tag`` ("" by digest): (digest, size)."""
+    os_name, arch, *variant = platform.split("/")
+    config = {"architecture": arch, "os": os_name, "config": {"Entrypoint": list(entrypoint), "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"]},
+              "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(gzip.decompress(b)).hexdigest() for b in layers]}}
+    if variant:
+        config["variant"] = variant[0]
+    config_bytes = json.dumps(config).encode()
+    manifest = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": push_blob(registry, repo, config_bytes), "size": len(config_bytes)},
+        "layers": [{"mediaType": OCI_LAYER, "digest": push_blob(registry, repo, b), "size": len(b)} for b in layers],
+    }
+    body = json.dumps(manifest, separators=(",", ":")).encode()
+    digest = push_manifest(registry, repo, tag or "sha256:" + hashlib.sha256(body).hexdigest(), manifest, OCI_MANIFEST)
+    return digest, len(body)
+
+
+def push_layer_index(registry: str, repo: str, tag: str, parts: Sequence[tuple[str, Sequence[bytes]]], entrypoint: Sequence[str]) -> str:
+    """Push an OCI index over one image per (declared platform, layers): its digest."""
+    entries = []
+    for platform, layers in parts:
+        digest, size = push_layers(registry, repo, "", platform, layers, entrypoint)
+        os_name, arch, *_ = platform.split("/")
+        entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size, "platform": {"os": os_name, "architecture": arch}})
+    return push_manifest(registry, repo, tag, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, OCI_INDEX)

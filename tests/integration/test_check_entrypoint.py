@@ -7,14 +7,10 @@ index) and pushed with the registry API; nothing is pulled from the Internet.
 from __future__ import annotations
 
 import asyncio
-import gzip
-import hashlib
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
@@ -27,7 +23,7 @@ from collector.check.entrypoint_read import EntrypointCache
 from collector.check.registry_policy import parse
 from enoexec.judge import runs
 from tests.images import EM_AARCH64, EM_ARM, EM_X86_64, elf
-from tests.registry import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, local_registry, push_blob, push_manifest
+from tests.registry import local_registry, push_layer_index, push_layers, tar_layer
 
 AMD, ARM = elf(EM_X86_64), elf(EM_AARCH64)
 AMD64_HOST = imagecheck.target_host("linux/amd64")
@@ -40,54 +36,13 @@ def registry() -> Iterator[str]:
         yield address
 
 
-def tar_layer(items: Sequence[tuple[str, bytes | str]], *, level: int = 6) -> bytes:
-    """A gzip'd layer; a ``str`` item is a symlink target."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, data in items:
-            ti = tarfile.TarInfo(path)
-            if isinstance(data, str):
-                ti.type, ti.linkname, ti.mode = tarfile.SYMTYPE, data, 0o777
-                tar.addfile(ti)
-            else:
-                ti.size, ti.mode = len(data), 0o755
-                tar.addfile(ti, io.BytesIO(data))
-    return gzip.compress(buf.getvalue(), compresslevel=level, mtime=0)
-
-
-def push(registry: str, repo: str, tag: str, platform: str, layers: Sequence[bytes], entrypoint: Sequence[str]) -> tuple[str, int]:
-    os_name, arch, *variant = platform.split("/")
-    config = {"architecture": arch, "os": os_name, "config": {"Entrypoint": list(entrypoint), "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"]},
-              "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(gzip.decompress(b)).hexdigest() for b in layers]}}
-    if variant:
-        config["variant"] = variant[0]
-    config_bytes = json.dumps(config).encode()
-    manifest = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": push_blob(registry, repo, config_bytes), "size": len(config_bytes)},
-        "layers": [{"mediaType": OCI_LAYER, "digest": push_blob(registry, repo, b), "size": len(b)} for b in layers],
-    }
-    body = json.dumps(manifest, separators=(",", ":")).encode()
-    digest = push_manifest(registry, repo, tag or "sha256:" + hashlib.sha256(body).hexdigest(), manifest, OCI_MANIFEST)
-    return digest, len(body)
-
-
-def push_index(registry: str, repo: str, tag: str, parts: Sequence[tuple[str, Sequence[bytes]]], entrypoint: Sequence[str]) -> str:
-    entries = []
-    for platform, layers in parts:
-        digest, size = push(registry, repo, "", platform, layers, entrypoint)
-        os_name, arch, *_ = platform.split("/")
-        entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size, "platform": {"os": os_name, "architecture": arch}})
-    return push_manifest(registry, repo, tag, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, OCI_INDEX)
-
-
 async def check(registry: str, ref: str, hosts: Sequence, **kw) -> tuple[imagecheck.ImageRead, dict[str, imagecheck.HostAnswer]]:
     read = await imagecheck.read_registry(ref, allowed=parse(registry), **kw)
     return read, {a.host_id: a for a in imagecheck.answer(read, hosts)}
 
 
 async def test_a_mislabeled_arm64_manifest_fails_with_the_binary_platform(registry: str) -> None:
-    push_index(registry, "acme/mislabeled", "1", [("linux/amd64", [tar_layer([("app", AMD)])]),
+    push_layer_index(registry, "acme/mislabeled", "1", [("linux/amd64", [tar_layer([("app", AMD)])]),
                                                  ("linux/arm64", [tar_layer([("app", AMD)])])], ["/app"])
 
     read, by_host = await check(registry, f"{registry}/acme/mislabeled:1", [AMD64_HOST, ARM64_HOST])
@@ -102,7 +57,7 @@ async def test_a_mislabeled_arm64_manifest_fails_with_the_binary_platform(regist
 async def test_a_symlink_into_a_lower_layer_found_through_path(registry: str) -> None:
     lower = tar_layer([("opt/real/app", ARM)])
     top = tar_layer([("usr/local/bin/app", "/opt/real/app")])
-    push(registry, "acme/linked", "1", "linux/arm64", [lower, top], ["app"])
+    push_layers(registry, "acme/linked", "1", "linux/arm64", [lower, top], ["app"])
 
     read, by_host = await check(registry, f"{registry}/acme/linked:1", [AMD64_HOST, ARM64_HOST])
 
@@ -114,7 +69,7 @@ async def test_a_symlink_into_a_lower_layer_found_through_path(registry: str) ->
 
 
 async def test_a_whiteout_in_the_top_layer_deletes_the_entrypoint(registry: str) -> None:
-    push(registry, "acme/deleted", "1", "linux/amd64", [tar_layer([("app", AMD)]), tar_layer([(".wh.app", b"")])], ["/app"])
+    push_layers(registry, "acme/deleted", "1", "linux/amd64", [tar_layer([("app", AMD)]), tar_layer([(".wh.app", b"")])], ["/app"])
 
     _, by_host = await check(registry, f"{registry}/acme/deleted:1", [AMD64_HOST])
 
@@ -123,7 +78,7 @@ async def test_a_whiteout_in_the_top_layer_deletes_the_entrypoint(registry: str)
 
 
 async def test_a_script_whose_interpreter_is_missing(registry: str) -> None:
-    push(registry, "acme/script", "1", "linux/amd64", [tar_layer([("entry.sh", b"#!/bin/bash\nexec app\n")])], ["/entry.sh"])
+    push_layers(registry, "acme/script", "1", "linux/amd64", [tar_layer([("entry.sh", b"#!/bin/bash\nexec app\n")])], ["/entry.sh"])
 
     read, by_host = await check(registry, f"{registry}/acme/script:1", [AMD64_HOST])
 
@@ -133,7 +88,7 @@ async def test_a_script_whose_interpreter_is_missing(registry: str) -> None:
 
 async def test_a_large_lower_layer_is_not_downloaded_and_the_answer_is_cached(registry: str) -> None:
     big = tar_layer([("blob.bin", os.urandom(30 * 1024 * 1024))], level=1)  # incompressible: 30 MiB on the wire
-    push(registry, "acme/big", "1", "linux/amd64", [big, tar_layer([("app", AMD)])], ["/app"])
+    push_layers(registry, "acme/big", "1", "linux/amd64", [big, tar_layer([("app", AMD)])], ["/app"])
     cache = EntrypointCache()
 
     read, by_host = await check(registry, f"{registry}/acme/big:1", [AMD64_HOST], cache=cache)
@@ -179,7 +134,7 @@ async def stalling_proxy(upstream: str, release: asyncio.Event) -> AsyncIterator
 
 
 async def test_a_registry_stalling_mid_blob_gives_unknown_not_a_hang(registry: str) -> None:
-    push(registry, "acme/stall", "1", "linux/amd64", [tar_layer([("app", AMD + os.urandom(5000))], level=0)], ["/app"])
+    push_layers(registry, "acme/stall", "1", "linux/amd64", [tar_layer([("app", AMD + os.urandom(5000))], level=0)], ["/app"])
     release = asyncio.Event()
     gen = stalling_proxy(registry, release)
     proxy = await gen.__anext__()
@@ -197,7 +152,7 @@ async def test_a_registry_stalling_mid_blob_gives_unknown_not_a_hang(registry: s
 
 
 def test_the_ci_gate_fails_on_a_mislabeled_image(registry: str) -> None:
-    push_index(registry, "acme/gate", "1", [("linux/amd64", [tar_layer([("app", AMD)])]),
+    push_layer_index(registry, "acme/gate", "1", [("linux/amd64", [tar_layer([("app", AMD)])]),
                                            ("linux/arm64", [tar_layer([("app", AMD)])])], ["/app"])
     ref = f"{registry}/acme/gate:1"
     gate = [sys.executable, "-m", "collector.cli", "check", ref, "--target", "linux/amd64", "--target", "linux/arm64",
@@ -270,10 +225,10 @@ def test_the_ci_recipes_fail_a_pipeline_on_a_mislabeled_image_only(registry: str
     if "--check-registries" not in script:  # the public-registry recipe: allow the loopback one
         script = script.replace("--strict", "--strict --check-registries \"$CI_REGISTRY\"")
     arm32 = elf(EM_ARM, bits=32)
-    push_index(registry, "acme/ci", "bad", [("linux/amd64", [tar_layer([("app", AMD)])]),
+    push_layer_index(registry, "acme/ci", "bad", [("linux/amd64", [tar_layer([("app", AMD)])]),
                                            ("linux/arm64", [tar_layer([("app", AMD)])]),
                                            ("linux/arm/v7", [tar_layer([("app", arm32)])])], ["/app"])
-    push_index(registry, "acme/ci", "good", [("linux/amd64", [tar_layer([("app", AMD)])]),
+    push_layer_index(registry, "acme/ci", "good", [("linux/amd64", [tar_layer([("app", AMD)])]),
                                             ("linux/arm64", [tar_layer([("app", ARM)])]),
                                             ("linux/arm/v7", [tar_layer([("app", arm32)])])], ["/app"])
 
