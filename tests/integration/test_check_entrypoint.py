@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
@@ -21,9 +22,10 @@ from aiohttp import web
 from collector.check import imagecheck
 from collector.check.entrypoint_read import EntrypointCache
 from collector.check.registry_policy import parse
+from collector.errors import RegistryRefused
 from enoexec.judge import runs
 from tests.images import EM_AARCH64, EM_ARM, EM_X86_64, elf
-from tests.registry import local_registry, push_layer_index, push_layers, tar_layer
+from tests.registry import _free_port, _token_cert, local_registry, push_layer_index, push_layers, registry_token, tar_layer
 
 AMD, ARM = elf(EM_X86_64), elf(EM_AARCH64)
 AMD64_HOST = imagecheck.target_host("linux/amd64")
@@ -238,3 +240,71 @@ def test_the_ci_recipes_fail_a_pipeline_on_a_mislabeled_image_only(registry: str
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "linux/arm64" in bad.stdout and "mislabeled_image" in bad.stdout, bad.stdout
     assert good.returncode == 0, good.stdout + good.stderr
+
+
+# -- token auth: a registry that demands Bearer tokens from its realm ---------------
+
+
+async def test_reading_through_registry_token_auth(tmp_path: Path) -> None:
+    """Pushed through an open registry on the same storage, then served with token auth: the
+    check fetches a token from the realm (a token service here, signing real ES256 JWTs the
+    registry verifies) and reads manifests, config and layer blobs with it."""
+    storage = tmp_path / "storage"
+    with local_registry(storage=storage) as open_registry:
+        push_layer_index(open_registry, "acme/private", "1", [("linux/amd64", [tar_layer([("app", AMD)])]),
+                                                              ("linux/arm64", [tar_layer([("app", AMD)])])], ["/app"])
+    cert = _token_cert(tmp_path)
+    asked: list[str] = []
+
+    async def token(request: web.Request) -> web.Response:
+        asked.append(request.query.get("scope", ""))
+        repository = request.query.get("scope", "").split(":")[1]
+        return web.json_response({"token": registry_token(cert, repository=repository)})
+
+    app = web.Application()
+    app.router.add_get("/token", token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    realm_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        with local_registry(storage=storage, token_realm=f"http://127.0.0.1:{realm_port}/token", token_cert=cert) as registry:
+            read = await imagecheck.read_registry(f"{registry}/acme/private:1", allowed=parse(f"{registry},127.0.0.1:{realm_port}"))
+    finally:
+        await runner.cleanup()
+
+    assert asked == ["repository:acme/private:pull"]  # one token, for every request of the check
+    by_host = {a.host_id: a for a in imagecheck.answer(read, [AMD64_HOST, ARM64_HOST])}
+    assert by_host["linux/arm64"].verdict.cause == "mislabeled_image" and by_host["linux/amd64"].status == runs.RUNS
+
+
+# -- the allow-list holds for every blob byte ---------------------------------------
+
+
+async def test_a_blob_redirect_off_the_allow_list_is_refused(registry: str) -> None:
+    push_layers(registry, "acme/redirected", "1", "linux/amd64", [tar_layer([("app", AMD)])], ["/app"])
+    elsewhere = f"127.0.0.1:{_free_port()}"  # nothing there: it must never be contacted anyway
+    manifest = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"http://{registry}/v2/acme/redirected/manifests/1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})).read())
+    layers = {layer["digest"] for layer in manifest["layers"]}
+
+    async with aiohttp.ClientSession() as client:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if request.path.rsplit("/", 1)[1] in layers:  # a layer blob: "on the CDN"
+                raise web.HTTPTemporaryRedirect(f"http://{elsewhere}/cdn{request.path}")
+            async with client.get(f"http://{registry}{request.path_qs}", headers={"Accept": request.headers.get("Accept", "*/*")}) as up:
+                return web.Response(body=await up.read(), status=up.status, headers={"Content-Type": up.headers.get("Content-Type", "")})
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        proxy = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        try:
+            with pytest.raises(RegistryRefused, match=rf"a redirect from registry {proxy} is on {elsewhere}"):
+                await imagecheck.read_registry(f"{proxy}/acme/redirected:1", allowed=parse(proxy))
+        finally:
+            await runner.cleanup()
