@@ -6,6 +6,9 @@ quick start's demo does), a real agent and a real collector over gRPC.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from tests import images, procs
@@ -23,7 +26,11 @@ def findings(col: procs.Proc, image: str) -> list[dict[str, Any]]:
     return [i for i in doc["images"] if i["image"] == image]
 
 
-def test_agent_reports_unrunnable_images_before_they_run_and_forgets_removed_ones(dock, collector, agent) -> None:
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "collector.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_agent_reports_unrunnable_images_before_they_run_and_forgets_removed_ones(dock, collector, agent, tmp_path: Path) -> None:
     # The quick start's demo image: arm64, loaded, never run.
     demo = dock.load("demo-arm64", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"])
     native = dock.load("native", [File("/app", AMD64_EXIT)], architecture="amd64", entrypoint=["/app"])
@@ -38,6 +45,22 @@ def test_agent_reports_unrunnable_images_before_they_run_and_forgets_removed_one
     assert dock.containers == []  # nothing of either image ever ran
     text = procs.metrics(col.http)  # type: ignore[attr-defined]
     assert procs.total(text, "enoexec_unrunnable_images", image=demo, cause="arch_mismatch", host_platform="linux/amd64") == 1.0
+
+    # check, from a `docker save` of it, against the hosts the collector knows: fails here, before it ran.
+    archive = tmp_path / "demo.tar"
+    with open(archive, "wb") as f:
+        for chunk in dock.api.get_image(demo):
+            f.write(chunk)
+    base = f"http://127.0.0.1:{col.http}"  # type: ignore[attr-defined]
+    out = cli("check", str(archive), "--url", base)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "FAIL test-host" in out.stdout and "binary is linux/arm64" in out.stdout, out.stdout
+
+    # The quick start's complaint: run it, and a label saying it runs here is overridden by that exit.
+    dock.run(demo)
+    procs.wait_for(lambda: procs.get_json(f"{base}/api/v1/events?image={demo}")["events"], timeout=60, what="the demo's exit stored")
+    out = cli("check", demo, "--platform", "linux/amd64", "--platform", "linux/arm64", "--url", base)
+    assert out.returncode == 1 and "FAIL test-host" in out.stdout and "seen failing on 1 host(s)" in out.stdout, out.stdout
 
     # A script whose interpreter the image lacks, loaded while the agent runs: the load event triggers a pass.
     script = dock.load("script", [File("/entry.sh", b"#!/bin/bash\necho hi\n")], architecture="amd64", entrypoint=["/entry.sh"])
