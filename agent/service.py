@@ -91,7 +91,9 @@ class Agent:
             images=ImageInspector(self.api, wait=DAEMON_WAIT),
             image_fallback=config.image_fallback, clock=clock,
         )
-        self.inventory = Inventory(self.api, lambda: self.host) if config.image_inventory and config.image_fallback else None
+        self._stop_thread = threading.Event()
+        self.inventory = (Inventory(self.api, lambda: self.host, stop=self._stop_thread)
+                          if config.image_inventory and config.image_fallback else None)
         self.sender = Sender(
             config.collector,
             self.spool,
@@ -109,7 +111,6 @@ class Agent:
         self._pool: OrderedPool | None = None
         self._inspected = InspectCache()
         self._started = clock()
-        self._stop_thread = threading.Event()
         self._reconcile_now = asyncio.Event()
         self._deferred: list[Exit] = []
 

@@ -28,8 +28,10 @@ MAX_REPORTED = 500  # unrunnable images per report; the rest are counted, not na
 
 
 class Inventory:
-    def __init__(self, api: Any, host: Callable[[], HostFacts], *, reader: BinaryReader | None = None) -> None:
+    def __init__(self, api: Any, host: Callable[[], HostFacts], *, reader: BinaryReader | None = None,
+                 stop: threading.Event | None = None) -> None:
         self._api = api
+        self._stop = stop or threading.Event()  # set: finish the image in hand (removing its helper), then return
         self._host = host
         self._reader = reader or BinaryReader(api, cache_size=64)
         self._read: dict[str, tuple[dict[str, Any], BinaryFacts]] = {}  # image id -> (inspect, entrypoint facts)
@@ -50,6 +52,8 @@ class Inventory:
             for gone in set(self._read) - set(present):
                 del self._read[gone]
             for image_id in present:
+                if self._stop.is_set():
+                    return False
                 if image_id not in self._read:
                     read = self._read_one(image_id)
                     if read is not None:

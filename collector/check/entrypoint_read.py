@@ -140,6 +140,8 @@ async def read_platform(
         raise
     except (RootfsError, TarWalkError, RegistryError) as e:
         entry = _unreadable(argv, str(e))
+    finally:
+        await rootfs.aclose()
     read = PlatformRead(image.platform, image.manifest_digest, argv, entry, budget.read, tuple(budget.whole),
                         time.monotonic() - started)
     if cache is not None:

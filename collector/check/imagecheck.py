@@ -86,14 +86,17 @@ async def read_registry(
     try:
         image = RegistryImage(ref, allowed=allowed, session=session, insecure_registries=insecure_registries)
         reads = []
-        for platform, digest in await _bounded(image.platforms(), ref, timeout):
+
+        def left() -> float:  # the whole check shares one time limit
+            return max(1.0, timeout - (time.monotonic() - started))
+
+        for platform, digest in await _bounded(image.platforms(), ref, left()):
             hit = cache.get(digest) if cache is not None else None
             if hit is not None:
                 reads.append(hit)
                 continue
-            loaded = await _bounded(image.load(platform, digest), ref, timeout)
-            left = max(1.0, timeout - (time.monotonic() - started))
-            reads.append(await read_platform(loaded, cache=cache, max_bytes=max_bytes, timeout=left))
+            loaded = await _bounded(image.load(platform, digest), ref, left())
+            reads.append(await read_platform(loaded, cache=cache, max_bytes=max_bytes, timeout=left()))
         return ImageRead(ref, image.digest, tuple(reads), "registry", time.monotonic() - started, index=image.index)
     finally:
         if own:

@@ -141,10 +141,19 @@ class Layer:
             if got:
                 return
 
+    async def aclose(self) -> None:
+        """Let go of a stream left open (the walk stopped early): its connection is released."""
+        stream, self._stream = self._stream, None
+        closer = getattr(stream, "aclose", None)
+        if closer is not None:
+            await closer()
+
     def _finish(self) -> None:
         if not self.complete:
             self.complete = True
-            self._budget.whole.append(f"{self.digest} ({self.size} bytes)")
+            said = f"{self.digest} ({self.size} bytes)"
+            if said not in self._budget.whole:
+                self._budget.whole.append(said)
             self._stream = None
 
     def _record(self, entry: Entry) -> None:
@@ -171,6 +180,10 @@ class Rootfs:
     def __init__(self, layers: Sequence[tuple[str, int, Opener]], budget: Budget) -> None:
         self.budget = budget
         self._top_first = [Layer(d, s, o, budget) for d, s, o in reversed(layers)]
+
+    async def aclose(self) -> None:
+        for layer in self._top_first:
+            await layer.aclose()
 
     async def read(self, path: str) -> Found:
         """The head of ``path``, following symlinks; never raises for a missing file."""
