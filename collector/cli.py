@@ -32,7 +32,9 @@ DEFAULT_URL = "http://localhost:9469"
 # README.md, "Exit codes".
 EXIT_SOME_CANNOT = EXIT_FINDING
 EXIT_NO_HOSTS = EXIT_NOT_FOUND
-CHECK_EPILOG = ("exit codes: 0 every known host can run IMAGE; 1 some host cannot; 2 bad usage; "
+CHECK_EPILOG = ("IMAGE's entrypoint is read from its registry (or from a docker save / OCI archive file) and judged per host; "
+                "--target/--facts judge without a collector (a CI gate: deploy/ci/). "
+                "exit codes: 0 every known host can run IMAGE; 1 some host cannot (--strict: or is unknown); 2 bad usage; "
                 "3 collector or registry unreachable; 4 no hosts known to the collector")
 
 
@@ -47,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     hints.add_argument("--url", default=None, help=f"collector HTTP address (default $ENOEXEC_URL, then {DEFAULT_URL})")
     _client_flags(hints)
     hints.add_argument("--json", action="store_true", help="print JSON")
-    check = sub.add_parser("check", help="which fleet hosts could not run IMAGE", description="Before deploying: list the known hosts that could not run IMAGE, and why.",
+    check = sub.add_parser("check", help="which fleet hosts could not run IMAGE", description="Before deploying: each known host (or --target platform) runs IMAGE, fails (cause, fix) or is unknown (why), from IMAGE's real entrypoint and the exits the fleet saw.",
                            epilog=CHECK_EPILOG)
     check.add_argument("image", metavar="IMAGE", help="image reference, e.g. registry.example/app:1.4, or a docker save / OCI archive file")
     check.add_argument("--platform", action="append", default=[], metavar="P", help="a platform the image offers (repeatable): judge by this label alone; default: read the image's entrypoint from its registry")

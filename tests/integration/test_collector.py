@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests import fleet, procs
+from tests import fleet, images, procs
 from tests.fleet import ScriptedAgent
 from tests.pg import create_database
-from tests.registry import local_registry, push_multiplatform_index
+from tests.registry import local_registry, push_layer_index, push_multiplatform_index, tar_layer
 
 AMD64, ARM64, ARMV7 = "linux/amd64", "linux/arm64", "linux/arm/v7"
 API, AGENT, CRON = "shop/api:1.4", "edge/agent:2", "tools/cron:3"
@@ -393,6 +393,23 @@ def test_check_asks_a_real_registry_for_the_platforms(collector: Callable[..., p
         }
         out = cli("check", ref, "--url", base)
         assert out.returncode == 1 and "(from registry)" in out.stdout and "1 host(s) could not run it" in out.stdout
+
+        # An index whose arm64 manifest carries an amd64 binary: the collector reads both entrypoints.
+        amd = images.elf(images.EM_X86_64)
+        push_layer_index(registry, "team/mislabeled", "1", [(AMD64, [tar_layer([("app", amd)])]),
+                                                           (ARM64, [tar_layer([("app", amd)])])], ["/app"])
+        out = cli("check", f"{registry}/team/mislabeled:1", "--url", base, "--json")
+        assert out.returncode == 1, out.stdout + out.stderr
+        doc = json.loads(out.stdout)
+        by_host = {v["host_id"]: v for v in doc["hosts"]}
+        assert by_host["graviton-1"]["status"] == "fails" and by_host["graviton-1"]["cause"] == "mislabeled_image"
+        assert "binary is linux/amd64" in by_host["graviton-1"]["detail"]
+        assert by_host["x86-1"]["status"] == "runs" and by_host["x86-1"]["binary_platform"] == AMD64
+        assert [e["binary_platform"] for e in doc["entrypoints"]] == [AMD64, AMD64] and doc["bytes_read"] > 0
+        again = json.loads(cli("check", f"{registry}/team/mislabeled:1", "--url", base, "--json").stdout)
+        assert again["cached"] and again["bytes_read"] == 0 and again["cannot_run"] == doc["cannot_run"]
+        text = cli("check", f"{registry}/team/mislabeled:1", "--url", base).stdout
+        assert "FAIL graviton-1" in text and "mislabeled_image" in text and "linux/arm64: /app is linux/amd64" in text, text
 
         missing = cli("check", f"{registry}/team/nothing:1", "--url", base)
         assert missing.returncode in (2, 3) and "no manifest" in missing.stderr, missing.stderr  # 4xx: 2; 5xx: 3
