@@ -36,6 +36,8 @@ from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
+CHECK_READS = 4  # images read from registries at once by /api/v1/check
+
 GRACE = 5.0
 PRUNE_EVERY = 3600.0
 MAX_MESSAGE = 4 * 1024 * 1024
@@ -169,9 +171,16 @@ class Collector:
 
         policy = self.config.check_registries
         entrypoints = EntrypointCache()
+        reading = asyncio.Semaphore(CHECK_READS)  # a burst of checks does not read a burst of layers
+
+        async def read_image(ref: str) -> imagecheck.ImageRead:
+            async with reading:
+                return await imagecheck.read_registry(ref, allowed=policy, cache=entrypoints,
+                                                      max_bytes=self.config.check_max_bytes, timeout=self.config.check_timeout)
+
         api = Api(
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
-            read_image=lambda ref: imagecheck.read_registry(ref, allowed=policy, cache=entrypoints),
+            read_image=read_image,
             tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, presence=self.presence, resources=self.resources,
             inventory=self.inventory,
         )

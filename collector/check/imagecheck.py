@@ -125,8 +125,10 @@ def host_facts(host_id: str, platform: str, facts: dict[str, Any]) -> HostFacts:
 
 
 def target_host(platform: str) -> HostFacts:
-    """A host that is only a platform (``--target``): runs that platform and nothing else."""
-    return HostFacts(host_id=platform, platform=platform, can_run_32bit=False, runnable_platforms=(platform,))
+    """A host that is only a platform (``--target``): runs that platform natively (an arm/v7 one runs
+    arm/v6 too), no 32-bit companion and no emulation, so the gate errs on the side of failing."""
+    return HostFacts(host_id=platform, platform=platform, can_run_32bit=False,
+                     runnable_platforms=platforms.native_platforms(platform, can_run_32bit=False))
 
 
 def answer(read: ImageRead, hosts: Sequence[HostFacts], seen: Sequence[Seen] = ()) -> list[HostAnswer]:
