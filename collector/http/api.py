@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from collector import auth
-from collector.check import fleetcheck, imagecheck
+from collector.check import imagecheck
 from collector.check.registry import parse_reference
 from collector.errors import InvalidReference, RegistryError, RegistryRefused, StoreError
 from collector.http import check_view, hints_view
@@ -134,15 +134,6 @@ def container_emulated(facts: dict[str, Any]) -> tuple[str, ...]:
         e.get("platform", "") for e in facts.get("emulators", [])
         if e.get("enabled") and e.get("platform") and "F" in e.get("flags", "")
     }))
-
-
-def capabilities(hosts: list[Any]) -> list[fleetcheck.HostCapability]:
-    return [
-        fleetcheck.HostCapability(
-            h.host_id, h.platform, bool((h.facts or {}).get("can_run_32bit", False)), container_emulated(h.facts or {})
-        )
-        for h in hosts
-    ]
 
 
 def _http_error(e: web.HTTPException, request: web.Request) -> str:
