@@ -96,4 +96,5 @@ def run(image: str, *, hosts: list[HostFacts] | None, fetch: Fetch | None, check
 
 def _tags(read_image: imagecheck.ImageRead) -> list[str]:
     """The names an archive's image was saved under (its exits are recorded by name)."""
-    return [read_image.ref] if read_image.source != "archive" else list(read_image.names)
+    names = [read_image.ref] if read_image.source != "archive" else list(read_image.names)
+    return list(dict.fromkeys(n for name in names for n in imagecheck.names_of(name)))

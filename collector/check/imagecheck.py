@@ -189,6 +189,15 @@ def _with_seen(a: HostAnswer, read: ImageRead, seen: Sequence[Seen]) -> HostAnsw
                       tuple(decisive), False)
 
 
+def names_of(ref: str) -> list[str]:
+    """The names exits of ``ref`` may be recorded under: as run (``nginx``) or with its tag (``nginx:latest``)."""
+    name = ref.split("@", 1)[0]
+    tagged = name.rfind(":") > name.rfind("/")
+    if not tagged:
+        return [ref, f"{name}:latest"]
+    return [ref, name[: -len(":latest")]] if name.endswith(":latest") else [ref]
+
+
 def seen_from_events(events: Sequence[dict[str, Any]]) -> list[Seen]:
     """Seen exits from ``/api/v1/events`` documents (back-filled ones too: they happened)."""
     out = []

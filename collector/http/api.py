@@ -7,6 +7,7 @@ and call the store in a worker thread; they only convert data.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -312,7 +313,10 @@ class Api:
             offered.append(norm)
         hosts = overlay(await asyncio.to_thread(self._store.hosts), self._presence.local())
         facts = [imagecheck.host_facts(h.host_id, h.platform, h.facts or {}) for h in hosts]
-        seen = imagecheck.seen_from_events(await asyncio.to_thread(lambda: self._store.events(image=image, limit=1000)))
+        recorded: list[dict[str, Any]] = []
+        for name in imagecheck.names_of(image):  # "nginx" and "nginx:latest" are one image
+            recorded += await asyncio.to_thread(functools.partial(self._store.events, image=name, limit=1000))
+        seen = imagecheck.seen_from_events(recorded)
         if offered:
             answers = imagecheck.label_answer(offered, facts, seen, image)
             return web.json_response(check_view.answer_json(image, answers, platforms=offered, source="query", seen=seen))

@@ -51,3 +51,10 @@ def test_a_read_binary_that_runs_outweighs_stale_exits_of_another_platform() -> 
                      "registry", index=True)
     (a,) = imagecheck.answer(read, [imagecheck.host_facts("x86-1", "linux/amd64", {})], seen)
     assert a.status == runs.RUNS
+
+
+def test_names_an_exit_may_be_recorded_under() -> None:
+    assert imagecheck.names_of("nginx") == ["nginx", "nginx:latest"]
+    assert imagecheck.names_of("nginx:latest") == ["nginx:latest", "nginx"]
+    assert imagecheck.names_of("reg:5000/app:1.2") == ["reg:5000/app:1.2"]
+    assert imagecheck.names_of("reg:5000/app") == ["reg:5000/app", "reg:5000/app:latest"]
