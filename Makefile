@@ -41,6 +41,8 @@ bench-smoke: venv
 	PYTHONPATH=. $(PYTHON) benchmarks/agent_imports_bench.py --quick
 	PYTHONPATH=. $(PYTHON) benchmarks/agent_footprint_bench.py --quick
 	PYTHONPATH=. $(PYTHON) benchmarks/detection_latency_bench.py --quick
+	PYTHONPATH=. $(PYTHON) benchmarks/check_bench.py --quick
+	PYTHONPATH=. $(PYTHON) benchmarks/inventory_bench.py --quick
 
 quickstart:
 	bash deploy/quickstart.sh

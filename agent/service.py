@@ -34,6 +34,8 @@ from agent.engine.reconcile import InspectCache, replay_exits, state_exits
 from agent.engine.watch import Watcher
 from agent.errors import ConfigError, DockerUnavailable
 from agent.host import hostfacts
+from agent.inventory import runner as inventory_runner
+from agent.inventory.scan import Inventory
 from enoexec.limits import MAX_EVENT_BYTES
 from enoexec.sdnotify import Notifier
 
@@ -89,6 +91,9 @@ class Agent:
             images=ImageInspector(self.api, wait=DAEMON_WAIT),
             image_fallback=config.image_fallback, clock=clock,
         )
+        self._stop_thread = threading.Event()
+        self.inventory = (Inventory(self.api, lambda: self.host, stop=self._stop_thread)
+                          if config.image_inventory and config.image_fallback else None)
         self.sender = Sender(
             config.collector,
             self.spool,
@@ -97,6 +102,7 @@ class Agent:
             token=config.token(),
             batch_size=config.batch_size,
             heartbeat_interval=config.heartbeat_interval,
+            inventory=lambda: inventory_runner.report_pb(self.inventory) if self.inventory else None,
         )
         self._parallel = parallel
         self._docker = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="docker")
@@ -105,7 +111,6 @@ class Agent:
         self._pool: OrderedPool | None = None
         self._inspected = InspectCache()
         self._started = clock()
-        self._stop_thread = threading.Event()
         self._reconcile_now = asyncio.Event()
         self._deferred: list[Exit] = []
 
@@ -288,6 +293,8 @@ class Agent:
             asyncio.create_task(self._refresh_facts(), name="facts"),
             asyncio.create_task(notify.watchdog(), name="watchdog"),  # pings while this loop turns
         ]
+        if self.inventory is not None:
+            tasks.append(asyncio.create_task(inventory_runner.run(self.inventory, self.api, self._stop_thread), name="inventory"))
         notify.ready(f"watching {self.config.docker_host}")
         try:
             await stop.wait()

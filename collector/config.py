@@ -71,6 +71,9 @@ OPTIONS = (
            "hosts 'check' may ask for an image's platforms, comma-separated: host, host:port, *.domain, a registry "
            "name (docker.io, ghcr.io, quay.io, gcr.io, registry.k8s.io, mcr.microsoft.com, public.ecr.aws), "
            "'default' for all of those, or '' for none (default: default)"),
+    Option("check_max_bytes", positive_int, 512 * 1024 * 1024,
+           "layer bytes one 'check' may read from a registry before it answers 'unknown' (default 512 MiB)"),
+    Option("check_timeout", positive_float, 60.0, "seconds one 'check' may spend reading an image (default 60)"),
     Option("host_expiry", duration, 7 * 86400.0,
            "forget a host after this long without a word from its agent: 90m, 36h, 7d, or 0 for never (default 7d)"),
 )
@@ -104,6 +107,8 @@ class CollectorConfig:
     protect_metrics: bool
     check_registries: registry_policy.RegistryPolicy
     host_expiry: float  # seconds; 0 never expires
+    check_max_bytes: int = 512 * 1024 * 1024
+    check_timeout: float = 60.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enoexec.errors import ConfigError, EnoexecError, Unavailable
 
-__all__ = ["CollectorError", "CollectorUnavailable", "ConfigError", "InvalidReference", "RegistryError", "RegistryRefused", "StoreError"]
+__all__ = ["CollectorError", "CollectorUnavailable", "ConfigError", "InvalidReference", "RegistryError", "RegistryRefused", "RegistryUnavailable", "StoreError"]
 
 
 class CollectorError(EnoexecError):
@@ -17,6 +17,10 @@ class CollectorUnavailable(CollectorError, Unavailable):
 
 class RegistryError(CollectorError):
     """An image registry could not be reached or did not answer as expected."""
+
+
+class RegistryUnavailable(RegistryError, Unavailable):
+    """``check`` run locally (``--target``, ``--facts``) could not read the registry: exit 3."""
 
 
 class InvalidReference(RegistryError):

@@ -17,12 +17,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry
 
 from collector import auth, listen
+from collector.check import imagecheck
 from collector.check import registry as image_registry
+from collector.check.entrypoint_read import EntrypointCache
 from collector.config import CollectorConfig
 from collector.errors import ConfigError, StoreError
 from collector.http.api import Api
 from collector.http.metrics import FleetCollector
 from collector.ingest.agent_resources import AgentResourcesCollector, BuildInfoCollector, ResourceBoard
+from collector.ingest.inventory import InventoryBoard, UnrunnableImagesCollector
 from collector.ingest.presence import Presence
 from collector.ingest.service import CollectorService, utcnow
 from collector.ingest.stats import Stats
@@ -32,6 +35,8 @@ from enoexec.sdnotify import Notifier
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
+
+CHECK_READS = 4  # images read from registries at once by /api/v1/check
 
 GRACE = 5.0
 PRUNE_EVERY = 3600.0
@@ -106,6 +111,8 @@ class Collector:
         )
         self.resources = ResourceBoard()
         self.registry.register(AgentResourcesCollector(self.resources))
+        self.inventory = InventoryBoard()
+        self.registry.register(UnrunnableImagesCollector(self.inventory, max_image_labels=config.max_image_labels))
         self.registry.register(BuildInfoCollector())
         self.tokens = auth.load_tokens(config.tokens_file) if config.tokens_file else None
         self.http_tokens = auth.load_tokens(config.http_token_file) if config.http_token_file else None
@@ -146,7 +153,7 @@ class Collector:
                 self.stats, self.presence, writer, max_batch_events=self.config.max_batch_events,
                 tokens=self.tokens, agent_rate=self.config.agent_rate, agent_burst=self.config.agent_burst,
                 max_streams=self.config.max_streams, hello_timeout=self.config.hello_timeout,
-                resources=self.resources,
+                resources=self.resources, inventory=self.inventory,
             ),
             server,
         )
@@ -163,9 +170,19 @@ class Collector:
         await server.start()
 
         policy = self.config.check_registries
+        entrypoints = EntrypointCache()
+        reading = asyncio.Semaphore(CHECK_READS)  # a burst of checks does not read a burst of layers
+
+        async def read_image(ref: str) -> imagecheck.ImageRead:
+            async with reading:
+                return await imagecheck.read_registry(ref, allowed=policy, cache=entrypoints,
+                                                      max_bytes=self.config.check_max_bytes, timeout=self.config.check_timeout)
+
         api = Api(
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
+            read_image=read_image,
             tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, presence=self.presence, resources=self.resources,
+            inventory=self.inventory,
         )
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()

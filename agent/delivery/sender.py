@@ -50,7 +50,9 @@ class Sender:
         heartbeat_interval: float = 15.0,
         backoff: Backoff | None = None,
         self_stats: Callable[[], selfstats.SelfStats] = selfstats.read,
+        inventory: Callable[[], pb.ImageInventory | None] = lambda: None,
     ) -> None:
+        self._inventory = inventory
         self._target = target
         self._spool = spool
         self._host_facts = host_facts
@@ -95,6 +97,8 @@ class Sender:
 
     def _beat(self) -> pb.Heartbeat:
         beat = pb.Heartbeat(spool=self._spool_stats(), resources=self._resources())
+        if (inventory := self._inventory()) is not None:
+            beat.inventory.CopyFrom(inventory)
         beat.time.FromDatetime(datetime.now(UTC))
         return beat
 
@@ -131,6 +135,8 @@ class Sender:
                     agent_version=__version__, host=self._host_facts(),
                     spool=await asyncio.to_thread(self._spool_stats), resources=await asyncio.to_thread(self._resources),
                 )
+                if (inventory := self._inventory()) is not None:
+                    hello.inventory.CopyFrom(inventory)
                 await call.write(pb.AgentMessage(hello=hello))
                 welcome = await asyncio.wait_for(call.read(), ACK_TIMEOUT)
                 if welcome is grpc.aio.EOF or not welcome.HasField("welcome"):

@@ -28,12 +28,13 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
-from agent.diagnosis import classify, entrypoint, runtime_message
+from agent.diagnosis import entrypoint, runtime_message
 from agent.engine.binaries import BinaryReader, binary_facts, inspect_binary
 from agent.engine.exits import HELPER_LABEL, Exit, alias_of, event_id, exit_key, parse_docker_time
 from agent.engine.images import ImageInspector
 from agent.errors import DockerUnavailable
 from agent.model import BinaryFacts, ContainerFacts, Event, HostFacts, ImageFacts
+from enoexec.judge import classify
 
 __all__ = [
     "HELPER_LABEL", "Diagnoser", "Exit", "Outcome", "binary_facts", "event_id", "exit_key",

@@ -19,11 +19,12 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
-from agent.diagnosis import entrypoint, sniff
+from agent.diagnosis import entrypoint
 from agent.engine.container_fs import ContainerFiles, FileHead
 from agent.engine.exits import HELPER_LABEL
 from agent.errors import ContainerGone, DockerUnavailable
 from agent.model import BinaryFacts
+from enoexec.judge import sniff
 
 logger = logging.getLogger(__name__)
 

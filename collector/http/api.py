@@ -7,10 +7,10 @@ and call the store in a worker thread; they only convert data.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +19,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from collector import auth
-from collector.check import fleetcheck
+from collector.check import imagecheck
 from collector.check.registry import parse_reference
 from collector.errors import InvalidReference, RegistryError, RegistryRefused, StoreError
-from collector.http import hints_view
+from collector.http import check_view, hints_view
 from collector.ingest import ingest
 from collector.ingest.agent_resources import ResourceBoard, resources_json
+from collector.ingest.inventory import InventoryBoard, images_json
 from collector.ingest.presence import Presence, overlay
 from collector.store.store import Store
 from enoexec import limits, platforms
@@ -39,6 +40,7 @@ MAX_PARAM = 512
 PROBE_EVERY = 1.0  # seconds between write probes behind /readyz
 
 PlatformLookup = Callable[[str], Any]  # async: ref -> tuple[str, ...]
+ImageReader = Callable[[str], Awaitable[imagecheck.ImageRead]]  # ref -> every platform's entrypoint
 
 
 class BadRequest(ValueError):
@@ -135,18 +137,9 @@ def container_emulated(facts: dict[str, Any]) -> tuple[str, ...]:
     }))
 
 
-def capabilities(hosts: list[Any]) -> list[fleetcheck.HostCapability]:
-    return [
-        fleetcheck.HostCapability(
-            h.host_id, h.platform, bool((h.facts or {}).get("can_run_32bit", False)), container_emulated(h.facts or {})
-        )
-        for h in hosts
-    ]
-
-
 def _http_error(e: web.HTTPException, request: web.Request) -> str:
     if e.status == 404:
-        return f"no such path {request.path!r}; see /api/v1/events, /api/v1/hosts, /api/v1/hints, /api/v1/check"
+        return f"no such path {request.path!r}; see /api/v1/events, /api/v1/hosts, /api/v1/hints, /api/v1/check, /api/v1/images"
     if e.status == 405:
         return f"method {request.method} is not allowed on {request.path}; allowed: {e.headers.get('Allow', '')}"
     return e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
@@ -159,16 +152,20 @@ class Api:
         registry: CollectorRegistry,
         *,
         lookup_platforms: PlatformLookup,
+        read_image: ImageReader | None = None,
         tokens: auth.Tokens | None = None,
         protect_metrics: bool = False,
         resources: ResourceBoard | None = None,
         presence: Presence | None = None,
+        inventory: InventoryBoard | None = None,
     ) -> None:
+        self._inventory = inventory or InventoryBoard()
         self._resources = resources or ResourceBoard()
         self._store = store
         self._presence = presence or Presence()
         self._registry = registry
         self._lookup = lookup_platforms
+        self._read_image = read_image
         self._tokens = tokens
         self._protect_metrics = protect_metrics
         self.draining = False  # set at shutdown: /readyz says 503 so balancers move away
@@ -191,6 +188,7 @@ class Api:
             web.get("/api/v1/hosts", self.hosts),
             web.get("/api/v1/hints", self.hints),
             web.get("/api/v1/check", self.check),
+            web.get("/api/v1/images", self.images),
             web.delete("/api/v1/hosts/{host_id}", self.forget_host),
         ])
         return app
@@ -270,6 +268,12 @@ class Api:
         groups = await asyncio.to_thread(self._store.hint_groups)
         return web.json_response({"hints": [hints_view.group_json(g) for g in groups]})
 
+    async def images(self, request: web.Request) -> web.Response:
+        """Images on connected agents' hosts that cannot run there, grouped by image, cause and host platform."""
+        if request.query:
+            raise BadRequest(f"unknown parameter {sorted(request.query)[0]!r}; /api/v1/images takes none")
+        return web.json_response({"images": images_json(self._inventory.snapshot())})
+
     async def forget_host(self, request: web.Request) -> web.Response:
         host_id = request.match_info["host_id"]
         if not limits.valid_host_id(host_id):
@@ -307,21 +311,30 @@ class Api:
             if not (ingest.valid_platform(norm) and platforms.is_known(norm)):
                 raise BadRequest(f"platform: expected os/arch[/variant] with a known architecture, such as linux/arm64, got {p!r}")
             offered.append(norm)
-        source = "query"
-        if not offered:
+        hosts = overlay(await asyncio.to_thread(self._store.hosts), self._presence.local())
+        facts = [imagecheck.host_facts(h.host_id, h.platform, h.facts or {}) for h in hosts]
+        recorded: list[dict[str, Any]] = []
+        for name in imagecheck.names_of(image):  # "nginx" and "nginx:latest" are one image
+            recorded += await asyncio.to_thread(functools.partial(self._store.events, image=name, limit=1000))
+        seen = imagecheck.seen_from_events(recorded)
+        if offered:
+            answers = imagecheck.label_answer(offered, facts, seen, image)
+            return web.json_response(check_view.answer_json(image, answers, platforms=offered, source="query", seen=seen))
+        if self._read_image is None:  # label only: the registry's platforms
             try:
                 offered = list(await self._lookup(image))
             except RegistryRefused as e:
                 return web.json_response({"error": str(e)}, status=403)
             except RegistryError as e:
                 return web.json_response({"error": str(e)}, status=502)
-            source = "registry"
-        hosts = overlay(await asyncio.to_thread(self._store.hosts), self._presence.local())
-        verdicts = fleetcheck.check(offered, capabilities(hosts))
-        return web.json_response({
-            "image": image,
-            "platforms": offered,
-            "platforms_from": source,
-            "hosts": [asdict(v) for v in verdicts],
-            "cannot_run": [asdict(v) for v in verdicts if not v.runnable],
-        })
+            answers = imagecheck.label_answer(offered, facts, seen, image)
+            return web.json_response(check_view.answer_json(image, answers, platforms=offered, source="registry", seen=seen))
+        try:
+            read = await self._read_image(image)
+        except RegistryRefused as e:
+            return web.json_response({"error": str(e)}, status=403)
+        except RegistryError as e:
+            return web.json_response({"error": str(e)}, status=502)
+        answers = imagecheck.answer(read, facts, seen)
+        return web.json_response(check_view.answer_json(
+            image, answers, platforms=[p.platform for p in read.platforms], source="registry", read=read, seen=seen))

@@ -14,6 +14,7 @@ from collector import auth
 from collector.errors import StoreError
 from collector.ingest import ingest
 from collector.ingest.agent_resources import ResourceBoard
+from collector.ingest.inventory import InventoryBoard
 from collector.ingest.presence import Presence
 from collector.ingest.ratelimit import TokenBucket
 from collector.ingest.stats import Stats
@@ -59,8 +60,10 @@ class CollectorService(pb_grpc.CollectorServicer):
         hello_timeout: float = HELLO_TIMEOUT,
         clock: Callable[[], datetime] = utcnow,
         resources: ResourceBoard | None = None,
+        inventory: InventoryBoard | None = None,
     ) -> None:
         self._resources = resources or ResourceBoard()
+        self._inventory = inventory or InventoryBoard()
         self._stats = stats
         self._presence = presence
         self._writer = writer
@@ -113,6 +116,7 @@ class CollectorService(pb_grpc.CollectorServicer):
         self._presence.hello(host_id, ingest.label(hello.host.platform), to_json(hello.host),
                              spool_events=hello.spool.events, dropped_total=hello.spool.dropped_total)
         self._resources.report(host_id, context, hello)
+        self._inventory.report(host_id, hello.host.platform, context, hello)
         logger.info("agent connected host_id=%s platform=%s agent_version=%s peer=%s",
                     host_id, hello.host.platform, hello.agent_version, context.peer())
         bucket = self._buckets.setdefault(host_id, TokenBucket(self._rate, self._burst))
@@ -128,8 +132,10 @@ class CollectorService(pb_grpc.CollectorServicer):
                     self._presence.heartbeat(host_id, msg.heartbeat, spool_events=spool.events,
                                              dropped_total=spool.dropped_total)
                     self._resources.report(host_id, context, msg.heartbeat)
+                    self._inventory.report(host_id, hello.host.platform, context, msg.heartbeat)
         finally:
             self._resources.forget(host_id, context)
+            self._inventory.forget(host_id, context)
             self._presence.bye(host_id)
             logger.info("agent disconnected host_id=%s", host_id)
 

@@ -28,16 +28,18 @@ class CollectorMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("agent_version", "host", "spool", "resources")
+    __slots__ = ("agent_version", "host", "spool", "resources", "inventory")
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     SPOOL_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     host: HostFacts
     spool: SpoolStats
     resources: AgentResources
-    def __init__(self, agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., spool: _Optional[_Union[SpoolStats, _Mapping]] = ..., resources: _Optional[_Union[AgentResources, _Mapping]] = ...) -> None: ...
+    inventory: ImageInventory
+    def __init__(self, agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., spool: _Optional[_Union[SpoolStats, _Mapping]] = ..., resources: _Optional[_Union[AgentResources, _Mapping]] = ..., inventory: _Optional[_Union[ImageInventory, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("collector_version", "max_batch_events")
@@ -48,14 +50,46 @@ class Welcome(_message.Message):
     def __init__(self, collector_version: _Optional[str] = ..., max_batch_events: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("time", "spool", "resources")
+    __slots__ = ("time", "spool", "resources", "inventory")
     TIME_FIELD_NUMBER: _ClassVar[int]
     SPOOL_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     spool: SpoolStats
     resources: AgentResources
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spool: _Optional[_Union[SpoolStats, _Mapping]] = ..., resources: _Optional[_Union[AgentResources, _Mapping]] = ...) -> None: ...
+    inventory: ImageInventory
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spool: _Optional[_Union[SpoolStats, _Mapping]] = ..., resources: _Optional[_Union[AgentResources, _Mapping]] = ..., inventory: _Optional[_Union[ImageInventory, _Mapping]] = ...) -> None: ...
+
+class ImageInventory(_message.Message):
+    __slots__ = ("unrunnable", "images_judged")
+    UNRUNNABLE_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_JUDGED_FIELD_NUMBER: _ClassVar[int]
+    unrunnable: _containers.RepeatedCompositeFieldContainer[UnrunnableImage]
+    images_judged: int
+    def __init__(self, unrunnable: _Optional[_Iterable[_Union[UnrunnableImage, _Mapping]]] = ..., images_judged: _Optional[int] = ...) -> None: ...
+
+class UnrunnableImage(_message.Message):
+    __slots__ = ("image", "image_id", "image_platform", "binary_platform", "cause", "explanation", "hint", "fix", "path")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    BINARY_PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    HINT_FIELD_NUMBER: _ClassVar[int]
+    FIX_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    image_id: str
+    image_platform: str
+    binary_platform: str
+    cause: str
+    explanation: str
+    hint: str
+    fix: str
+    path: str
+    def __init__(self, image: _Optional[str] = ..., image_id: _Optional[str] = ..., image_platform: _Optional[str] = ..., binary_platform: _Optional[str] = ..., cause: _Optional[str] = ..., explanation: _Optional[str] = ..., hint: _Optional[str] = ..., fix: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class SpoolStats(_message.Message):
     __slots__ = ("events", "dropped_total", "bytes")

@@ -49,12 +49,15 @@ CONTRACT_METRICS = frozenset({
     "enoexec_build_info",
     # added for alerting (#11): the latest exit per image, host platform, cause and host
     "enoexec_last_exit_timestamp_seconds",
+    # added for latent failures (#19): hosts holding an image that cannot run there
+    "enoexec_unrunnable_images",
 })
 # Prometheus's own series that rules and panels may use.
 PROMETHEUS_METRICS = frozenset({"up", "ALERTS"})
 
 EXPECTED_ALERTS = {
     "EnoexecExecFormatErrors",
+    "EnoexecUnrunnableImages",
     "EnoexecCollectorDown",
     "EnoexecAgentDown",
     "EnoexecAgentDroppingEvents",
@@ -255,7 +258,8 @@ def test_dashboard_panels_and_variables() -> None:
     titles = {p["title"] for p in dash["panels"]}
     for title in ("Exits by cause", "Exits in range", "Exits by image and host platform", "Exits per host",
                   "Collector up", "Firing alerts", "Agent throttling", "Agent resources", "Hosts by platform",
-                  "Agents connected", "Agent last seen", "Agent spool depth and drops", "Active hints"):
+                  "Agents connected", "Agent last seen", "Agent spool depth and drops", "Active hints",
+                  "Images that cannot run on the hosts that hold them"):
         assert title in titles
     variables = {v["name"]: v for v in dash["templating"]["list"]}
     assert set(variables) == {"datasource", "cause", "host_platform"}

@@ -2,9 +2,9 @@
 
 import pytest
 
-from agent.diagnosis import classify
 from agent.model import BinaryFacts, Emulator, HostFacts, ImageFacts
 from enoexec import causes
+from enoexec.judge import classify
 
 X86 = HostFacts("x86", "linux/amd64", can_run_32bit=True, runnable_platforms=("linux/amd64", "linux/386"))
 GRAVITON4 = HostFacts("gv4", "linux/arm64", can_run_32bit=False, runnable_platforms=("linux/arm64",))

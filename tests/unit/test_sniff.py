@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.diagnosis.sniff import Kind, Sniff, sniff
+from enoexec.judge.sniff import Kind, Sniff, sniff
 
 # --- builders --------------------------------------------------------------
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import struct
 
-from agent.diagnosis.filekind import Kind, Sniff
 from enoexec import platforms
+from enoexec.judge.filekind import Kind, Sniff
 
 # --- ELF -------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ tested with literal facts.
 
 from __future__ import annotations
 
-from agent.model import BinaryFacts, Diagnosis, HostFacts, ImageFacts
 from enoexec import platforms
 from enoexec.causes import (
     ARCH_MISMATCH,
@@ -20,6 +19,7 @@ from enoexec.causes import (
     NOT_A_BINARY,
     UNKNOWN,
 )
+from enoexec.facts import BinaryFacts, Diagnosis, HostFacts, ImageFacts
 
 # A binary of a runnable platform that still failed: not an exec format error
 # we can explain, and most likely not one at all (see ``is_runnable``).

@@ -22,8 +22,8 @@ import logging
 import re
 import struct
 
-from agent.diagnosis.elf import sniff_elf
-from agent.diagnosis.filekind import Kind, Sniff
+from enoexec.judge.elf import sniff_elf
+from enoexec.judge.filekind import Kind, Sniff
 
 logger = logging.getLogger(__name__)
 
