@@ -78,6 +78,7 @@ SupplementaryGroups=docker). Access to the Docker socket is root-equivalent.
 Examples:
   sudo deploy/install.sh --collector
   sudo deploy/install.sh --agent --collector-address collector.example:7469
+  sudo deploy/install.sh --agent --collector-address collector.example:7469 --wheels /media/wheels
 USAGE
 }
 

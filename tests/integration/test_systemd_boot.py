@@ -4,8 +4,9 @@ An amd64 rootfs with systemd (mmdebstrap from this machine's apt sources) is
 imported into the test Docker Engine and run with /sbin/init (systemd-nspawn
 --boot hangs on these machines and --privileged is refused, so: SYS_ADMIN,
 no seccomp, /run on tmpfs, the cgroup tree bound in, no network: the
-collector and agent talk over the container's loopback). The package and its
-wheels are copied in and installed offline. Then: install.sh --collector and
+collector and agent talk over the container's loopback). The checkout and the
+wheels deploy/fetch-wheels.sh fetched are copied in, and install.sh --wheels
+installs from them with no index. Then: install.sh --collector and
 --agent start both units with the certificates the installer made; a restart
 comes back; a hung main loop is killed by the watchdog; a config error stops
 the unit with exit status 2 instead of a restart loop; --uninstall removes it.
