@@ -525,4 +525,7 @@ main() {
     say "done"
 }
 
-main "$@"
+# Sourced (the tests call its functions), it defines them and runs nothing.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
+fi

@@ -408,6 +408,40 @@ def test_install_script_dry_run_with_wheels(tmp_path: Path) -> None:
     assert f"-m pip install --prefer-binary --upgrade --no-index --find-links {wheels} {ROOT}\\[postgres\\]\n" in out  # printf %q
 
 
+# pip's own lines (pip 23) when it cannot reach its index; its last line is then only "No matching distribution".
+PIP_RETRY = "WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) after connection broken by "
+PIP_LOGS = {
+    "name": PIP_RETRY + "'NewConnectionError('<pip._vendor.urllib3.connection.HTTPSConnection object at 0x7f2f922ca410>: "
+            "Failed to establish a new connection: [Errno -3] Temporary failure in name resolution')': /simple/setuptools/",
+    "proxy": PIP_RETRY + "'ProxyError('Cannot connect to proxy.', NewConnectionError('<pip._vendor.urllib3.connection.HTTPSConnection "
+             "object at 0x7f0>: Failed to establish a new connection: [Errno 111] Connection refused'))': /simple/setuptools/",
+    "tls": PIP_RETRY + "'SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+           "self-signed certificate in certificate chain (_ssl.c:1006)'))': /simple/setuptools/",
+    "refused": "Looking in indexes: https://pypi.corp.example/simple\n" + PIP_RETRY + "'NewConnectionError('<pip._vendor.urllib3."
+               "connection.HTTPSConnection object at 0x7f0>: Failed to establish a new connection: [Errno 111] Connection refused')': /simple/setuptools/",
+    "missing": "ERROR: Could not find a version that satisfies the requirement grpcio>=1.85.1 (from versions: none)\n"
+               "ERROR: No matching distribution found for grpcio>=1.85.1",
+}
+
+
+@pytest.mark.parametrize("log,wheels,expected", [
+    ("name", "", r"^pip could not reach the package index https://pypi\.org/simple: name resolution failed \(Temporary failure in name resolution\).*fetch-wheels\.sh DIR.*--wheels DIR$"),
+    ("proxy", "", r"^pip could not reach the package index https://pypi\.org/simple: the proxy failed \(ProxyError\): check HTTPS_PROXY"),
+    ("tls", "", r"^pip could not reach the package index https://pypi\.org/simple: TLS failed \(SSLError\)"),
+    ("refused", "", r"^pip could not reach the package index https://pypi\.corp\.example/simple: Connection refused;"),
+    ("missing", "", r"^$"),  # a real resolution failure: pip's own lines say it
+    ("missing", "/media/w", r"^/media/w has no wheel of grpcio>=1\.85\.1 for this host \(CPython 3\.\d+ on \w+\): .*"
+                            r"deploy/fetch-wheels\.sh DIR --arch \w+ --python-version 3\.\d+, then"),
+])
+def test_install_script_names_the_cause_of_a_pip_failure(log: str, wheels: str, expected: str, tmp_path: Path) -> None:
+    """pip_failure_cause over pip's real messages: the cause its last line hides."""
+    bash = need("bash", "bash")
+    (tmp_path / "pip.log").write_text(PIP_LOGS[log] + "\n")
+    script = f'source {INSTALL}; WHEELS={wheels!r}; pip_failure_cause {tmp_path / "pip.log"} {sys.executable}'
+    proc = run(bash, "-c", script)
+    assert re.search(expected, proc.stdout.strip()), proc.stdout
+
+
 # --- fetch-wheels.sh ----------------------------------------------------------
 
 FETCH_WHEELS = DEPLOY / "fetch-wheels.sh"
