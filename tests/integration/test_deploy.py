@@ -573,6 +573,8 @@ def test_make_certs_needs_a_ca(tmp_path: Path) -> None:
     need("openssl", "openssl")
     proc = run(MAKE_CERTS, "agent", tmp_path, "web-02", check=False)
     assert proc.returncode == 2 and "make-certs.sh ca" in proc.stderr
+    # where the CA is: install.sh --collector makes one in /etc/enoexec/tls
+    assert f"no CA in {tmp_path}" in proc.stderr and "/etc/enoexec/tls" in proc.stderr, proc.stderr
 
 
 @pytest.fixture
