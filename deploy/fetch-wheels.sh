@@ -10,6 +10,7 @@ GLIBC=2.28
 COLLECTOR=0
 DIR=""
 LOG=""
+SRC=""
 ARCHES=()
 VERSIONS=()
 ALL_ARCHES=(x86_64 aarch64 armv7l)
@@ -118,12 +119,18 @@ main() {
     DIR=$(cd "$DIR" && pwd)
     local log wheel build_reqs tags m v extra="" n
     LOG=$(mktemp)
-    trap 'rm -f "$LOG"' EXIT
+    SRC=$(mktemp -d)
+    trap 'rm -rf "$LOG" "$SRC"' EXIT
     log=$LOG
-    # The package itself, pure Python: one wheel for every host.
+    # The package itself, pure Python: one wheel for every host, built from a copy of
+    # the checkout (a build/ left in it by an earlier build would bring back modules
+    # deleted since; the build's own build/ and egg-info stay out of the checkout).
+    tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./build --exclude='*.egg-info' --exclude=./.enoexec \
+        --exclude=./wheelhouse --exclude=__pycache__ --exclude=.mypy_cache --exclude=.ruff_cache --exclude=.pytest_cache \
+        -cf - . | tar -C "$SRC" -xf -
     rm -f "$DIR"/enoexec-*.whl
     say "building the enoexec wheel from $REPO"
-    "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$DIR" "$REPO" >"$log" 2>&1 \
+    "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$DIR" "$SRC" >"$log" 2>&1 \
         || { reason "$log"; fail "could not build the enoexec wheel from $REPO"; }
     wheel=$(ls "$DIR"/enoexec-*.whl)
     mapfile -t build_reqs < <("$PYTHON" -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]))' "$REPO/pyproject.toml")

@@ -26,6 +26,7 @@ UNINSTALL=0
 PURGE=0
 INSECURE=0
 WHEELS=""    # --wheels DIR: install from these wheels only, no package index
+STAGED=""    # the copy of the checkout pip builds from, removed at exit
 CREATED=()   # what this run made, undone in reverse if a later step fails
 
 usage() {
@@ -94,6 +95,7 @@ made() { CREATED+=("$1:$2"); }
 # On a failed exit, remove what this run made, newest first, and say so.
 on_exit() {
     local rc=$? i kind what
+    [ -z "$STAGED" ] || rm -rf -- "$STAGED"
     [ "$rc" = 0 ] || [ "${#CREATED[@]}" = 0 ] || [ "$DRY_RUN" = 1 ] && return
     for ((i = ${#CREATED[@]} - 1; i >= 0; i--)); do
         kind=${CREATED[i]%%:*} what=${CREATED[i]#*:}
@@ -217,9 +219,14 @@ install_package() {
         run install -d -m 0755 "$PREFIX"
         run "$PYTHON" -m venv "$venv" || fail "could not create the virtualenv $venv with $PYTHON"
     fi
-    local spec="$REPO"  # the agent alone needs no extra; the collector brings its libraries
-    [ "$COLLECTOR" = 1 ] && spec="$REPO[postgres]"
-    say "installing $spec into $venv"
+    local src="$REPO"
+    if [ "$DRY_RUN" = 0 ]; then
+        STAGED=$(stage_source) || fail "could not copy $REPO to a temporary directory to build from"
+        src=$STAGED
+    fi
+    local spec="$src"  # the agent alone needs no extra; the collector brings its libraries
+    [ "$COLLECTOR" = 1 ] && spec="$src[postgres]"
+    say "installing $(shown "$spec") into $venv"
     pip_install "$venv" "$spec"
     local script
     for script in enoexec-agent enoexec-collector; do
@@ -231,6 +238,23 @@ install_package() {
     run install -d -m 0755 "$DOC_DIR"
     run install -m 0644 "$REPO/README.md" "$DOC_DIR/README.md"
     run install -m 0644 "$DEPLOY/README.md" "$DOC_DIR/deploy.md"
+}
+
+# stage_source: a copy of the checkout for pip to build from. pip builds in the
+# source tree, and setuptools packs whatever an earlier build left in its build/
+# directory: from the checkout itself, a module deleted since would come back.
+stage_source() {
+    local dest
+    dest=$(mktemp -d) || return 1
+    tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./build --exclude='*.egg-info' --exclude=./.enoexec \
+        --exclude=./wheelhouse --exclude=__pycache__ --exclude=.mypy_cache --exclude=.ruff_cache --exclude=.pytest_cache \
+        -cf - . | tar -C "$dest" -xf - || { rm -rf -- "$dest"; return 1; }
+    echo "$dest"
+}
+
+# shown SPEC: SPEC as the user knows it (the checkout, not its staged copy).
+shown() {
+    if [ -n "$STAGED" ]; then echo "${1/#"$STAGED"/$REPO}"; else echo "$1"; fi
 }
 
 # pip_install VENV SPEC: pip's own output stays visible; on failure, the lines
@@ -250,13 +274,13 @@ pip_install() {
     "$venv/bin/python" -m pip install "${args[@]}" --disable-pip-version-check "$spec" 2>&1 \
         | tee "$log" || rc=$?
     if [ "$rc" != 0 ]; then
-        echo "$PROG: pip could not install $spec; the reason, as pip gave it:" >&2
+        echo "$PROG: pip could not install $(shown "$spec"); the reason, as pip gave it:" >&2
         grep -E '(ERROR|error):|ResolutionImpossible|Failed (building|to build)|requires a different Python' "$log" \
             | grep -v 'subprocess-exited-with-error' | sed -E 's/^[[:space:]]+//' | awk '!seen[$0]++' \
             | sed "s/^/$PROG:   /" >&2 || tail -n 5 "$log" | sed "s/^/$PROG:   /" >&2
         cause=$(pip_failure_cause "$log" "$venv/bin/python")
         rm -f "$log"
-        fail "${cause:-installing $spec failed (pip exit status $rc)}"
+        fail "${cause:-installing $(shown "$spec") failed (pip exit status $rc)}"
     fi
     rm -f "$log"
 }

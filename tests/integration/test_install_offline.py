@@ -94,10 +94,17 @@ def test_offline_install_from_fetched_wheels_and_the_certificate_hint(host: root
     filled = wheels("x86_64", collector=True)
     copy_wheels(host, filled)
 
+    # What an earlier build left in the checkout's build/ (a module deleted since) must not be installed.
+    stale = host.root / "src/build/lib/agent/stale_module.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("STALE = True\n")
+
     # An agent for a collector elsewhere: installed offline; no CA here, so it prints where to make its certificate.
     agent = host.run(*INSTALL, "--agent", "--collector-address", "collector.example:7469", "--wheels", "/wheels")
     assert agent.returncode == 0, agent.stdout[-3000:] + agent.stderr[-3000:]
     assert "Successfully installed" in agent.stdout
+    assert not list((host.root / "opt/enoexec/venv").rglob("stale_module.py")), "install.sh installed a stale build/ module"
+    assert not list((host.root / "tmp").glob("tmp.*")), "install.sh left its copy of the checkout behind"
     hint = [line.split(":", 1)[1].strip() for line in agent.stdout.splitlines() if "make-certs.sh agent" in line]
     assert hint, agent.stdout[-3000:]
     command = hint[0]
