@@ -5,7 +5,7 @@ PYTHON ?= $(VENV)/bin/python
 # Generated code lands in the core package: protos/enoexec/v1/x.proto -> enoexec/v1/x_pb2.py.
 PROTOC = $(PYTHON) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
 
-.PHONY: venv proto proto-check lint test bench-smoke quickstart
+.PHONY: venv proto proto-check lint test bench-smoke quickstart wheels
 
 # A virtual environment with the package, its test and dev extras.
 venv: $(VENV)/.installed
@@ -46,3 +46,9 @@ bench-smoke: venv
 
 quickstart:
 	bash deploy/quickstart.sh
+
+# Wheels for hosts with no package index (deploy/README.md): `make wheels WHEELS=DIR
+# FETCH_ARGS="--collector --arch x86_64"`, then `deploy/install.sh --wheels DIR` on each host.
+WHEELS ?= wheelhouse
+wheels:
+	bash deploy/fetch-wheels.sh $(WHEELS) $(FETCH_ARGS)
