@@ -94,6 +94,7 @@ def test_aarch64_executable_with_interpreter() -> None:
         interpreter="/lib/ld-linux-aarch64.so.1",
         description="ELF 64-bit LSB executable, ARM aarch64 (linux/arm64), "
         "interpreter /lib/ld-linux-aarch64.so.1",
+        phdr_end=64 + 56,
     )
 
 
@@ -282,7 +283,12 @@ def test_java_class_is_data_not_fat_macho() -> None:
 
 def test_script_with_shebang() -> None:
     assert sniff(b"#!/bin/sh -e\nexec app\n") == Sniff(
-        Kind.SCRIPT, shebang="/bin/sh -e", description="script, interpreter /bin/sh -e")
+        Kind.SCRIPT, shebang="/bin/sh -e", shebang_path="/bin/sh", description="script, interpreter /bin/sh -e")
+
+
+def test_the_kernel_keeps_a_carriage_return_in_the_interpreter_path() -> None:
+    assert sniff(b"#!/bin/sh\r\necho\r\n").shebang_path == "/bin/sh\r"
+    assert sniff(b"#! \t/usr/bin/env python3\n").shebang_path == "/usr/bin/env"
 
 
 def test_script_with_crlf_says_so() -> None:
