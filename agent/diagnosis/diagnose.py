@@ -28,12 +28,13 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
-from agent.diagnosis import classify, entrypoint, runtime_message
+from agent.diagnosis import classify, entrypoint, lookalike, runtime_message
 from agent.engine.binaries import BinaryReader, binary_facts, inspect_binary
 from agent.engine.exits import HELPER_LABEL, Exit, alias_of, event_id, exit_key, parse_docker_time
 from agent.engine.images import ImageInspector
 from agent.errors import DockerUnavailable
-from agent.model import BinaryFacts, ContainerFacts, Event, HostFacts, ImageFacts
+from agent.model import BinaryFacts, ContainerFacts, Diagnosis, Event, HostFacts, ImageFacts
+from enoexec.causes import EXEC_FORMAT_ERROR, START_FAILURE, UNKNOWN
 
 __all__ = [
     "HELPER_LABEL", "Diagnoser", "Exit", "Outcome", "binary_facts", "event_id", "exit_key",
@@ -44,6 +45,10 @@ logger = logging.getLogger(__name__)
 
 RUNTIME_MESSAGE = "runtime_message"
 FILE_ONLY = "file_only"
+EXIT_SIGNAL = "exit_signal"  # died of a signal in its first seconds; the file shows why
+LOADER_MESSAGE = "loader_message"  # the loader's, glibc's or jemalloc's words, and the file agrees
+# A crash this soon after the start is judged as a possible start failure.
+EARLY_CRASH = timedelta(seconds=10)
 LOG_TAIL = 20
 # How long the diagnosis of a vanished container waits for its create-time inspect.
 REMEMBER_WAIT = 2.0
@@ -203,38 +208,29 @@ class Diagnoser:
         argv = entrypoint.argv(s.config.get("Entrypoint"), s.config.get("Cmd"))
         argv0 = argv[0] if argv else ""
         failure: runtime_message.RuntimeFailure | None = None
+        log = ""
         if s.readable:
-            log = self._log_tail(s.container_id, exit.time if exit.source == "event" else None)
-            failure = runtime_message.find(log or "", argv0)
+            log = self._log_tail(s.container_id, exit.time if exit.source == "event" else None) or ""
+            failure = runtime_message.find(log, argv0, any_error=True)
             daemon_error = str(s.state.get("Error") or "")
             if failure is None and ours and "exec format error" in daemon_error.lower():
                 # Older engines put the runtime's failure in State.Error instead of the log.
                 failure = runtime_message.RuntimeFailure("daemon", "", daemon_error.strip()[:500])
-        if failure is not None and failure.enoexec and not failure.glued:
-            evidence, decisive_only = RUNTIME_MESSAGE, False
-        elif failure is not None and failure.enoexec:
-            evidence, decisive_only = RUNTIME_MESSAGE, True
-        elif exit.exit_code in runtime_message.EXEC_FAILURE_EXIT_CODES:
-            evidence, decisive_only = FILE_ONLY, True
-        else:
-            return None
+        plan = _plan(exit, failure, log, s.state if ours else {})
+        if plan is None:
+            return None  # not of the family: no file is read
         if self._lookup_registry:  # in the background, while the entrypoint is read
             self._images.prefetch(s.config.get("Image") or exit.image_ref)
         binary = self.binaries.read(
             s.image_id, argv, container_id=s.container_id if s.readable else None,
             path_env=entrypoint.path_from_env(s.config.get("Env")), workdir=s.config.get("WorkingDir") or "/",
-            named_path=failure.path if failure is not None else "",
+            named_path=failure.path if failure is not None else "", deep=plan.deep,
         )
         ref = s.config.get("Image") or exit.image_ref
         image = self._images.facts(ref, s.image_id, lookup_registry=False)
-        verdict = classify.classify(binary, host, image)
-        if verdict.cause == classify.RUNNABLE:
-            # The kernel runs this file here: whatever printed the message, it was
-            # not the runtime failing to execute it.
-            logger.debug("not an exec format error container=%s reason=%s", s.container_id[:12], verdict.explanation)
+        verdict = _verdict(plan, binary, host, image)
+        if verdict is None:
             return None
-        if decisive_only and verdict.cause == classify.UNKNOWN:
-            return None  # no runtime message and no deciding file: nothing to report
         if self._lookup_registry:
             image = replace(image, available_platforms=self._images.available_platforms(ref))
         container = ContainerFacts(
@@ -247,14 +243,7 @@ class Diagnoser:
             cmd=tuple(s.config.get("Cmd") or ()),
             removed=not s.readable or s.auto_remove,
         )
-        return self._event(exit, host, container, image, binary, evidence)
-
-    def _event(self, exit: Exit, host: HostFacts, container: ContainerFacts, image: ImageFacts, binary: BinaryFacts,
-               evidence: str) -> Event | None:
-        assert exit.time is not None
-        verdict = classify.classify(binary, host, image)
-        if verdict.cause == classify.RUNNABLE:
-            return None
+        diagnosis, failure_kind, evidence = verdict
         return Event(
             event_id=event_id(host.host_id, container.id, exit.time),
             time=exit.time,
@@ -262,11 +251,67 @@ class Diagnoser:
             container=container,
             image=image,
             binary=binary,
-            cause=verdict.cause,
-            explanation=verdict.explanation,
+            cause=diagnosis.cause,
+            explanation=diagnosis.explanation,
             evidence=evidence,
             backfilled=exit.backfilled,
+            failure=failure_kind,
         )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What an exit looks like before any file is read, and how to read it."""
+
+    evidence: str
+    enoexec: bool  # the kernel may have refused the file with ENOEXEC
+    decisive_only: bool  # ENOEXEC only with a file the kernel refuses
+    lookalike: lookalike.Trigger | None = None
+    words: str = ""
+    deep: bool = False
+
+
+def _plan(exit: Exit, failure: runtime_message.RuntimeFailure | None, log: str,
+          state: dict[str, Any]) -> _Plan | None:
+    """Decide from the exit, the runtime's line and the log alone (no file read)."""
+    if failure is not None and failure.enoexec:
+        return _Plan(RUNTIME_MESSAGE, True, failure.glued)
+    if failure is not None and failure.error == runtime_message.ENOENT:
+        # tini's ENOENT may be execvp's shell fallback after ENOEXEC: the file decides.
+        return _Plan(RUNTIME_MESSAGE, failure.runtime == "tini", True, lookalike.Trigger.ENOENT, deep=True)
+    if failure is not None:
+        return None  # the runtime named the file and another error (EACCES...): not ours
+    words = lookalike.loader_words(log) if log else ""
+    if words and (exit.exit_code in runtime_message.EXEC_FAILURE_EXIT_CODES
+                  or exit.exit_code in lookalike.CRASH_EXIT_CODES):
+        return _Plan(LOADER_MESSAGE, False, True, lookalike.Trigger.LOADER, words, deep=True)
+    if exit.exit_code in runtime_message.EXEC_FAILURE_EXIT_CODES:
+        return _Plan(FILE_ONLY, True, True, lookalike.Trigger.FILE)
+    if exit.exit_code in lookalike.CRASH_EXIT_CODES and _died_early(state):
+        return _Plan(EXIT_SIGNAL, False, True, lookalike.Trigger.CRASH, deep=True)
+    return None
+
+
+def _died_early(state: dict[str, Any]) -> bool:
+    started = parse_docker_time(str(state.get("StartedAt") or ""))
+    finished = parse_docker_time(str(state.get("FinishedAt") or ""))
+    return started is not None and finished is not None and finished - started <= EARLY_CRASH
+
+
+def _verdict(plan: _Plan, binary: BinaryFacts, host: HostFacts,
+             image: ImageFacts) -> tuple[Diagnosis, str, str] | None:
+    """(diagnosis, failure kind, evidence) from the file read, or ``None``."""
+    if plan.enoexec:
+        verdict = classify.classify(binary, host, image)
+        refused = verdict.cause not in (classify.RUNNABLE, UNKNOWN) or (
+            verdict.cause == UNKNOWN and not plan.decisive_only)
+        if refused and not (plan.lookalike is not None and binary.missing):
+            return verdict, EXEC_FORMAT_ERROR, plan.evidence
+    if plan.lookalike is not None:
+        found = lookalike.judge(binary, host, plan.lookalike, plan.words)
+        if found is not None:
+            return found, START_FAILURE, plan.evidence
+    return None
 
 
 def seen_keys(outcome: Outcome) -> tuple[str, ...]:

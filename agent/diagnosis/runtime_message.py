@@ -48,7 +48,7 @@ EXEC_ERRORS = (
     "exec format error", "no such file or directory", "permission denied", "text file busy",
     "argument list too long", "input/output error", "operation not permitted", "not a directory",
     "too many levels of symbolic links", "file name too long", "cannot allocate memory", "is a directory",
-    "bad address",
+    "bad address", "invalid argument",
 )
 ENOEXEC = "exec format error"
 ENOENT = "no such file or directory"

@@ -1,0 +1,110 @@
+"""Name the failures users mistake for an exec format error. Pure.
+
+A look-alike is only named from file evidence that agrees with how the
+container died (``Trigger``), never from log words alone:
+
+- ``ENOENT``: the runtime said "no such file or directory" about the file it
+  tried to execute, and that file exists: its loader (``PT_INTERP``) or its
+  ``#!`` interpreter is missing (``missing_loader``, ``crlf_shebang`` when the
+  path ends in a carriage return, ``missing_interpreter``).
+- ``FILE``: no runtime line could be read, the exit code is the runtime's
+  exec-failure code, and the script's interpreter is missing (read anyway).
+- ``CRASH``: SIGILL/SIGBUS/SIGSEGV/SIGABRT in the first seconds: a file cut
+  short (``corrupt_file``), an x86-64 level or ARM architecture the CPU lacks
+  (``cpu_level``), or segments aligned below the kernel's page size (``page_size``).
+- ``LOADER``: the loader's, glibc's or jemalloc's own words (``loader_words``)
+  with the file evidence of ``CRASH``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from agent.diagnosis.classify import is_runnable
+from agent.host.cpulevel import level_number
+from agent.model import BinaryFacts, Diagnosis, HostFacts
+from enoexec import platforms
+from enoexec.causes import CORRUPT_FILE, CPU_LEVEL, CRLF_SHEBANG, MISSING_INTERPRETER, MISSING_LOADER, PAGE_SIZE
+
+
+class Trigger(str, enum.Enum):
+    ENOENT = "enoent"
+    FILE = "file"
+    CRASH = "crash"
+    LOADER = "loader"
+
+
+ISA_WORDS = ("cpu isa level is lower than required", "cpu does not support x86-64-v")
+PAGE_WORDS = (
+    "<jemalloc>: unsupported system page size",
+    "elf load command address/offset not page-aligned",
+    "elf load command address/offset not properly aligned",
+    "elf load command alignment not page-aligned",
+)
+# Signals a CPU or a mapping refuses a program with: SIGILL, SIGABRT, SIGBUS, SIGSEGV
+# (a container's exit code is 128 + the signal).
+CRASH_EXIT_CODES = frozenset({132, 134, 135, 139})
+
+
+def loader_words(log: str) -> str:
+    """"isa" or "page" when the log's last lines carry the loader's, glibc's or
+    jemalloc's words about the CPU level or the page size; else ""."""
+    text = log.lower()
+    if any(w in text for w in ISA_WORDS):
+        return "isa"
+    if any(w in text for w in PAGE_WORDS):
+        return "page"
+    return ""
+
+
+def judge(binary: BinaryFacts, host: HostFacts, trigger: Trigger, words: str = "") -> Diagnosis | None:
+    """The look-alike the evidence shows, or ``None`` (then nothing is reported)."""
+    where = binary.requested_path or binary.path or "the entrypoint"
+    if trigger in (Trigger.ENOENT, Trigger.FILE) and binary.missing:
+        return _missing(binary, where)
+    if trigger in (Trigger.CRASH, Trigger.LOADER) and binary.kind == "elf":
+        if binary.damage and is_runnable(binary, host):
+            return Diagnosis(CORRUPT_FILE, f"{where} is damaged: {binary.damage}")
+        return _cpu_level(binary, host, where) or _page_size(binary, host, where, words)
+    return None
+
+
+def _missing(b: BinaryFacts, where: str) -> Diagnosis:
+    if b.kind == "elf" and b.missing == b.interpreter:
+        wants = f"the {b.libc} program loader" if b.libc else "the program loader"
+        if b.image_libc and b.image_libc != b.libc:
+            has = f"; the image has {b.image_libc}'s loader instead"
+        else:
+            has = "" if b.image_libc else "; the image has no libc loader for that platform"
+        of = f" (the interpreter of {where})" if b.shebang else ""
+        return Diagnosis(MISSING_LOADER, f"{b.path}{of} needs {wants} {b.missing}, which the image lacks{has}")
+    if b.missing.endswith("\r"):
+        return Diagnosis(CRLF_SHEBANG, f"the #! line of {where} ends in a carriage return (Windows line endings): "
+                                       f"the kernel looks for the interpreter {b.missing[:-1]}\\r, which does not exist")
+    return Diagnosis(MISSING_INTERPRETER, f"{where} names the interpreter {b.missing} in its #! line, which the image lacks")
+
+
+def _cpu_level(b: BinaryFacts, host: HostFacts, where: str) -> Diagnosis | None:
+    have = level_number(host.cpu_level)
+    if not have:
+        return None
+    if b.platform == platforms.AMD64 and host.cpu_level.startswith("x86-64") and b.isa_level > have:
+        return Diagnosis(CPU_LEVEL, f"{where} (or its loader) is built for x86-64-v{b.isa_level}; "
+                                    f"this host's CPU is {host.cpu_level}")
+    if (b.platform.startswith("linux/arm/") and not b.variant_guessed and host.cpu_level.startswith("armv")
+            and level_number("v" + b.platform.rsplit("/v", 1)[-1]) > have):
+        return Diagnosis(CPU_LEVEL, f"{where} is built for ARM{b.platform.rsplit('/', 1)[-1]} (Tag_CPU_arch); "
+                                    f"this host's CPU is {host.cpu_level} ({host.cpu_model or 'ARMv6'})")
+    return None
+
+
+def _page_size(b: BinaryFacts, host: HostFacts, where: str, words: str) -> Diagnosis | None:
+    if host.page_size <= 4096:
+        return None
+    if b.load_align and b.load_align < host.page_size:
+        return Diagnosis(PAGE_SIZE, f"{where} has segments aligned to {b.load_align} bytes; this kernel's pages are "
+                                    f"{host.page_size} bytes")
+    if words == "page" and is_runnable(b, host):
+        return Diagnosis(PAGE_SIZE, f"{where} says it cannot use this kernel's {host.page_size}-byte pages "
+                                    f"(jemalloc or the loader built for 4096)")
+    return None
