@@ -25,8 +25,10 @@ from sqlalchemy import Connection, Text, func, select, type_coerce
 
 from collector import eventcodec
 from collector.schema import events, shared_facts
+from enoexec.causes import START_FAILURE
 
 NAME = "enoexec_last_exit_timestamp_seconds"
+START_NAME = "enoexec_last_start_failure_timestamp_seconds"
 LABELS = ("image", "host_platform", "cause", "host", "hint", "hint_title")
 # The payload is stored as compact, key-sorted JSON (schema.JSONText); an escaped
 # occurrence inside a string value cannot match this pattern.
@@ -44,9 +46,11 @@ class RecentExit:
     last_exit: datetime
 
 
-def read(conn: Connection, since: datetime) -> list[RecentExit]:
-    """Latest non-back-filled exit per (image, host platform, cause, host) since ``since``."""
-    recent = events.c.time >= since
+def read(conn: Connection, since: datetime, *, start_failures: bool = False) -> list[RecentExit]:
+    """Latest non-back-filled exit per (image, host platform, cause, host) since ``since``:
+    exec format errors, or with ``start_failures`` the look-alikes."""
+    starts = events.c.failure == START_FAILURE
+    recent = (events.c.time >= since) & (starts if start_failures else (events.c.failure.is_(None) | ~starts))
     # ``backfilled`` column since schema 2; the payload text for events stored before
     live = events.c.backfilled.is_not(True) & type_coerce(events.c.payload, Text).not_like(_BACKFILLED)
     group = (events.c.image_ref, events.c.host_platform, events.c.cause)
@@ -85,11 +89,13 @@ def _title(payload: Any) -> str:
     return str(hint.get("title", "")) if isinstance(hint, dict) else ""
 
 
-def family(rows: Iterable[RecentExit], image_label: Callable[[str], str] = str) -> Iterator[GaugeMetricFamily]:
+def family(rows: Iterable[RecentExit], image_label: Callable[[str], str] = str, *,
+           start_failures: bool = False) -> Iterator[GaugeMetricFamily]:
     """The gauge; ``image_label`` folds images past the label cap into ``_other``."""
+    what = "start failure (look-alike of exec format error)" if start_failures else "exec format error exit"
     gauge = GaugeMetricFamily(
-        NAME,
-        "Time of the latest exec format error exit per image, host platform, cause and host, "
+        START_NAME if start_failures else NAME,
+        f"Time of the latest {what} per image, host platform, cause and host, "
         "for exits in the last 30 minutes, the alert window (read from the shared store: the same on every replica).",
         labels=list(LABELS),
     )

@@ -30,6 +30,7 @@ from collector.schema import (
     images,
     make_engine,
     shared_facts,
+    start_failure_counts,
     write_probe,
 )
 
@@ -147,6 +148,17 @@ class Store:
         with self._read() as conn:
             return [records.ExitCount(*row) for row in conn.execute(query)]
 
+    def start_failure_counts(self, replica_id: str | None = None) -> list[records.ExitCount]:
+        """This replica's (or the named one's) start failure (look-alike) counters."""
+        c = start_failure_counts.c
+        query = (
+            select(c.cause, c.host_platform, c.image_platform, c.binary_platform, c.image, c.count)
+            .where(c.replica_id == (replica_id or self.replica_id))
+            .order_by(c.cause, c.host_platform, c.image_platform, c.binary_platform, c.image)
+        )
+        with self._read() as conn:
+            return [records.ExitCount(*row) for row in conn.execute(query)]
+
     def host_exit_counts(self, replica_id: str | None = None) -> list[records.HostExitCount]:
         c = host_exit_counts.c
         query = (
@@ -203,10 +215,11 @@ class Store:
         with self._read() as conn:
             return hint_queries.read(conn, example_hosts, samples=samples)
 
-    def recent_exits(self, since: datetime) -> list[recent_exits.RecentExit]:
-        """Latest exit per (image, host platform, cause, host) since ``since``, for alerting."""
+    def recent_exits(self, since: datetime, *, start_failures: bool = False) -> list[recent_exits.RecentExit]:
+        """Latest exit per (image, host platform, cause, host) since ``since``, for alerting:
+        exec format errors, or with ``start_failures`` the look-alikes."""
         with self._read() as conn:
-            return recent_exits.read(conn, since)
+            return recent_exits.read(conn, since, start_failures=start_failures)
 
     def prune(self, older_than: datetime) -> int:
         """Delete events older than ``older_than``; counters stay (they only ever grow),

@@ -10,6 +10,7 @@ from enoexec.hint_model import Hint, HintFacts
 
 
 def missing_loader(f: HintFacts) -> Hint:
+    commands: tuple[str, ...]
     loader = f.missing or "the program loader"
     if f.libc == "glibc":
         fixes = ("install glibc compatibility in the image (Alpine: `apk add gcompat`), base the image on a "

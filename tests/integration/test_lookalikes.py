@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
+from agent.delivery.wire import event_pb
 from agent.diagnosis import runtime_message
 from agent.diagnosis.diagnose import Diagnoser, Exit
+from agent.host import hostfacts
 from agent.model import Event, HostFacts
 from agent.service import gather_facts
 from enoexec import causes
 from enoexec.hints import hint_of
-from agent.delivery.wire import event_pb
-from agent.host import hostfacts
 from tests import elfs, images
 from tests.images import File
 from tests.unit.test_hostfacts import fixture

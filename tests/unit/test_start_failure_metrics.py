@@ -1,0 +1,55 @@
+"""Look-alikes are counted beside exec format errors, never inside them:
+``enoexec_exits_total``, ``enoexec_host_exits_total`` and
+``enoexec_last_exit_timestamp_seconds`` (the EnoexecExecFormatErrors alert's
+source) keep counting ENOEXEC only; ``enoexec_start_failures_total`` and
+``enoexec_last_start_failure_timestamp_seconds`` carry the look-alikes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from collector.metrics import FleetCollector
+from collector.stats import Stats
+from collector.store import Store
+from tests.records import exit_record
+
+NOW = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+
+
+def samples(store: Store) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(store, Stats(), max_image_labels=200, clock=lambda: NOW))
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in registry.collect():
+        for s in family.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def test_start_failures_have_their_own_series(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "c.db"), replica_id="r1", clock=lambda: NOW)
+    try:
+        store.insert_events([
+            exit_record("a" * 32, NOW - timedelta(minutes=2), "pi-1"),
+            exit_record("b" * 32, NOW - timedelta(minutes=1), "pi-1", cause="missing_loader",
+                        host_platform="linux/amd64", failure="start_failure"),
+            exit_record("c" * 32, NOW - timedelta(minutes=1), "pi-2", cause="corrupt_file",
+                        host_platform="linux/amd64", failure="exec_format_error"),
+        ])
+        got = samples(store)
+    finally:
+        store.close()
+    exits = {dict(k)["cause"]: v for k, v in got["enoexec_exits_total"].items()}
+    assert exits == {"arch_mismatch": 1, "corrupt_file": 1}
+    starts = {dict(k)["cause"]: v for k, v in got["enoexec_start_failures_total"].items()}
+    assert starts == {"missing_loader": 1}
+    assert {dict(k)["host"] for k in got["enoexec_host_exits_total"]} == {"pi-1", "pi-2"}
+    assert sum(got["enoexec_host_exits_total"].values()) == 2
+    last = {dict(k)["cause"] for k in got["enoexec_last_exit_timestamp_seconds"]}
+    assert last == {"arch_mismatch", "corrupt_file"}
+    (labels, when), = got["enoexec_last_start_failure_timestamp_seconds"].items()
+    assert dict(labels)["cause"] == "missing_loader" and dict(labels)["hint"] == "add_loader"
+    assert when == (NOW - timedelta(minutes=1)).timestamp()
