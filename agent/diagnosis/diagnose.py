@@ -263,12 +263,13 @@ class Diagnoser:
 class _Plan:
     """What an exit looks like before any file is read, and how to read it."""
 
-    evidence: str
+    evidence: str  # of an exec format error found
     enoexec: bool  # the kernel may have refused the file with ENOEXEC
     decisive_only: bool  # ENOEXEC only with a file the kernel refuses
     lookalike: lookalike.Trigger | None = None
     words: str = ""
     deep: bool = False
+    lookalike_evidence: str = ""  # of a look-alike found; "" the same as ``evidence``
 
 
 def _plan(exit: Exit, failure: runtime_message.RuntimeFailure | None, log: str,
@@ -277,8 +278,10 @@ def _plan(exit: Exit, failure: runtime_message.RuntimeFailure | None, log: str,
     if failure is not None and failure.enoexec:
         return _Plan(RUNTIME_MESSAGE, True, failure.glued)
     if failure is not None and failure.error == runtime_message.ENOENT:
-        # tini's ENOENT may be execvp's shell fallback after ENOEXEC: the file decides.
-        return _Plan(RUNTIME_MESSAGE, failure.runtime == "tini", True, lookalike.Trigger.ENOENT, deep=True)
+        # tini's ENOENT may be execvp's shell fallback after ENOEXEC: then only the file decides.
+        tini = failure.runtime == "tini"
+        return _Plan(FILE_ONLY if tini else RUNTIME_MESSAGE, tini, True, lookalike.Trigger.ENOENT, deep=True,
+                     lookalike_evidence=RUNTIME_MESSAGE)
     if failure is not None:
         return None  # the runtime named the file and another error (EACCES...): not ours
     words = lookalike.loader_words(log) if log else ""
@@ -310,7 +313,7 @@ def _verdict(plan: _Plan, binary: BinaryFacts, host: HostFacts,
     if plan.lookalike is not None:
         found = lookalike.judge(binary, host, plan.lookalike, plan.words)
         if found is not None:
-            return found, START_FAILURE, plan.evidence
+            return found, START_FAILURE, plan.lookalike_evidence or plan.evidence
     return None
 
 
