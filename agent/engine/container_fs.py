@@ -97,7 +97,12 @@ class ContainerFiles:
                 head = f.read(self._head) if f else b""
                 end = b""
                 if f is not None and tail and self._head < member.size <= TAIL_MAX_FILE:
-                    f.seek(max(self._head, member.size - tail))  # forward only: read and dropped
+                    skip = max(0, member.size - tail - len(head))
+                    while skip > 0:  # a tar stream only reads forward: read and drop
+                        chunk = f.read(min(skip, 1 << 20))
+                        if not chunk:
+                            break
+                        skip -= len(chunk)
                     end = f.read(tail)
                 return "file", head, member.mode, member.size, end
         except docker.errors.APIError as e:
