@@ -28,27 +28,21 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
-from agent.diagnosis import classify, entrypoint, lookalike, runtime_message
+from agent.diagnosis import entrypoint, judging, runtime_message
+from agent.diagnosis.judging import FILE_ONLY, RUNTIME_MESSAGE
 from agent.engine.binaries import BinaryReader, binary_facts, inspect_binary
 from agent.engine.exits import HELPER_LABEL, Exit, alias_of, event_id, exit_key, parse_docker_time
 from agent.engine.images import ImageInspector
 from agent.errors import DockerUnavailable
-from agent.model import BinaryFacts, ContainerFacts, Diagnosis, Event, HostFacts, ImageFacts
-from enoexec.causes import EXEC_FORMAT_ERROR, START_FAILURE, UNKNOWN
+from agent.model import ContainerFacts, Event, HostFacts
 
 __all__ = [
-    "HELPER_LABEL", "Diagnoser", "Exit", "Outcome", "binary_facts", "event_id", "exit_key",
+    "FILE_ONLY", "HELPER_LABEL", "RUNTIME_MESSAGE", "Diagnoser", "Exit", "Outcome", "binary_facts", "event_id", "exit_key",
     "inspect_binary", "parse_docker_time",
 ]
 
 logger = logging.getLogger(__name__)
 
-RUNTIME_MESSAGE = "runtime_message"
-FILE_ONLY = "file_only"
-EXIT_SIGNAL = "exit_signal"  # died of a signal in its first seconds; the file shows why
-LOADER_MESSAGE = "loader_message"  # the loader's, glibc's or jemalloc's words, and the file agrees
-# A crash this soon after the start is judged as a possible start failure.
-EARLY_CRASH = timedelta(seconds=10)
 LOG_TAIL = 20
 # How long the diagnosis of a vanished container waits for its create-time inspect.
 REMEMBER_WAIT = 2.0
@@ -216,7 +210,7 @@ class Diagnoser:
             if failure is None and ours and "exec format error" in daemon_error.lower():
                 # Older engines put the runtime's failure in State.Error instead of the log.
                 failure = runtime_message.RuntimeFailure("daemon", "", daemon_error.strip()[:500])
-        plan = _plan(exit, failure, log, s.state if ours else {})
+        plan = judging.plan(exit.exit_code, failure, log, _ran(s.state) if ours else None)
         if plan is None:
             return None  # not of the family: no file is read
         if self._lookup_registry:  # in the background, while the entrypoint is read
@@ -228,7 +222,7 @@ class Diagnoser:
         )
         ref = s.config.get("Image") or exit.image_ref
         image = self._images.facts(ref, s.image_id, lookup_registry=False)
-        verdict = _verdict(plan, binary, host, image)
+        verdict = judging.verdict(plan, binary, host, image)
         if verdict is None:
             return None
         if self._lookup_registry:
@@ -259,62 +253,11 @@ class Diagnoser:
         )
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What an exit looks like before any file is read, and how to read it."""
-
-    evidence: str  # of an exec format error found
-    enoexec: bool  # the kernel may have refused the file with ENOEXEC
-    decisive_only: bool  # ENOEXEC only with a file the kernel refuses
-    lookalike: lookalike.Trigger | None = None
-    words: str = ""
-    deep: bool = False
-    lookalike_evidence: str = ""  # of a look-alike found; "" the same as ``evidence``
-
-
-def _plan(exit: Exit, failure: runtime_message.RuntimeFailure | None, log: str,
-          state: dict[str, Any]) -> _Plan | None:
-    """Decide from the exit, the runtime's line and the log alone (no file read)."""
-    if failure is not None and failure.enoexec:
-        return _Plan(RUNTIME_MESSAGE, True, failure.glued)
-    if failure is not None and failure.error == runtime_message.ENOENT:
-        # tini's ENOENT may be execvp's shell fallback after ENOEXEC: then only the file decides.
-        tini = failure.runtime == "tini"
-        return _Plan(FILE_ONLY if tini else RUNTIME_MESSAGE, tini, True, lookalike.Trigger.ENOENT, deep=True,
-                     lookalike_evidence=RUNTIME_MESSAGE)
-    if failure is not None:
-        return None  # the runtime named the file and another error (EACCES...): not ours
-    words = lookalike.loader_words(log) if log else ""
-    if words and (exit.exit_code in runtime_message.EXEC_FAILURE_EXIT_CODES
-                  or exit.exit_code in lookalike.CRASH_EXIT_CODES):
-        return _Plan(LOADER_MESSAGE, False, True, lookalike.Trigger.LOADER, words, deep=True)
-    if exit.exit_code in runtime_message.EXEC_FAILURE_EXIT_CODES:
-        return _Plan(FILE_ONLY, True, True, lookalike.Trigger.FILE)
-    if exit.exit_code in lookalike.CRASH_EXIT_CODES and _died_early(state):
-        return _Plan(EXIT_SIGNAL, False, True, lookalike.Trigger.CRASH, deep=True)
-    return None
-
-
-def _died_early(state: dict[str, Any]) -> bool:
+def _ran(state: dict[str, Any]) -> timedelta | None:
+    """How long the container ran before this exit, from its state."""
     started = parse_docker_time(str(state.get("StartedAt") or ""))
     finished = parse_docker_time(str(state.get("FinishedAt") or ""))
-    return started is not None and finished is not None and finished - started <= EARLY_CRASH
-
-
-def _verdict(plan: _Plan, binary: BinaryFacts, host: HostFacts,
-             image: ImageFacts) -> tuple[Diagnosis, str, str] | None:
-    """(diagnosis, failure kind, evidence) from the file read, or ``None``."""
-    if plan.enoexec:
-        verdict = classify.classify(binary, host, image)
-        refused = verdict.cause not in (classify.RUNNABLE, UNKNOWN) or (
-            verdict.cause == UNKNOWN and not plan.decisive_only)
-        if refused and not (plan.lookalike is not None and binary.missing):
-            return verdict, EXEC_FORMAT_ERROR, plan.evidence
-    if plan.lookalike is not None:
-        found = lookalike.judge(binary, host, plan.lookalike, plan.words)
-        if found is not None:
-            return found, START_FAILURE, plan.lookalike_evidence or plan.evidence
-    return None
+    return finished - started if started is not None and finished is not None else None
 
 
 def seen_keys(outcome: Outcome) -> tuple[str, ...]:

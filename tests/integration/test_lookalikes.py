@@ -23,6 +23,7 @@ from agent.service import gather_facts
 from enoexec import causes
 from enoexec.hints import hint_of
 from tests import elfs, images
+from tests.dockerd import CountingClient
 from tests.images import File
 from tests.unit.test_hostfacts import fixture
 
@@ -214,3 +215,19 @@ def test_fifo_first_in_path_is_not_an_exec_format_error(dock, api, host, log_dri
     if log_driver == "json-file":
         assert runtime_message.last_line(logs) == "exec /usr/local/sbin/app: permission denied", logs
     assert judged(api, host, tag, cid, attrs) is None
+
+
+# --- the hot path: a native program's own exit costs no more than before ------------
+
+
+@pytest.mark.parametrize(("code", "sigill"), [(3, False), (2, False), (0, True)])
+def test_a_native_exit_outside_the_family_costs_one_inspect_and_no_file_read(dock, api, host, code, sigill) -> None:
+    program = elfs.program(code, b"my own failure\n", sigill=sigill)
+    tag = dock.load(f"own{code}{int(sigill)}", [File("/app", program)], architecture="amd64", entrypoint=["/app"])
+    cid, attrs, _ = died(dock, tag)
+    counting = CountingClient(api)
+    d = diagnoser_for(counting, host)
+    assert d.diagnose(Exit(cid, attrs["State"]["ExitCode"], tag)).event is None
+    assert counting.inspects == 1
+    # A SIGILL in the first seconds is of the family: the file is read (once per image), and clears it.
+    assert d.archive_reads == (1 if sigill else 0)
