@@ -136,8 +136,8 @@ class FleetCollector(Collector):
 
     def _last_exits(self, img: Callable[[str], str]) -> Iterator[Metric]:
         since = self._clock() - LAST_EXIT_WINDOW
-        yield from recent_exits.family(self._store.recent_exits(since), img)
-        yield from recent_exits.family(self._store.recent_exits(since, start_failures=True), img, start_failures=True)
+        for failure in recent_exits.NAMES:
+            yield from recent_exits.family(self._store.recent_exits(since, failure=failure), img, failure=failure)
 
     @staticmethod
     def _host_metrics(hosts: list[HostRecord]) -> Iterator[Metric]:

@@ -33,6 +33,7 @@ from collector.schema import (
     start_failure_counts,
     write_probe,
 )
+from enoexec.causes import EXEC_FORMAT_ERROR
 
 logger = logging.getLogger(__name__)
 
@@ -215,11 +216,11 @@ class Store:
         with self._read() as conn:
             return hint_queries.read(conn, example_hosts, samples=samples)
 
-    def recent_exits(self, since: datetime, *, start_failures: bool = False) -> list[recent_exits.RecentExit]:
-        """Latest exit per (image, host platform, cause, host) since ``since``, for alerting:
-        exec format errors, or with ``start_failures`` the look-alikes."""
+    def recent_exits(self, since: datetime, *, failure: str = EXEC_FORMAT_ERROR) -> list[recent_exits.RecentExit]:
+        """Latest event per (image, host platform, cause, host) since ``since`` of one
+        failure kind, for alerting (exec format errors unless said otherwise)."""
         with self._read() as conn:
-            return recent_exits.read(conn, since, start_failures=start_failures)
+            return recent_exits.read(conn, since, failure=failure)
 
     def prune(self, older_than: datetime) -> int:
         """Delete events older than ``older_than``; counters stay (they only ever grow),

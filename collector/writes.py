@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from collector import aggregates
 from collector.records import EventRecord, HostRow
 from collector.schema import exit_counts, host_exit_counts, hosts, images, shared_facts, start_failure_counts
-from enoexec.causes import START_FAILURE
+from enoexec.causes import EXEC_FORMAT_ERROR, START_FAILURE
 
 
 @functools.lru_cache(maxsize=8)
@@ -156,7 +156,8 @@ def count(conn: Connection, fresh: Sequence[EventRecord], replica_id: str) -> No
     fresh = [e for e in fresh if not e.backfilled]
     if not fresh:
         return
-    enoexec = [e for e in fresh if e.failure != START_FAILURE]
+    # Emulation warnings (failure "emulated") are stored and listed, never counted as exits.
+    enoexec = [e for e in fresh if e.failure == EXEC_FORMAT_ERROR]
     for stmt, chosen in (("exits", enoexec), ("starts", [e for e in fresh if e.failure == START_FAILURE])):
         counted = Counter((e.cause, e.host_platform, e.image_platform, e.binary_platform, e.image_ref) for e in chosen)
         if counted:

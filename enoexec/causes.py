@@ -7,7 +7,8 @@ Every event also says how the container died (``failure``): ``exec_format_error`
 ``EnoexecExecFormatErrors`` alert) or ``start_failure`` (a look-alike: the
 runtime's "no such file or directory" for a file that exists, or a crash in the
 first seconds with file evidence; ``enoexec_start_failures_total`` and the
-``EnoexecStartFailures`` alert).
+``EnoexecStartFailures`` alert); or ``emulated``, a warning about a container that
+runs, but through QEMU emulation (never counted as an exit).
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ CRLF_SHEBANG = "crlf_shebang"
 MISSING_INTERPRETER = "missing_interpreter"
 CPU_LEVEL = "cpu_level"
 PAGE_SIZE = "page_size"
+# Not a death: a running container whose entrypoint the host runs through QEMU (binfmt_misc).
+EMULATED = "emulated"
 
 EXEC_FORMAT_ERROR = "exec_format_error"
 START_FAILURE = "start_failure"
-FAILURES = frozenset({EXEC_FORMAT_ERROR, START_FAILURE})
+# The failure kind of the emulation warning: never counted as an exit.
+EMULATED_WARNING = "emulated"
+FAILURES = frozenset({EXEC_FORMAT_ERROR, START_FAILURE, EMULATED_WARNING})
 
 CAUSES = frozenset(
     {
@@ -50,5 +55,6 @@ CAUSES = frozenset(
         MISSING_INTERPRETER,
         CPU_LEVEL,
         PAGE_SIZE,
+        EMULATED,
     }
 )

@@ -136,3 +136,22 @@ def match_page_size(f: HintFacts) -> Hint:
             "# build: LDFLAGS=-Wl,-z,max-page-size=65536; jemalloc: ./configure --with-lg-page=16",
         ),
     )
+
+
+def run_native(f: HintFacts) -> Hint:
+    foreign = f.binary_platform or "another platform"
+    return Hint(
+        id="run_native",
+        title=f"Run the {f.host or 'native'} variant of {f.image}: it runs under QEMU emulation",
+        text=(
+            f"The container runs, but its entrypoint is built for {foreign} and this {f.host or ''} host runs it "
+            f"through a binfmt_misc emulator (QEMU): many times slower, and crashes such as \"qemu: uncaught "
+            f"target signal 11\" come from the emulator, not the program. Pull the {f.host or 'native'} variant, or "
+            f"publish a multi-platform image that has it; keep emulation for builds."
+        ),
+        commands=(
+            f"docker pull --platform {f.host or 'linux/amd64'} {f.image}",
+            f"docker buildx imagetools inspect {f.image}",
+            f"docker rm -f {f.container} && docker run --platform {f.host or 'linux/amd64'} {f.image}",
+        ),
+    )

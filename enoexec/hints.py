@@ -40,6 +40,7 @@ HINT_IDS: frozenset[str] = frozenset(
         "repull_image",
         "match_cpu_level",
         "match_page_size",
+        "run_native",
     }
 )
 
@@ -216,6 +217,7 @@ _BY_CAUSE = {
     "corrupt_file": lookalikes.repull_image,
     "cpu_level": lookalikes.match_cpu_level,
     "page_size": lookalikes.match_page_size,
+    "emulated": lookalikes.run_native,
 }
 
 

@@ -17,6 +17,7 @@ Evidence, strongest first (recorded in ``Event.evidence``):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -28,13 +29,14 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
-from agent.diagnosis import entrypoint, judging, runtime_message
+from agent.diagnosis import entrypoint, judging, lookalike, runtime_message
 from agent.diagnosis.judging import FILE_ONLY, RUNTIME_MESSAGE
 from agent.engine.binaries import BinaryReader, binary_facts, inspect_binary
 from agent.engine.exits import HELPER_LABEL, Exit, alias_of, event_id, exit_key, parse_docker_time
 from agent.engine.images import ImageInspector
 from agent.errors import DockerUnavailable
 from agent.model import ContainerFacts, Event, HostFacts
+from enoexec.causes import EMULATED_WARNING
 
 __all__ = [
     "FILE_ONLY", "HELPER_LABEL", "RUNTIME_MESSAGE", "Diagnoser", "Exit", "Outcome", "binary_facts", "event_id", "exit_key",
@@ -182,6 +184,36 @@ class Diagnoser:
         ours = exit.source == "state" or bool(alias)  # the state read belongs to this exit
         return Outcome(outcome.key, self._judge(exit, subject, self._host(), ours), outcome.aliases)
 
+    def emulated(self, container_id: str, when: datetime) -> Event | None:
+        """The warning for a container that started and runs its entrypoint through
+        QEMU (binfmt_misc), or ``None``. Costs nothing on a host that emulates nothing;
+        else one inspect and one read of the entrypoint (cached per image)."""
+        host = self._host()
+        if not host.emulated_platforms:
+            return None
+        attrs = self._inspect(container_id)
+        if attrs is None or HELPER_LABEL in ((attrs.get("Config") or {}).get("Labels") or {}):
+            return None
+        config = attrs.get("Config") or {}
+        argv = entrypoint.argv(config.get("Entrypoint"), config.get("Cmd"))
+        binary = self.binaries.read(
+            attrs.get("Image", ""), argv, container_id=attrs["Id"], path_env=entrypoint.path_from_env(config.get("Env")),
+            workdir=config.get("WorkingDir") or "/",
+        )
+        warning = lookalike.emulated(binary, host)
+        if warning is None:
+            return None
+        ref = config.get("Image") or ""
+        container = ContainerFacts(
+            id=attrs["Id"], name=(attrs.get("Name") or "").lstrip("/"), exit_code=0, runtime_message="",
+            finished_at=when, entrypoint=tuple(config.get("Entrypoint") or ()), cmd=tuple(config.get("Cmd") or ()),
+        )
+        return Event(
+            event_id=emulated_event_id(host.host_id, attrs["Id"]), time=when, host=host, container=container,
+            image=self._images.facts(ref, attrs.get("Image", ""), lookup_registry=False), binary=binary,
+            cause=warning.cause, explanation=warning.explanation, evidence=FILE_ONLY, failure=EMULATED_WARNING,
+        )
+
     def _subject(self, exit: Exit, attrs: dict[str, Any] | None, known: dict[str, Any] | None) -> _Subject | None:
         if attrs is not None or known is not None:
             a = attrs or known or {}
@@ -258,6 +290,11 @@ def _ran(state: dict[str, Any]) -> timedelta | None:
     started = parse_docker_time(str(state.get("StartedAt") or ""))
     finished = parse_docker_time(str(state.get("FinishedAt") or ""))
     return finished - started if started is not None and finished is not None else None
+
+
+def emulated_event_id(host_id: str, container_id: str) -> str:
+    """One emulation warning per container, however often it restarts."""
+    return hashlib.sha256(f"{host_id}\0{container_id}\0emulated".encode()).hexdigest()[:32]
 
 
 def seen_keys(outcome: Outcome) -> tuple[str, ...]:

@@ -24,7 +24,15 @@ from agent.diagnosis.classify import is_runnable
 from agent.host.cpulevel import level_number
 from agent.model import BinaryFacts, Diagnosis, HostFacts
 from enoexec import platforms
-from enoexec.causes import CORRUPT_FILE, CPU_LEVEL, CRLF_SHEBANG, MISSING_INTERPRETER, MISSING_LOADER, PAGE_SIZE
+from enoexec.causes import (
+    CORRUPT_FILE,
+    CPU_LEVEL,
+    CRLF_SHEBANG,
+    EMULATED,
+    MISSING_INTERPRETER,
+    MISSING_LOADER,
+    PAGE_SIZE,
+)
 
 
 class Trigger(str, enum.Enum):
@@ -67,6 +75,26 @@ def judge(binary: BinaryFacts, host: HostFacts, trigger: Trigger, words: str = "
             return Diagnosis(CORRUPT_FILE, f"{where} is damaged: {binary.damage}")
         return _cpu_level(binary, host, where) or _page_size(binary, host, where, words)
     return None
+
+
+def emulated(binary: BinaryFacts, host: HostFacts) -> Diagnosis | None:
+    """A warning when a started container's entrypoint is an ELF this host runs only
+    through a binfmt_misc emulator (QEMU): slow, and crashes QEMU cannot explain."""
+    p = binary.platform
+    if binary.kind != "elf" or not p:
+        return None
+    kernel = platforms.from_uname(host.kernel_machine) if host.kernel_machine else ""
+    native = {*platforms.native_platforms(host.platform, host.can_run_32bit),
+              *(platforms.native_platforms(kernel, host.can_run_32bit) if kernel else ())}
+    if p in native or any(platforms.arch_of(p) == platforms.arch_of(n) for n in native):
+        return None
+    by = [e for e in host.emulators if e.enabled and e.platform and platforms.arch_of(e.platform) == platforms.arch_of(p)
+          and "F" in e.flags]
+    if not by:
+        return None
+    where = binary.requested_path or binary.path or "the entrypoint"
+    return Diagnosis(EMULATED, f"{where} is built for {p}; this {host.platform} host runs it through binfmt_misc "
+                               f"({by[0].name}: {by[0].interpreter}), emulated: slow, and crashes come from the emulator")
 
 
 def _missing(b: BinaryFacts, where: str) -> Diagnosis:

@@ -10,6 +10,7 @@ machine is not: the container still really died here.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -231,3 +232,29 @@ def test_a_native_exit_outside_the_family_costs_one_inspect_and_no_file_read(doc
     assert counting.inspects == 1
     # A SIGILL in the first seconds is of the family: the file is read (once per image), and clears it.
     assert d.archive_reads == (1 if sigill else 0)
+
+
+# --- running under emulation: a warning, never an exit -----------------------------------
+
+
+def test_a_foreign_entrypoint_this_host_emulates_is_a_warning(dock, api, host) -> None:
+    """This machine must not register QEMU for its Docker Engine, so the container is
+    created, not run; the host facts are a fixture x86 host with qemu-aarch64 (flag F)."""
+    qemu_host = hostfacts.gather(**fixture("x86-qemu-aarch64"))
+    arm64 = dock.load("emu", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"])
+    native = dock.load("emu-native", [File("/app", elfs.program(0))], architecture="amd64", entrypoint=["/app"])
+    foreign = api.create_container(arm64)["Id"]
+    mine = api.create_container(native)["Id"]
+    dock.containers += [foreign, mine]
+    when = datetime.now(UTC)
+    ev = diagnoser_for(api, qemu_host).emulated(foreign, when)
+    assert ev is not None
+    assert (ev.failure, ev.cause, ev.binary.platform) == (causes.EMULATED_WARNING, causes.EMULATED, "linux/arm64")
+    assert "qemu-aarch64" in ev.explanation
+    assert hint_id(ev) == "run_native"
+    assert diagnoser_for(api, qemu_host).emulated(foreign, when).event_id == ev.event_id  # once per container
+    assert diagnoser_for(api, qemu_host).emulated(mine, when) is None
+    # A host that emulates nothing asks the engine nothing.
+    counting = CountingClient(api)
+    assert not host.emulated_platforms
+    assert diagnoser_for(counting, host).emulated(foreign, when) is None and counting.inspects == 0

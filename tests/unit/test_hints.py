@@ -302,6 +302,7 @@ def test_hint_ids_are_the_contract_ids() -> None:
         "repull_image",
         "match_cpu_level",
         "match_page_size",
+        "run_native",
     }
 
 

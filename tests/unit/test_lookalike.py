@@ -166,3 +166,15 @@ def test_missing_paths_name_the_cause() -> None:
     assert lookalike.judge(interp, NEW_X86, Trigger.FILE).cause == causes.MISSING_INTERPRETER  # type: ignore[union-attr]
     # A crash is never blamed on a missing file (the exec would have failed first).
     assert lookalike.judge(interp, NEW_X86, Trigger.CRASH) is None
+
+
+def test_emulated_needs_an_enabled_fix_binary_emulator_for_that_arch() -> None:
+    arm64 = BinaryFacts("/app", "elf", platform="linux/arm64")
+    got = lookalike.emulated(arm64, NEW_X86)  # qemu-aarch64, flags F, enabled
+    assert got is not None and got.cause == causes.EMULATED
+    armv7 = BinaryFacts("/app", "elf", platform="linux/arm/v7")
+    assert lookalike.emulated(armv7, NEW_X86) is None  # qemu-arm lacks F: it cannot even start in a container
+    assert lookalike.emulated(BinaryFacts("/app", "elf", platform="linux/amd64"), NEW_X86) is None
+    assert lookalike.emulated(arm64, OLD_X86) is None  # no emulators
+    assert lookalike.emulated(BinaryFacts("/app", "elf", platform="linux/arm/v7"),
+                              hostfacts.gather(**fixture("graviton2"))) is None  # AArch32 is native there

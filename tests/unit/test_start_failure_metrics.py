@@ -2,7 +2,8 @@
 ``enoexec_exits_total``, ``enoexec_host_exits_total`` and
 ``enoexec_last_exit_timestamp_seconds`` (the EnoexecExecFormatErrors alert's
 source) keep counting ENOEXEC only; ``enoexec_start_failures_total`` and
-``enoexec_last_start_failure_timestamp_seconds`` carry the look-alikes."""
+``enoexec_last_start_failure_timestamp_seconds`` carry the look-alikes, and
+``enoexec_last_emulated_start_timestamp_seconds`` the emulation warnings."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def test_start_failures_have_their_own_series(tmp_path: Path) -> None:
                         host_platform="linux/amd64", failure="start_failure"),
             exit_record("c" * 32, NOW - timedelta(minutes=1), "pi-2", cause="corrupt_file",
                         host_platform="linux/amd64", failure="exec_format_error"),
+            exit_record("d" * 32, NOW - timedelta(minutes=3), "x86-1", cause="emulated", host_platform="linux/amd64",
+                        binary_platform="linux/arm64", failure="emulated"),
         ])
         got = samples(store)
     finally:
@@ -53,3 +56,7 @@ def test_start_failures_have_their_own_series(tmp_path: Path) -> None:
     (labels, when), = got["enoexec_last_start_failure_timestamp_seconds"].items()
     assert dict(labels)["cause"] == "missing_loader" and dict(labels)["hint"] == "add_loader"
     assert when == (NOW - timedelta(minutes=1)).timestamp()
+    # An emulation warning is never an exit: only its own gauge shows it.
+    (labels, when), = got["enoexec_last_emulated_start_timestamp_seconds"].items()
+    assert (dict(labels)["host"], dict(labels)["hint"]) == ("x86-1", "run_native")
+    assert "emulated" not in starts and "emulated" not in exits
