@@ -30,6 +30,7 @@ class Sniff:
     interpreter: str = ""  # PT_INTERP path when it lies within the bytes read
     shebang: str = ""  # first line after "#!" (SCRIPT and BOM_SCRIPT)
     shebang_path: str = ""  # SCRIPT: the interpreter path as the kernel reads it (a CR stays in it)
+    shebang_cr_arg: str = ""  # SCRIPT: the last #! argument when the line ends in CR, CR kept ("python3\r")
     prefix: bytes = b""  # BOM_SCRIPT: the bytes before "#!"
     truncated: bool = False  # header cut short
     description: str = ""  # one-line human summary

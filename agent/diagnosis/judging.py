@@ -72,7 +72,8 @@ def verdict(plan: Plan, binary: BinaryFacts, host: HostFacts,
         refusal = classify.classify(binary, host, image)
         refused = refusal.cause not in (classify.RUNNABLE, UNKNOWN) or (
             refusal.cause == UNKNOWN and not plan.decisive_only)
-        if refused and not (plan.lookalike is not None and binary.missing):
+        # A script whose interpreter is missing is "unreadable" to classify: not a refusal.
+        if refused and not (plan.lookalike is not None and binary.kind == "unreadable" and binary.missing):
             return refusal, EXEC_FORMAT_ERROR, plan.evidence
     if plan.lookalike is not None:
         found = lookalike.judge(binary, host, plan.lookalike, plan.words)

@@ -107,8 +107,9 @@ def _missing(b: BinaryFacts, where: str) -> Diagnosis:
         of = f" (the interpreter of {where})" if b.shebang else ""
         return Diagnosis(MISSING_LOADER, f"{b.path}{of} needs {wants} {b.missing}, which the image lacks{has}")
     if b.missing.endswith("\r"):
+        who = "the kernel looks for the interpreter" if b.missing.startswith("/") else f"{b.path} looks for"
         return Diagnosis(CRLF_SHEBANG, f"the #! line of {where} ends in a carriage return (Windows line endings): "
-                                       f"the kernel looks for the interpreter {b.missing[:-1]}\\r, which does not exist")
+                                       f"{who} {b.missing[:-1]}\\r, which does not exist")
     return Diagnosis(MISSING_INTERPRETER, f"{where} names the interpreter {b.missing} in its #! line, which the image lacks")
 
 

@@ -142,7 +142,7 @@ def _sniff_text(data: bytes) -> Sniff:
     text, encoding = _decode(data)
     if data.startswith(b"#!"):
         return Sniff(Kind.SCRIPT, shebang=_line(text[2:]), shebang_path=kernel_interpreter(data),
-                     description=_script_desc(text[2:]))
+                     shebang_cr_arg=_cr_argument(data), description=_script_desc(text[2:]))
     needle = "#!".encode(encoding)  # b"#\0!\0" in UTF-16-LE
     bang = data.find(needle, 1, 256)
     if bang > 0:
@@ -174,6 +174,17 @@ def kernel_interpreter(data: bytes) -> str:
     for stop in (b" ", b"\t", b"\0"):
         line = line.split(stop, 1)[0]
     return line.decode("utf-8", "replace")
+
+
+def _cr_argument(data: bytes) -> str:
+    """With ``#!/usr/bin/env python3\r``, env looks for ``python3\r``: the last word of a
+    #! line that ends in CR and has arguments, CR kept; "" otherwise."""
+    line = data[2:256].split(b"\n", 1)[0]
+    words = line.replace(b"\t", b" ").split(b" ")
+    words = [w for w in words if w]
+    if len(words) < 2 or not line.endswith(b"\r") or words[-1] == b"\r":
+        return ""
+    return words[-1].decode("utf-8", "replace")
 
 
 def _line(text: str) -> str:

@@ -60,6 +60,7 @@ def binary_facts(head: FileHead, requested: str, source: str) -> BinaryFacts:
         platform=s.platform,
         shebang=s.shebang,
         interpreter=s.interpreter or s.shebang_path,
+        missing=s.shebang_cr_arg,  # what the interpreter (env, a shell) will look for and not find
         description=s.description,
         source=source,
         requested_path=requested,
@@ -93,7 +94,7 @@ def inspect_binary(
         inner = binary_facts(inner_head, interp, source)
         # The script is fine; its interpreter is what failed to execute.
         facts = replace(inner, shebang=facts.shebang, requested_path=requested,
-                        missing=interp if inner_head.missing else "")
+                        missing=interp if inner_head.missing else facts.missing)
     if deep and facts.kind == "elf":
         facts = _deepen(files, facts)
     return facts

@@ -11,6 +11,7 @@ machine is not: the container still really died here.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -258,3 +259,49 @@ def test_a_foreign_entrypoint_this_host_emulates_is_a_warning(dock, api, host) -
     counting = CountingClient(api)
     assert not host.emulated_platforms
     assert diagnoser_for(counting, host).emulated(foreign, when) is None and counting.inspects == 0
+
+
+# --- real glibc programs: this machine's own env(1) ---------------------------------------
+
+
+def glibc_files(*, loader: bool = True) -> list[File]:
+    """This machine's /usr/bin/env with its libc (and, unless told, its loader)."""
+    files = [File("/usr/bin/env", Path("/usr/bin/env").read_bytes()),
+             File("/lib/x86_64-linux-gnu/libc.so.6", Path("/lib/x86_64-linux-gnu/libc.so.6").read_bytes())]
+    if loader:
+        files += [File("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+                       Path("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2").read_bytes()),
+                  File("/lib64/ld-linux-x86-64.so.2", link="/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")]
+    return files
+
+
+def test_crlf_after_env_is_crlf_shebang(dock, api, host) -> None:
+    tag = dock.load("crlf-env", [File("/run.py", b"#!/usr/bin/env python3\r\nprint(1)\r\n"), *glibc_files()],
+                    architecture="amd64", entrypoint=["/run.py"])
+    for log_driver in ("json-file", "none"):
+        cid, attrs, logs = died(dock, tag, host_config={"log_config": {"Type": log_driver, "Config": {}}})
+        assert attrs["State"]["ExitCode"] == 127, logs
+        if logs:
+            assert "'python3\\r'" in logs  # env's own complaint (it prints the CR escaped), not the runtime's
+        ev = judged(api, host, tag, cid, attrs)
+        assert ev is not None, logs
+        assert (ev.cause, ev.failure, ev.evidence, ev.binary.missing) == (
+            causes.CRLF_SHEBANG, causes.START_FAILURE, "file_only", "python3\r")
+
+
+def test_real_glibc_program_without_its_loader(dock, api, host) -> None:
+    tag = dock.load("env-noloader", glibc_files(loader=False), architecture="amd64", entrypoint=["/usr/bin/env"])
+    cid, attrs, logs = died(dock, tag)
+    assert runtime_message.last_line(logs) == "exec /usr/bin/env: no such file or directory", logs
+    ev = judged(api, host, tag, cid, attrs)
+    assert ev is not None
+    assert (ev.cause, ev.binary.missing, ev.binary.libc, ev.binary.image_libc) == (
+        causes.MISSING_LOADER, "/lib64/ld-linux-x86-64.so.2", "glibc", "")
+    assert "no libc loader" in ev.explanation
+
+
+def test_real_glibc_program_runs_fine_and_fails_for_its_own_reasons(dock, api, host) -> None:
+    tag = dock.load("env-ok", glibc_files(), architecture="amd64", entrypoint=["/usr/bin/env", "no-such-program"])
+    cid, attrs, logs = died(dock, tag)
+    assert attrs["State"]["ExitCode"] == 127 and "no-such-program" in logs
+    assert judged(api, host, tag, cid, attrs) is None

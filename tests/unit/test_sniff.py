@@ -291,6 +291,16 @@ def test_the_kernel_keeps_a_carriage_return_in_the_interpreter_path() -> None:
     assert sniff(b"#! \t/usr/bin/env python3\n").shebang_path == "/usr/bin/env"
 
 
+@pytest.mark.parametrize(("data", "arg"), [
+    (b"#!/usr/bin/env python3\r\nprint(1)\r\n", "python3\r"),  # env looks for "python3\r"
+    (b"#!/bin/sh -e\r\n", "-e\r"),
+    (b"#!/bin/sh\r\n", ""),  # no argument: the interpreter path itself carries the CR
+    (b"#!/usr/bin/env python3\n", ""),
+])
+def test_the_argument_a_cr_lands_in(data: bytes, arg: str) -> None:
+    assert sniff(data).shebang_cr_arg == arg
+
+
 def test_script_with_crlf_says_so() -> None:
     got = sniff(b"#!/usr/bin/env python3\r\nprint(1)\r\n")
     assert got.shebang == "/usr/bin/env python3"
