@@ -28,8 +28,20 @@ RUNNABLE = "runnable"
 
 
 def is_runnable(binary: BinaryFacts, host: HostFacts) -> bool:
-    """True if the kernel would execute this ELF on this host."""
-    return binary.kind == "elf" and bool(binary.platform) and binary.platform in _runnable(host)
+    """True if the kernel would execute this ELF on this host.
+
+    The kernel does not look at a 32-bit ARM ELF's architecture version: an armv7
+    binary on an ARMv6 board is executed, and dies of SIGILL later (a CPU-level
+    problem, :mod:`agent.diagnosis.lookalike`), never of exec format error."""
+    if binary.kind != "elf" or not binary.platform:
+        return False
+    runnable = _runnable(host)
+    if binary.platform.startswith(_ARM32) and any(p.startswith(_ARM32) for p in runnable):
+        return True
+    return binary.platform in runnable
+
+
+_ARM32 = "linux/arm/"
 
 
 def _runnable(host: HostFacts) -> tuple[str, ...]:

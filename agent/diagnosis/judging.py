@@ -49,6 +49,10 @@ def plan(exit_code: int, failure: runtime_message.RuntimeFailure | None, log: st
         tini = failure.runtime == "tini"
         return Plan(FILE_ONLY if tini else RUNTIME_MESSAGE, tini, True, lookalike.Trigger.ENOENT, deep=True,
                     lookalike_evidence=RUNTIME_MESSAGE)
+    if failure is not None and failure.error == "invalid argument":
+        # execve's EINVAL before its point of no return: segments the kernel cannot map
+        # (a page size they were not built for) or a damaged file: judged like a crash.
+        return Plan(RUNTIME_MESSAGE, False, True, lookalike.Trigger.CRASH, deep=True)
     if failure is not None:
         return None  # the runtime named the file and another error (EACCES...): not ours
     words = lookalike.loader_words(log) if log else ""

@@ -46,3 +46,8 @@ def test_crash_in_the_first_seconds_and_loader_words() -> None:
     p = judging.plan(127, None, "Fatal glibc error: CPU does not support x86-64-v3\n", LATE)
     assert p is not None and (p.lookalike, p.words, p.lookalike_evidence) == (Trigger.LOADER, "isa", "loader_message")
     assert judging.plan(3, None, "Fatal glibc error: CPU does not support x86-64-v3\n", SOON) is None
+
+
+def test_exec_einval_is_judged_like_a_crash() -> None:
+    p = judging.plan(1, line("exec /app: invalid argument\n"), "", LATE)
+    assert p is not None and (p.lookalike, p.deep, p.evidence) == (Trigger.CRASH, True, "runtime_message")

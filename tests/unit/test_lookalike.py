@@ -8,13 +8,13 @@ import struct
 
 import pytest
 
-from agent.diagnosis import elf_facts, lookalike, runtime_message
+from agent.diagnosis import classify, elf_facts, lookalike, runtime_message
 from agent.diagnosis.lookalike import Trigger
 from agent.diagnosis.sniff import sniff
 from agent.engine.binaries import damage
 from agent.host import cpulevel, hostfacts
 from agent.host.cpuinfo import parse_cpuinfo
-from agent.model import BinaryFacts
+from agent.model import BinaryFacts, ImageFacts
 from enoexec import causes
 from tests import elfs
 from tests.unit.test_hostfacts import fixture
@@ -178,3 +178,16 @@ def test_emulated_needs_an_enabled_fix_binary_emulator_for_that_arch() -> None:
     assert lookalike.emulated(arm64, OLD_X86) is None  # no emulators
     assert lookalike.emulated(BinaryFacts("/app", "elf", platform="linux/arm/v7"),
                               hostfacts.gather(**fixture("graviton2"))) is None  # AArch32 is native there
+
+
+def test_the_kernel_runs_any_arm32_variant_on_an_armv6_board() -> None:
+    """Not an exec format error on a Pi Zero: a Raspbian (v6) binary whose variant could
+    only be guessed (v7), and a real armv7 one (which dies of SIGILL: cpu_level)."""
+    image = ImageFacts("raspbian/app:1", "sha256:1", declared_platform="linux/arm/v6")
+    guessed = BinaryFacts("/app", "elf", platform="linux/arm/v7", variant_guessed=True)
+    v7 = BinaryFacts("/app", "elf", platform="linux/arm/v7")
+    assert classify.classify(guessed, PI_ZERO, image).cause == classify.RUNNABLE
+    assert classify.classify(v7, PI_ZERO, ImageFacts("x:1", "sha256:2", "linux/arm/v7")).cause == classify.RUNNABLE
+    # An arm64 binary still is one on a 32-bit board.
+    arm64 = BinaryFacts("/app", "elf", platform="linux/arm64")
+    assert classify.classify(arm64, PI_ZERO, ImageFacts("x:1", "sha256:3", "linux/arm64")).cause == classify.ARCH_MISMATCH
