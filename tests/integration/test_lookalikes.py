@@ -10,6 +10,9 @@ machine is not: the container still really died here.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -305,3 +308,23 @@ def test_real_glibc_program_runs_fine_and_fails_for_its_own_reasons(dock, api, h
     cid, attrs, logs = died(dock, tag)
     assert attrs["State"]["ExitCode"] == 127 and "no-such-program" in logs
     assert judged(api, host, tag, cid, attrs) is None
+
+
+# --- enoexec-agent diagnose: the same shape, saying what was read ------------------------
+
+
+def test_diagnose_cli_explains_a_look_alike(dock, engine) -> None:
+    tag = dock.load("cli-crlf", [File("/entrypoint.sh", b"#!/bin/sh\r\necho hi\r\n"), File("/bin/sh", elfs.program(0))],
+                    architecture="amd64", entrypoint=["/entrypoint.sh"])
+    cid = dock.run(tag)
+    argv = [sys.executable, "-m", "agent.cli", "diagnose", cid, "--docker-host", engine.url, "--no-registry"]
+    text = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert text.returncode == 0, text.stderr
+    assert "failure    start failure" in text.stdout
+    assert "cause      crlf_shebang" in text.stdout
+    assert "needs '/bin/sh\\r', absent from the image" in text.stdout  # what was read, CR escaped
+    assert "[strip_crlf]" in text.stdout
+    doc = json.loads(subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=120).stdout)
+    assert (doc["failure"], doc["cause"], doc["evidence"], doc["binary"]["missing"]) == (
+        "start_failure", "crlf_shebang", "runtime_message", "/bin/sh\r")
+    assert doc["host"]["cpu_level"].startswith("x86-64-v")
