@@ -27,7 +27,7 @@ from agent.model import Event, HostFacts
 from agent.service import gather_facts
 from enoexec import causes
 from enoexec.hints import hint_of
-from tests import elfs, images
+from tests import elfs, images, procs
 from tests.dockerd import CountingClient
 from tests.images import File
 from tests.unit.test_hostfacts import fixture
@@ -328,3 +328,40 @@ def test_diagnose_cli_explains_a_look_alike(dock, engine) -> None:
     assert (doc["failure"], doc["cause"], doc["evidence"], doc["binary"]["missing"]) == (
         "start_failure", "crlf_shebang", "runtime_message", "/bin/sh\r")
     assert doc["host"]["cpu_level"].startswith("x86-64-v")
+
+
+# --- through the real agent and collector ------------------------------------------------------
+
+
+def test_start_failures_are_counted_beside_exec_format_errors(dock, collector, agent) -> None:
+    """The real agent and collector: a missing loader and a foreign binary each die once;
+    enoexec_exits_total counts only the exec format error, enoexec_start_failures_total
+    only the look-alike, each with its own last-failure gauge."""
+    loader = dock.load("e2e-loader", [File("/app", elfs.program(0, interp=MUSL))], architecture="amd64",
+                       entrypoint=["/app"])
+    foreign = dock.load("e2e-arm64", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64",
+                        entrypoint=["/app"])
+    col = collector()
+    ag = agent(col.grpc)
+    dock.run(loader)
+    dock.run(foreign)
+
+    def counted() -> str | None:
+        text = procs.metrics(col.http)
+        both = procs.total(text, "enoexec_exits_total") + procs.total(text, "enoexec_start_failures_total")
+        return text if both >= 2 else None
+
+    procs.wait_for(counted, timeout=60, what="both exits counted")
+    procs.wait_reconciled(ag)
+    text = procs.metrics(col.http)
+    assert procs.total(text, "enoexec_exits_total") == 1
+    assert procs.total(text, "enoexec_exits_total", cause="arch_mismatch", image=foreign) == 1
+    assert procs.total(text, "enoexec_start_failures_total") == 1
+    assert procs.total(text, "enoexec_start_failures_total", cause="missing_loader", image=loader) == 1
+    assert procs.total(text, "enoexec_host_exits_total") == 1  # exec format errors only, as before
+    assert [labels["cause"] for labels, _ in procs.samples(text, "enoexec_last_exit_timestamp_seconds")] == ["arch_mismatch"]
+    starts = procs.samples(text, "enoexec_last_start_failure_timestamp_seconds")
+    assert [(labels["cause"], labels["hint"]) for labels, _ in starts] == [("missing_loader", "add_loader")]
+    events = procs.get_json(f"http://127.0.0.1:{col.http}/api/v1/events?cause=missing_loader")["events"]
+    assert [(e["failure"], e["binary"]["missing"], e["hint"]["id"]) for e in events] == [
+        ("start_failure", MUSL, "add_loader")]
