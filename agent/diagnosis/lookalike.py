@@ -128,12 +128,12 @@ def _cpu_level(b: BinaryFacts, host: HostFacts, where: str) -> Diagnosis | None:
 
 
 def _page_size(b: BinaryFacts, host: HostFacts, where: str, words: str) -> Diagnosis | None:
-    if host.page_size <= 4096:
+    if host.page_size <= 4096 or not is_runnable(b, host):
         return None
     if b.load_align and b.load_align < host.page_size:
         return Diagnosis(PAGE_SIZE, f"{where} has segments aligned to {b.load_align} bytes; this kernel's pages are "
                                     f"{host.page_size} bytes")
-    if words == "page" and is_runnable(b, host):
+    if words == "page":
         return Diagnosis(PAGE_SIZE, f"{where} says it cannot use this kernel's {host.page_size}-byte pages "
                                     f"(jemalloc or the loader built for 4096)")
     return None

@@ -144,6 +144,7 @@ def test_4k_aligned_segments_on_a_16k_kernel_are_page_size() -> None:
     assert got is not None and got.cause == causes.PAGE_SIZE and "16384" in got.explanation
     assert lookalike.judge(facts_of(arm64_program(0x10000)), PI5, Trigger.CRASH) is None  # 64K-aligned: fine
     assert lookalike.judge(b, hostfacts.gather(**fixture("graviton2")), Trigger.CRASH) is None  # 4K pages
+    assert lookalike.judge(facts_of(elfs.program(sigill=True)), PI5, Trigger.CRASH) is None  # not its platform
 
 
 def test_jemalloc_words_need_a_large_page_kernel() -> None:
