@@ -186,6 +186,7 @@ class Store:
         image: str | None = None,
         cause: str | None = None,
         since: datetime | None = None,
+        failure: str | None = None,
     ) -> list[dict[str, Any]]:
         """Event payloads, newest first (by time, then event_id)."""
         if limit < 1:
@@ -202,6 +203,10 @@ class Store:
             query = query.where(events.c.image_ref == image)
         if cause is not None:
             query = query.where(events.c.cause == cause)
+        if failure == EXEC_FORMAT_ERROR:  # also those stored before the failure kind existed
+            query = query.where(events.c.failure.is_(None) | (events.c.failure == failure))
+        elif failure is not None:
+            query = query.where(events.c.failure == failure)
         if since is not None:
             query = query.where(events.c.time >= since)
         query = query.order_by(events.c.time.desc(), events.c.event_id.desc()).limit(limit)

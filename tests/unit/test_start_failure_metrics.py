@@ -43,6 +43,8 @@ def test_start_failures_have_their_own_series(tmp_path: Path) -> None:
                         binary_platform="linux/arm64", failure="emulated"),
         ])
         got = samples(store)
+        by_failure = {f: sorted(e["cause"] for e in store.events(failure=f))
+                      for f in ("exec_format_error", "start_failure", "emulated")}
     finally:
         store.close()
     exits = {dict(k)["cause"]: v for k, v in got["enoexec_exits_total"].items()}
@@ -60,3 +62,5 @@ def test_start_failures_have_their_own_series(tmp_path: Path) -> None:
     (labels, when), = got["enoexec_last_emulated_start_timestamp_seconds"].items()
     assert (dict(labels)["host"], dict(labels)["hint"]) == ("x86-1", "run_native")
     assert "emulated" not in starts and "emulated" not in exits
+    assert by_failure == {"exec_format_error": ["arch_mismatch", "corrupt_file"], "start_failure": ["missing_loader"],
+                          "emulated": ["emulated"]}
