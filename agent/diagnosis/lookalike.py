@@ -19,6 +19,7 @@ container died (``Trigger``), never from log words alone:
 from __future__ import annotations
 
 import enum
+import re
 
 from agent.diagnosis.classify import is_runnable
 from agent.host.cpulevel import level_number
@@ -54,12 +55,17 @@ PAGE_WORDS = (
 CRASH_EXIT_CODES = frozenset({132, 134, 135, 139})
 
 
+_ISA_LEVEL = re.compile(r"cpu does not support x86-64-v(\d)")
+
+
 def loader_words(log: str) -> str:
-    """"isa" or "page" when the log's last lines carry the loader's, glibc's or
-    jemalloc's words about the CPU level or the page size; else ""."""
+    """"isa" (or "isa:N" when the words name x86-64-vN) or "page" when the log's last
+    lines carry the loader's, glibc's or jemalloc's words about the CPU level or the
+    page size; else ""."""
     text = log.lower()
     if any(w in text for w in ISA_WORDS):
-        return "isa"
+        m = _ISA_LEVEL.search(text)
+        return f"isa:{m.group(1)}" if m else "isa"
     if any(w in text for w in PAGE_WORDS):
         return "page"
     return ""
@@ -73,7 +79,8 @@ def judge(binary: BinaryFacts, host: HostFacts, trigger: Trigger, words: str = "
     if trigger in (Trigger.CRASH, Trigger.LOADER) and binary.kind == "elf":
         if binary.damage and is_runnable(binary, host):
             return Diagnosis(CORRUPT_FILE, f"{where} is damaged: {binary.damage}")
-        return _cpu_level(binary, host, where) or _page_size(binary, host, where, words)
+        return (_cpu_level(binary, host, where) or _glibc_says_cpu_level(binary, host, where, words)
+                or _page_size(binary, host, where, words))
     return None
 
 
@@ -125,6 +132,21 @@ def _cpu_level(b: BinaryFacts, host: HostFacts, where: str) -> Diagnosis | None:
         return Diagnosis(CPU_LEVEL, f"{where} is built for ARM{b.platform.rsplit('/', 1)[-1]} (Tag_CPU_arch); "
                                     f"this host's CPU is {host.cpu_level} ({host.cpu_model or 'ARMv6'})")
     return None
+
+
+def _glibc_says_cpu_level(b: BinaryFacts, host: HostFacts, where: str, words: str) -> Diagnosis | None:
+    """glibc's loader said the CPU lacks a level, and the file agrees that glibc's
+    loader ran it: an amd64 ELF dynamically linked against glibc (a static program
+    printing the words has no loader), on a host whose flags give a lower level."""
+    if not words.startswith("isa") or b.platform != platforms.AMD64 or b.libc != "glibc" or b.missing:
+        return None
+    have = level_number(host.cpu_level) if host.cpu_level.startswith("x86-64") else 0
+    named = int(words[4:]) if words[4:].isdigit() else 0
+    if not have or have >= (named or 4):
+        return None
+    need = f"x86-64-v{named}" if named else "a higher x86-64 level"
+    return Diagnosis(CPU_LEVEL, f"glibc's loader says this CPU lacks {need}, which {where} (or a library it loads) "
+                                f"was built for; this host's CPU is {host.cpu_level}")
 
 
 def _page_size(b: BinaryFacts, host: HostFacts, where: str, words: str) -> Diagnosis | None:

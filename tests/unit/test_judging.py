@@ -44,7 +44,7 @@ def test_crash_in_the_first_seconds_and_loader_words() -> None:
     p = judging.plan(132, None, "", SOON)
     assert p is not None and (p.lookalike, p.deep, p.enoexec) == (Trigger.CRASH, True, False)
     p = judging.plan(127, None, "Fatal glibc error: CPU does not support x86-64-v3\n", LATE)
-    assert p is not None and (p.lookalike, p.words, p.lookalike_evidence) == (Trigger.LOADER, "isa", "loader_message")
+    assert p is not None and (p.lookalike, p.words, p.lookalike_evidence) == (Trigger.LOADER, "isa:3", "loader_message")
     assert judging.plan(3, None, "Fatal glibc error: CPU does not support x86-64-v3\n", SOON) is None
 
 

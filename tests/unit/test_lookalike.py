@@ -192,3 +192,19 @@ def test_the_kernel_runs_any_arm32_variant_on_an_armv6_board() -> None:
     # An arm64 binary still is one on a 32-bit board.
     arm64 = BinaryFacts("/app", "elf", platform="linux/arm64")
     assert classify.classify(arm64, PI_ZERO, ImageFacts("x:1", "sha256:3", "linux/arm64")).cause == classify.ARCH_MISMATCH
+
+
+def test_glibcs_own_words_need_a_glibc_dynamic_binary_and_a_lower_host() -> None:
+    words = lookalike.loader_words("Fatal glibc error: CPU does not support x86-64-v3\n")
+    assert words == "isa:3"
+    assert lookalike.loader_words("./app: CPU ISA level is lower than required\n") == "isa"
+    dynamic = BinaryFacts("/app", "elf", platform="linux/amd64", interpreter="/lib64/ld-linux-x86-64.so.2", libc="glibc")
+    got = lookalike.judge(dynamic, OLD_X86, Trigger.LOADER, words)
+    assert got is not None and got.cause == causes.CPU_LEVEL and "x86-64-v3" in got.explanation
+    assert lookalike.judge(dynamic, NEW_X86, Trigger.LOADER, words) is None  # this host has v3
+    assert lookalike.judge(dynamic, OLD_X86, Trigger.LOADER, "isa:2") is None  # and v2
+    assert lookalike.judge(dynamic, OLD_X86, Trigger.LOADER, "isa").cause == causes.CPU_LEVEL  # type: ignore[union-attr]
+    static = BinaryFacts("/app", "elf", platform="linux/amd64")  # printed by the program itself
+    assert lookalike.judge(static, OLD_X86, Trigger.LOADER, words) is None
+    musl = BinaryFacts("/app", "elf", platform="linux/amd64", interpreter="/lib/ld-musl-x86_64.so.1", libc="musl")
+    assert lookalike.judge(musl, OLD_X86, Trigger.LOADER, words) is None
