@@ -36,5 +36,6 @@ class Event:
     binary: BinaryFacts
     cause: str
     explanation: str = ""
-    evidence: str = ""  # "runtime_message" or "file_only"
+    evidence: str = ""  # "runtime_message", "file_only", "exit_signal" or "loader_message"
     backfilled: bool = False
+    failure: str = "exec_format_error"  # or "start_failure" (enoexec.causes.FAILURES)

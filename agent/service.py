@@ -172,6 +172,25 @@ class Agent:
         await asyncio.to_thread(self.spool.mark_seen_many, seen_keys(outcome))
         return outcome
 
+    def _check_emulated(self, container_id: str, when: datetime, loop: asyncio.AbstractEventLoop) -> None:
+        """On a docker-create thread: spool the emulation warning of a started container, once."""
+        key = f"{container_id}~emulated"
+        try:
+            if self.spool.is_seen(key):
+                return
+            ev = self.diagnoser.emulated(container_id, when)
+            if ev is not None and self.spool.put(ev.event_id, wire.fit(wire.event_pb(ev), MAX_EVENT_BYTES).SerializeToString()):
+                logger.warning(
+                    "container runs under emulation event_id=%s container=%s image=%s binary_platform=%s host_platform=%s",
+                    ev.event_id, ev.container.name or container_id[:12], ev.image.ref, ev.binary.platform, ev.host.platform,
+                )
+                loop.call_soon_threadsafe(self.sender.notify)
+            self.spool.mark_seen(key)
+        except DockerUnavailable as e:
+            logger.debug("emulation check skipped container=%s error=%s", container_id[:12], e)
+        except Exception:  # a warning must never cost an exit
+            logger.exception("emulation check failed container=%s", container_id[:12])
+
     async def _handle_logged(self, exit: Exit) -> Outcome | None:
         try:
             return await self.handle(exit)
@@ -262,6 +281,11 @@ class Agent:
         def on_exit(exit: Exit) -> None:
             loop.call_soon_threadsafe(self.submit, exit)
 
+        def on_start(container_id: str, when: datetime) -> None:
+            # Only a host that emulates a platform for containers has anything to check.
+            if self.host.emulated_platforms:
+                self._quick.submit(self._check_emulated, container_id, when, loop)
+
         def on_create(container_id: str) -> None:
             # Straight from the event thread to its own threads: an --rm container
             # may be gone a few hundred milliseconds later.
@@ -280,7 +304,8 @@ class Agent:
                 self.host = gather_facts(self.api, self.config.host_id, self._proc_root)
             first_connect = False
 
-        watcher = Watcher(self.api, on_exit, on_connect, stop=self._stop_thread, on_create=on_create, clock=self._clock)
+        watcher = Watcher(self.api, on_exit, on_connect, stop=self._stop_thread, on_create=on_create,
+                          on_start=on_start, clock=self._clock)
         thread = threading.Thread(target=watcher.run, name="docker-events", daemon=True)
         thread.start()
         logger.info(

@@ -37,6 +37,8 @@ class HostFacts:
     emulators: tuple[Emulator, ...] = ()
     hostname: str = ""
     runnable_platforms: tuple[str, ...] = ()
+    # What the CPU runs: "x86-64-v3" (from /proc/cpuinfo flags), "armv6", "armv7", "armv8"; "" unknown.
+    cpu_level: str = ""
 
     @property
     def emulated_platforms(self) -> tuple[str, ...]:
@@ -71,6 +73,14 @@ class BinaryFacts:
     truncated: bool = False
     # The arm variant is a default, not read from the file.
     variant_guessed: bool = False
+    size: int = -1  # bytes, from the image's tar header; -1 unknown
+    # The program loader (PT_INTERP) or script interpreter the file names and the image lacks.
+    missing: str = ""
+    libc: str = ""  # "musl" or "glibc": the libc family its loader path belongs to
+    image_libc: str = ""  # the family whose loader the image has for that platform ("" none found)
+    isa_level: int = 0  # x86-64 level it (or its loader) is marked as needing; 0 unmarked
+    load_align: int = 0  # smallest PT_LOAD alignment
+    damage: str = ""  # why the file is damaged (cut short), "" when it is not known to be
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,10 @@ from agent.errors import ContainerGone, DockerUnavailable
 logger = logging.getLogger(__name__)
 
 HEAD_BYTES = 4096
+# The end of a file (where an ELF keeps its section headers and .ARM.attributes) is
+# read only when asked, and only from files up to this size: the archive endpoint
+# streams the whole file to get there.
+TAIL_MAX_FILE = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -31,12 +35,16 @@ class FileHead:
     data: bytes = b""
     error: str = ""  # "" when data is valid
     missing: bool = False
-    mode: int = 0  # permission bits of a regular file
+    mode: int = 0  # permission bits of a regular file, FIFO or device
+    size: int = -1  # the file's size from its tar header; -1 unknown
+    tail: bytes = b""  # its last bytes, when asked for and the file is longer than the head
+    directory: bool = False
 
     @property
     def executable(self) -> bool:
-        """What Go's ``exec.LookPath`` (runc) accepts: a file with an execute bit."""
-        return not self.error and bool(self.mode & 0o111)
+        """What Go's ``exec.LookPath`` (runc) accepts: any non-directory with an
+        execute bit (a FIFO or device too: runc then fails to execute it)."""
+        return not self.missing and not self.directory and bool(self.mode & 0o111)
 
 
 def _message(res: Any) -> str:
@@ -55,8 +63,9 @@ class ContainerFiles:
         self._id = container_id
         self._head = head_bytes
 
-    def _entry(self, path: str) -> tuple[str, bytes | str, int]:
-        """("file", head, mode) / ("link", target, 0) / ("dir", "", 0) / ("missing", "", 0)."""
+    def _entry(self, path: str, tail: int = 0) -> tuple[str, bytes | str, int, int, bytes]:
+        """(kind, value, mode, size, tail): ("file", head, ...) / ("link", target, ...) /
+        ("dir", "", ...) / ("missing", "", ...) / ("other", "", mode, ...)."""
         url = self._api._url("/containers/{0}/archive", self._id)
         try:
             res = self._api._get(url, params={"path": path}, stream=True)
@@ -66,7 +75,7 @@ class ContainerFiles:
             if res.status_code == 404:
                 if "no such container" in _message(res).lower():
                     raise ContainerGone(f"container {self._id[:12]} was removed while it was being read")
-                return "missing", "", 0
+                return "missing", "", 0, -1, b""
             if res.status_code == 409:
                 # "container is marked for removal" (docker run --rm): read the image instead.
                 raise ContainerGone(f"container {self._id[:12]} is being removed: {_message(res)}")
@@ -75,48 +84,59 @@ class ContainerFiles:
             with tarfile.open(fileobj=res.raw, mode="r|") as tar:
                 member = tar.next()
                 if member is None:
-                    return "missing", "", 0
+                    return "missing", "", 0, -1, b""
                 if member.issym():
-                    return "link", member.linkname, 0
+                    return "link", member.linkname, 0, -1, b""
                 if member.islnk():
-                    return "link", "/" + member.linkname.lstrip("/"), 0
+                    return "link", "/" + member.linkname.lstrip("/"), 0, -1, b""
                 if member.isdir():
-                    return "dir", "", 0
+                    return "dir", "", 0, -1, b""
                 if not member.isreg():
-                    return "other", "", 0
+                    return "other", "", member.mode, -1, b""
                 f = tar.extractfile(member)
-                return "file", f.read(self._head) if f else b"", member.mode
+                head = f.read(self._head) if f else b""
+                end = b""
+                if f is not None and tail and self._head < member.size <= TAIL_MAX_FILE:
+                    skip = max(0, member.size - tail - len(head))
+                    while skip > 0:  # a tar stream only reads forward: read and drop
+                        chunk = f.read(min(skip, 1 << 20))
+                        if not chunk:
+                            break
+                        skip -= len(chunk)
+                    end = f.read(tail)
+                return "file", head, member.mode, member.size, end
         except docker.errors.APIError as e:
             detail = str(e.explanation or e)
             if "too many links" in detail:
                 # The engine resolves the link while stat-ing it and fails on a loop
                 # (evalSymlinksInScope): a property of the file, not an unreachable engine.
-                return "error", f"{path}: too many levels of symbolic links", 0
+                return "error", f"{path}: too many levels of symbolic links", 0, -1, b""
             raise DockerUnavailable(f"cannot read {path} from container {self._id[:12]}: {e.explanation or e}") from e
         except (tarfile.TarError, OSError) as e:
-            return "error", f"unreadable archive for {path}: {e}", 0
+            return "error", f"unreadable archive for {path}: {e}", 0, -1, b""
         finally:
             res.close()
 
-    def read(self, path: str, *, max_links: int = entrypoint.MAX_SYMLINKS) -> FileHead:
-        """The head of ``path``, following symlinks inside the container.
+    def read(self, path: str, *, max_links: int = entrypoint.MAX_SYMLINKS, tail: int = 0) -> FileHead:
+        """The head of ``path`` (and its last ``tail`` bytes), following symlinks
+        inside the container.
 
         Raises ContainerGone if the container disappears meanwhile."""
         current = path
         for _ in range(max_links + 1):
-            kind, value, mode = self._entry(current)
+            kind, value, mode, size, end = self._entry(current, tail)
             if kind == "file" and isinstance(value, bytes):
-                return FileHead(current, value, mode=mode)
+                return FileHead(current, value, mode=mode, size=size, tail=end)
             if kind == "link":
                 current = entrypoint.follow(current, str(value))
                 continue
             if kind == "missing":
                 return FileHead(current, error=f"{current}: no such file", missing=True)
             if kind == "dir":
-                return FileHead(current, error=f"{current} is a directory")
+                return FileHead(current, error=f"{current} is a directory", directory=True)
             if kind == "error":
                 return FileHead(current, error=str(value))
-            return FileHead(current, error=f"{current} is not a regular file")
+            return FileHead(current, error=f"{current} is not a regular file", mode=mode)
         return FileHead(current, error=f"{path}: too many levels of symbolic links (>{max_links})")
 
     def find(self, argv0: str, path_env: str, workdir: str = "/") -> tuple[str, FileHead]:

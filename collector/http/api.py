@@ -29,7 +29,7 @@ from collector.ingest.inventory import InventoryBoard, images_json
 from collector.ingest.presence import Presence, overlay
 from collector.store.store import Store
 from enoexec import limits, platforms
-from enoexec.causes import CAUSES
+from enoexec.causes import CAUSES, FAILURES
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _param(query: Mapping[str, str], name: str) -> str | None:
 
 def parse_events_query(query: Mapping[str, str]) -> dict[str, Any]:
     """Filters for /api/v1/events; BadRequest names the bad parameter."""
-    known = {"limit", "host", "image", "cause", "since"}
+    known = {"limit", "host", "image", "cause", "failure", "since"}
     unknown = sorted(set(query) - known)
     if unknown:
         raise BadRequest(f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
@@ -74,6 +74,10 @@ def parse_events_query(query: Mapping[str, str]) -> dict[str, Any]:
     if cause is not None and cause not in CAUSES:
         raise BadRequest(f"cause: expected one of {', '.join(sorted(CAUSES))}, got {cause!r}")
     out["cause"] = cause
+    failure = _param(query, "failure")
+    if failure is not None and failure not in FAILURES:
+        raise BadRequest(f"failure: expected one of {', '.join(sorted(FAILURES))}, got {failure!r}")
+    out["failure"] = failure
     since = _param(query, "since")
     if since is not None:
         out["since"] = parse_time(since)

@@ -77,6 +77,19 @@ class FleetCollector(Collector):
             exits.add_metric(list(labels), value)
         yield exits
 
+        starts = CounterMetricFamily(
+            "enoexec_start_failures",
+            "Containers that died at start of a look-alike of exec format error (missing loader or interpreter, "
+            "CRLF #!, corrupt file, CPU level, page size), by cause and platforms.",
+            labels=["cause", "host_platform", "image_platform", "binary_platform", "image"],
+        )
+        folded = defaultdict(int)
+        for c in self._store.start_failure_counts():
+            folded[(c.cause, c.host_platform, c.image_platform, c.binary_platform, img(c.image))] += c.count
+        for labels, value in sorted(folded.items()):
+            starts.add_metric(list(labels), value)
+        yield starts
+
         host_exits = CounterMetricFamily("enoexec_host_exits", "Exec format error exits per host.", labels=["host", "host_platform"])
         for h in self._store.host_exit_counts():
             host_exits.add_metric([h.host, h.host_platform], h.count)
@@ -122,8 +135,9 @@ class FleetCollector(Collector):
         )
 
     def _last_exits(self, img: Callable[[str], str]) -> Iterator[Metric]:
-        rows = self._store.recent_exits(self._clock() - LAST_EXIT_WINDOW)
-        yield from recent_exits.family(rows, img)
+        since = self._clock() - LAST_EXIT_WINDOW
+        for failure in recent_exits.NAMES:
+            yield from recent_exits.family(self._store.recent_exits(since, failure=failure), img, failure=failure)
 
     @staticmethod
     def _host_metrics(hosts: list[HostRecord]) -> Iterator[Metric]:

@@ -30,8 +30,10 @@ from collector.store.schema import (
     images,
     make_engine,
     shared_facts,
+    start_failure_counts,
     write_probe,
 )
+from enoexec.causes import EXEC_FORMAT_ERROR
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +149,17 @@ class Store:
         with self._read() as conn:
             return [records.ExitCount(*row) for row in conn.execute(query)]
 
+    def start_failure_counts(self, replica_id: str | None = None) -> list[records.ExitCount]:
+        """This replica's (or the named one's) start failure (look-alike) counters."""
+        c = start_failure_counts.c
+        query = (
+            select(c.cause, c.host_platform, c.image_platform, c.binary_platform, c.image, c.count)
+            .where(c.replica_id == (replica_id or self.replica_id))
+            .order_by(c.cause, c.host_platform, c.image_platform, c.binary_platform, c.image)
+        )
+        with self._read() as conn:
+            return [records.ExitCount(*row) for row in conn.execute(query)]
+
     def host_exit_counts(self, replica_id: str | None = None) -> list[records.HostExitCount]:
         c = host_exit_counts.c
         query = (
@@ -173,6 +186,7 @@ class Store:
         image: str | None = None,
         cause: str | None = None,
         since: datetime | None = None,
+        failure: str | None = None,
     ) -> list[dict[str, Any]]:
         """Event payloads, newest first (by time, then event_id)."""
         if limit < 1:
@@ -189,6 +203,10 @@ class Store:
             query = query.where(events.c.image_ref == image)
         if cause is not None:
             query = query.where(events.c.cause == cause)
+        if failure == EXEC_FORMAT_ERROR:  # also those stored before the failure kind existed
+            query = query.where(events.c.failure.is_(None) | (events.c.failure == failure))
+        elif failure is not None:
+            query = query.where(events.c.failure == failure)
         if since is not None:
             query = query.where(events.c.time >= since)
         query = query.order_by(events.c.time.desc(), events.c.event_id.desc()).limit(limit)
@@ -203,10 +221,11 @@ class Store:
         with self._read() as conn:
             return hint_queries.read(conn, example_hosts, samples=samples)
 
-    def recent_exits(self, since: datetime) -> list[recent_exits.RecentExit]:
-        """Latest exit per (image, host platform, cause, host) since ``since``, for alerting."""
+    def recent_exits(self, since: datetime, *, failure: str = EXEC_FORMAT_ERROR) -> list[recent_exits.RecentExit]:
+        """Latest event per (image, host platform, cause, host) since ``since`` of one
+        failure kind, for alerting (exec format errors unless said otherwise)."""
         with self._read() as conn:
-            return recent_exits.read(conn, since)
+            return recent_exits.read(conn, since, failure=failure)
 
     def prune(self, older_than: datetime) -> int:
         """Delete events older than ``older_than``; counters stay (they only ever grow),

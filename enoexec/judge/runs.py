@@ -13,14 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from enoexec import hints
+from enoexec.causes import MISSING_INTERPRETER, MISSING_LOADER
 from enoexec.facts import BinaryFacts, HostFacts, ImageFacts
 from enoexec.judge import classify as classifier
 
 RUNS, FAILS, UNKNOWN = "runs", "fails", "unknown"
-# Look-alikes a read image shows before it starts (the kernel says "no such file or directory").
-MISSING_INTERPRETER = "missing_interpreter"
-MISSING_LOADER = "missing_loader"
+# Look-alikes a read image shows before it starts (the kernel says "no such file or directory"):
+# MISSING_INTERPRETER and MISSING_LOADER (enoexec.causes), and an entrypoint that is not there.
 NOT_FOUND = "entrypoint_not_found"
+__all__ = ["FAILS", "MISSING_INTERPRETER", "MISSING_LOADER", "NOT_FOUND", "RUNS", "UNKNOWN", "Entrypoint", "Verdict", "judge"]
 
 
 @dataclass(frozen=True)
