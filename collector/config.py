@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collector import auth
 from collector.check import registry_policy
 from collector.errors import ConfigError
 from enoexec import settings
@@ -138,6 +139,9 @@ def _check_files(v: dict[str, Any]) -> None:
     for name in ("tls_ca", "tls_cert", "tls_key", "tokens_file", "http_tls_cert", "http_tls_key", "http_token_file"):
         if v[name] is not None and not Path(v[name]).is_file():
             raise ConfigError(f"--{name.replace('_', '-')} {v[name]}: no such file")
+    for name in ("tokens_file", "http_token_file"):
+        if v[name] is not None:
+            auth.load_tokens(Path(v[name]), f"--{name.replace('_', '-')}")  # refused now, before anything starts
     if bool(v["tls_cert"]) != bool(v["tls_key"]):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
     if bool(v["http_tls_cert"]) != bool(v["http_tls_key"]):

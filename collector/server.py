@@ -108,7 +108,7 @@ class Collector:
         self.registry.register(AgentResourcesCollector(self.resources))
         self.registry.register(BuildInfoCollector())
         self.tokens = auth.load_tokens(config.tokens_file) if config.tokens_file else None
-        self.http_tokens = auth.load_tokens(config.http_token_file) if config.http_token_file else None
+        self.http_tokens = auth.load_tokens(config.http_token_file, "--http-token-file") if config.http_token_file else None
         self.grpc_port = 0
         self.http_port = 0
 
