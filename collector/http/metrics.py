@@ -115,6 +115,15 @@ class FleetCollector(Collector):
         for reason, n in sorted(rejected.items()):
             rej.add_metric([reason], n)
         yield rej
+        clamped = CounterMetricFamily(
+            "enoexec_collector_clamped_values",
+            "Numbers agents reported about themselves (spool, resources) that were out of range "
+            "(NaN, infinite, negative, too large) and were clamped, by field, since this collector started.",
+            labels=["field"],
+        )
+        for name, n in sorted(self._stats.clamped_snapshot().items()):
+            clamped.add_metric([name], n)
+        yield clamped
         yield CounterMetricFamily(
             "enoexec_collector_throttled_seconds",
             "Seconds agents' acks were delayed because they sent faster than --agent-rate.",

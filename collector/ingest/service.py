@@ -12,7 +12,7 @@ import grpc
 
 from collector import auth
 from collector.errors import StoreError
-from collector.ingest import ingest
+from collector.ingest import ingest, reported
 from collector.ingest.agent_resources import ResourceBoard
 from collector.ingest.presence import Presence
 from collector.ingest.ratelimit import TokenBucket
@@ -110,6 +110,7 @@ class CollectorService(pb_grpc.CollectorServicer):
             logger.warning("agent refused host_id=%s reason=%s peer=%s", host_id, reason, context.peer())
             await context.abort(code, message)
 
+        self._stats.clamp(reported.clamp(hello))
         self._presence.hello(host_id, ingest.label(hello.host.platform), to_json(hello.host),
                              spool_events=hello.spool.events, dropped_total=hello.spool.dropped_total)
         self._resources.report(host_id, context, hello)
@@ -124,6 +125,7 @@ class CollectorService(pb_grpc.CollectorServicer):
                     yield pb.CollectorMessage(ack=await self._batch(msg.batch, host_id, context))
                 elif msg.HasField("heartbeat"):
                     await self._throttle(bucket, 1)
+                    self._stats.clamp(reported.clamp(msg.heartbeat))
                     spool = msg.heartbeat.spool
                     self._presence.heartbeat(host_id, msg.heartbeat, spool_events=spool.events,
                                              dropped_total=spool.dropped_total)

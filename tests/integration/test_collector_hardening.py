@@ -1,0 +1,74 @@
+"""The collector against what an attacker or a broken agent sends, as a real
+process over real gRPC and HTTP: numbers agents report about themselves,
+malformed URLs and parameters, and more host ids than Prometheus should hold."""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from enoexec.v1 import enoexec_pb2 as pb
+from tests import fleet, procs
+from tests.fleet import ScriptedAgent
+
+AMD64 = "linux/amd64"
+
+
+def strict_json(body: bytes) -> Any:
+    """JSON as a strict parser reads it: NaN and Infinity are not JSON."""
+    def refuse(name: str) -> Any:
+        raise AssertionError(f"not JSON: {name}")
+    return json.loads(body, parse_constant=refuse)
+
+
+def get(col: procs.Proc, path: str) -> tuple[int, str, bytes]:
+    """Status, content type and body of GET ``path``."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{col.http}{path}", timeout=10) as res:  # type: ignore[attr-defined]
+            return res.status, res.headers.get_content_type(), res.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get_content_type(), e.read()
+
+
+def test_numbers_an_agent_reports_about_itself_are_clamped_and_counted(collector: Callable[..., procs.Proc]) -> None:
+    col = collector()
+    facts = fleet.host("liar-1", AMD64, machine="x86_64", can_run_32bit=True)
+    huge = 2**64 - 1
+    hello = pb.Hello(
+        agent_version="test", host=facts,
+        spool=pb.SpoolStats(events=huge, dropped_total=huge, bytes=huge),
+        resources=pb.AgentResources(resident_memory_bytes=huge, cpu_seconds=float("nan"),
+                                    uptime_seconds=float("inf"), open_fds=3, spool_writable=True),
+    )
+    honest = fleet.host("honest-1", AMD64, machine="x86_64", can_run_32bit=True)
+    with ScriptedAgent(col.grpc, facts, hello=hello) as liar, ScriptedAgent(col.grpc, honest) as other:  # type: ignore[attr-defined]
+        # The liar's host row rides in the same group commit as others' events: it must not fail it.
+        ack = other.send([fleet.event(honest, "h-1", cause="arch_mismatch", image="app:1", image_platform="linux/arm64",
+                                      binary_platform="linux/arm64")])
+        assert list(ack.stored_event_ids) == ["h-1"], ack
+        status, _, body = get(col, "/api/v1/hosts")
+        assert status == 200
+        hosts = {h["host_id"]: h for h in strict_json(body)["hosts"]}
+        res = hosts["liar-1"]["agent_resources"]
+        assert res["cpu_seconds"] == 0 and res["uptime_seconds"] == 1e12, res
+        assert res["resident_memory_bytes"] == 2**53 - 1 and hosts["liar-1"]["spool_events"] == 2**53 - 1, hosts["liar-1"]
+
+        liar.heartbeat(0, 0, pb.AgentResources(cpu_seconds=-1e308, uptime_seconds=5))
+        text = procs.wait_for(lambda: (t := procs.metrics(col.http)) and  # type: ignore[attr-defined]
+                              procs.total(t, "enoexec_collector_clamped_values_total", field="resources.cpu_seconds") == 2 and t,
+                              timeout=10, what="the heartbeat's negative CPU time counted")
+        values = [s.value for f in text_string_to_metric_families(text) for s in f.samples]
+        assert all(math.isfinite(v) for v in values), text
+        assert procs.total(text, "enoexec_agent_cpu_seconds_total", host="liar-1") == 0
+        for field in ("spool.events", "spool.dropped_total", "spool.bytes", "resources.resident_memory_bytes",
+                      "resources.uptime_seconds"):
+            assert procs.total(text, "enoexec_collector_clamped_values_total", field=field) == 1, field
+    # The store kept the clamped row: it is still valid JSON once the agent is gone.
+    procs.wait_for(lambda: get(col, "/api/v1/hosts")[0] == 200 and not any(
+        h["connected"] for h in strict_json(get(col, "/api/v1/hosts")[2])["hosts"]), timeout=15, what="both disconnected")
