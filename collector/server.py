@@ -21,6 +21,7 @@ from collector.check import registry as image_registry
 from collector.config import CollectorConfig
 from collector.errors import ConfigError, StoreError
 from collector.http.api import Api
+from collector.http.json_errors import JsonErrorsRunner
 from collector.http.metrics import FleetCollector
 from collector.ingest.agent_resources import AgentResourcesCollector, BuildInfoCollector, ResourceBoard
 from collector.ingest.presence import Presence
@@ -167,7 +168,7 @@ class Collector:
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
             tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, presence=self.presence, resources=self.resources,
         )
-        runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
+        runner = JsonErrorsRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()
         host, port = listen.split(self.config.http_listen)
         site = web.TCPSite(runner, host or None, port, ssl_context=http_ssl_context(self.config), reuse_port=False)

@@ -210,6 +210,10 @@ class Api:
                 raise
             headers = {k: v for k, v in e.headers.items() if k in ("Allow", "WWW-Authenticate")}
             return web.json_response({"error": _http_error(e, request)}, status=e.status, headers=headers)
+        except Exception as e:  # a bug: one line at ERROR (the traceback at DEBUG), a JSON 500 to the client
+            logger.error("request failed path=%s error=%s: %s", request.path, type(e).__name__, str(e)[:200])
+            logger.debug("request failed path=%s", request.path, exc_info=True)
+            return web.json_response({"error": f"the collector failed on {request.path}; see its log"}, status=500)
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:

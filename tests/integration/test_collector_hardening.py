@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from enoexec.v1 import enoexec_pb2 as pb
 from tests import fleet, procs
 from tests.fleet import ScriptedAgent
+from tests.registry import local_registry
 
 AMD64 = "linux/amd64"
 
@@ -72,3 +74,31 @@ def test_numbers_an_agent_reports_about_itself_are_clamped_and_counted(collector
     # The store kept the clamped row: it is still valid JSON once the agent is gone.
     procs.wait_for(lambda: get(col, "/api/v1/hosts")[0] == 200 and not any(
         h["connected"] for h in strict_json(get(col, "/api/v1/hosts")[2])["hosts"]), timeout=15, what="both disconnected")
+
+
+def test_a_registry_sending_a_malformed_realm_gets_a_json_refusal_not_a_500(collector: Callable[..., procs.Proc]) -> None:
+    """A realm whose port is no number raised ValueError in urlsplit().port: HTTP 500,
+    text/plain "Server got itself in trouble", and a traceback in the log."""
+    with local_registry(token_realm="http://127.0.0.1:+50317/t") as registry:
+        col = collector(None, None, None, "--check-registries", registry)
+        status, kind, body = get(col, "/api/v1/check?" + urllib.parse.urlencode({"image": f"{registry}/team/svc:1"}))
+    assert (status, kind) == (403, "application/json"), (status, kind, body)
+    assert "'http://127.0.0.1:+50317/t' is not a valid URL" in strict_json(body)["error"], body
+    assert "Traceback" not in col.output(), col.output()[-3000:]
+
+
+def test_errors_aiohttp_answers_itself_are_json_too(collector: Callable[..., procs.Proc]) -> None:
+    """A 10 KB cursor passed aiohttp's request-line limit: its own text/plain 400."""
+    col = collector()
+    for path in ("/api/v1/hosts?cursor=" + "a" * 10_000, "/api/v1/hosts?cursor=" + "a" * 600):
+        status, kind, body = get(col, path)
+        assert (status, kind) == (400, "application/json"), (status, kind, body[:300])
+        assert set(strict_json(body)) == {"error"}, body[:300]
+    req = urllib.request.Request(f"http://127.0.0.1:{col.http}/api/v1/hosts", headers={"X-Big": "b" * 20_000})  # type: ignore[attr-defined]
+    try:
+        urllib.request.urlopen(req, timeout=10)
+        raise AssertionError("a 20 KB header was accepted")
+    except urllib.error.HTTPError as e:
+        assert (e.code, e.headers.get_content_type()) == (400, "application/json"), (e.code, e.headers)
+        assert set(strict_json(e.read())) == {"error"}
+    assert "Traceback" not in col.output(), col.output()[-3000:]
