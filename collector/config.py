@@ -50,6 +50,8 @@ OPTIONS = (
     Option("db", str, "enoexec.db", "SQLite file path (the default, enoexec.db) or a postgresql:// URL"),
     Option("retention_days", positive_int, 30, "days to keep events; counters are kept forever (default 30)"),
     Option("max_image_labels", positive_int, 200, "distinct image label values in metrics; the rest fold into _other (default 200)"),
+    Option("max_hosts", positive_int, 10000, "distinct host ids the collector keeps (each has its own series); Hellos "
+           "from new hosts past it are refused and counted as too_many_hosts (default 10000)"),
     Option("max_batch_events", positive_int, 500, "events an agent may send per batch (default 500)"),
     Option("replica_id", str, "", "this replica's id when several share one PostgreSQL database (default the hostname)"),
     settings.LOG_LEVEL,
@@ -85,6 +87,7 @@ class CollectorConfig:
     db: str
     retention_days: int
     max_image_labels: int
+    max_hosts: int
     max_batch_events: int
     replica_id: str
     log_level: str

@@ -24,6 +24,7 @@ from collector.http.api import Api
 from collector.http.json_errors import JsonErrorsRunner
 from collector.http.metrics import FleetCollector
 from collector.ingest.agent_resources import AgentResourcesCollector, BuildInfoCollector, ResourceBoard
+from collector.ingest.host_cap import HostCap
 from collector.ingest.presence import Presence
 from collector.ingest.service import CollectorService, utcnow
 from collector.ingest.stats import Stats
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 GRACE = 5.0
 PRUNE_EVERY = 3600.0
+HOST_CAP_REFRESH = 30.0  # seconds between re-reads of the known hosts behind --max-hosts
 MAX_MESSAGE = 4 * 1024 * 1024
 
 # Agents ping every 60 s (see agent.sender); permit pings every 30 s or more.
@@ -106,6 +108,7 @@ class Collector:
             FleetCollector(self.store, self.stats, self.presence, max_image_labels=config.max_image_labels)
         )
         self.resources = ResourceBoard()
+        self.host_cap = HostCap(config.max_hosts)
         self.registry.register(AgentResourcesCollector(self.resources))
         self.registry.register(BuildInfoCollector())
         self.tokens = auth.load_tokens(config.tokens_file) if config.tokens_file else None
@@ -131,14 +134,26 @@ class Collector:
             try:
                 gone = await asyncio.to_thread(self.store.expire_hosts, utcnow() - expiry)
                 for host_id in gone:
+                    self.host_cap.discard(host_id)
                     logger.info("host expired host_id=%s silent_for_more_than=%s", host_id, expiry)
             except StoreError as e:
                 logger.warning("host expiry failed error=%s", e)
             await asyncio.sleep(every)
 
+    async def _refresh_host_cap(self) -> None:
+        """Hosts other replicas admitted, or that were retired, count from the next read."""
+        while True:
+            await asyncio.sleep(HOST_CAP_REFRESH)
+            try:
+                stored = await asyncio.to_thread(self.store.host_ids)
+            except StoreError:
+                continue  # the writer and /readyz say it; the book stays as it was
+            self.host_cap.refresh([*stored, *self.presence.local()])
+
     async def run(self, stop: asyncio.Event, notify: Notifier | None = None) -> None:
         notify = notify or Notifier()
         await asyncio.to_thread(self.store.disconnect_all)
+        self.host_cap.refresh(await asyncio.to_thread(self.store.host_ids))
         writer = GroupWriter(self.store, self.presence, host_flush_seconds=self.config.host_flush_seconds)
         writing = asyncio.create_task(writer.run(), name="group-writer")
         server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -147,7 +162,7 @@ class Collector:
                 self.stats, self.presence, writer, max_batch_events=self.config.max_batch_events,
                 tokens=self.tokens, agent_rate=self.config.agent_rate, agent_burst=self.config.agent_burst,
                 max_streams=self.config.max_streams, hello_timeout=self.config.hello_timeout,
-                resources=self.resources,
+                resources=self.resources, host_cap=self.host_cap,
             ),
             server,
         )
@@ -167,6 +182,7 @@ class Collector:
         api = Api(
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
             tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, presence=self.presence, resources=self.resources,
+            on_forget=self.host_cap.discard,
         )
         runner = JsonErrorsRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()
@@ -190,7 +206,8 @@ class Collector:
         if self.http_tokens is None and not _loopback(host):
             logger.warning("the JSON API on %s needs no token: anyone who reaches it can read the fleet, "
                            "retire hosts and run 'check'; set --http-token-file", self.config.http_listen)
-        tasks = [asyncio.create_task(self._prune(), name="prune")]
+        tasks = [asyncio.create_task(self._prune(), name="prune"),
+                 asyncio.create_task(self._refresh_host_cap(), name="host-cap")]
         if self.config.host_expiry > 0:
             tasks.append(asyncio.create_task(self._expire_hosts(), name="expire-hosts"))
         tasks.append(asyncio.create_task(notify.watchdog(), name="watchdog"))  # pings while this loop turns

@@ -163,7 +163,9 @@ class Api:
         protect_metrics: bool = False,
         resources: ResourceBoard | None = None,
         presence: Presence | None = None,
+        on_forget: Callable[[str], None] = lambda host_id: None,
     ) -> None:
+        self._on_forget = on_forget
         self._resources = resources or ResourceBoard()
         self._store = store
         self._presence = presence or Presence()
@@ -284,6 +286,8 @@ class Api:
         else:
             outcome = await asyncio.to_thread(
                 lambda: self._store.forget_host(host_id, released_here=local is not None))
+        if outcome == "unknown" and local is not None:
+            outcome = "forgotten"  # known here only: not yet written to the store
         if outcome != "connected":
             self._presence.forget(host_id)  # a disconnect not yet written must not bring it back
         if outcome == "unknown":
@@ -293,6 +297,7 @@ class Api:
                 {"error": f"host {host_id!r} is connected: stop its agent first (a running agent would register again)"},
                 status=409,
             )
+        self._on_forget(host_id)
         logger.info("host forgotten host_id=%s peer=%s", host_id, request.remote)
         return web.json_response({"host_id": host_id, "forgotten": True})
 

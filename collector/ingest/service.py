@@ -14,12 +14,14 @@ from collector import auth
 from collector.errors import StoreError
 from collector.ingest import ingest, reported
 from collector.ingest.agent_resources import ResourceBoard
+from collector.ingest.host_cap import HostCap
 from collector.ingest.presence import Presence
 from collector.ingest.ratelimit import TokenBucket
 from collector.ingest.stats import Stats
 from collector.ingest.writer import GroupWriter
 from enoexec import __version__, limits
 from enoexec.eventjson import to_json
+from enoexec.logsetup import Repeats
 from enoexec.v1 import enoexec_pb2 as pb
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
@@ -59,8 +61,11 @@ class CollectorService(pb_grpc.CollectorServicer):
         hello_timeout: float = HELLO_TIMEOUT,
         clock: Callable[[], datetime] = utcnow,
         resources: ResourceBoard | None = None,
+        host_cap: HostCap | None = None,
     ) -> None:
         self._resources = resources or ResourceBoard()
+        self._host_cap = host_cap if host_cap is not None else HostCap(10_000)
+        self._new_hosts_refused = Repeats(logger, "new hosts refused", every=300.0)
         self._stats = stats
         self._presence = presence
         self._writer = writer
@@ -109,6 +114,13 @@ class CollectorService(pb_grpc.CollectorServicer):
             self._stats.reject(reason)
             logger.warning("agent refused host_id=%s reason=%s peer=%s", host_id, reason, context.peer())
             await context.abort(code, message)
+        if not self._host_cap.admit(host_id):
+            self._stats.reject("too_many_hosts")
+            self._new_hosts_refused.failed(f"the collector knows {self._host_cap.max_hosts} hosts, its --max-hosts",
+                                           host_id=host_id, peer=context.peer())
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"the collector knows {self._host_cap.max_hosts} hosts, its --max-hosts; "
+                                "retire hosts (enoexec-collector forget) or raise --max-hosts")
 
         self._stats.clamp(reported.clamp(hello))
         self._presence.hello(host_id, ingest.label(hello.host.platform), to_json(hello.host),

@@ -310,6 +310,11 @@ class Store:
             for r in rows
         ]
 
+    def host_ids(self) -> list[str]:
+        """Every known host id."""
+        with self._read() as conn:
+            return list(conn.execute(select(hosts.c.host_id)).scalars())
+
     def forget_host(self, host_id: str, *, released_here: bool = False) -> str:
         """Retire a host: "forgotten", "unknown", or "connected" (a live stream holds it: kept).
 

@@ -12,6 +12,9 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import grpc
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from enoexec.v1 import enoexec_pb2 as pb
@@ -102,3 +105,42 @@ def test_errors_aiohttp_answers_itself_are_json_too(collector: Callable[..., pro
         assert (e.code, e.headers.get_content_type()) == (400, "application/json"), (e.code, e.headers)
         assert set(strict_json(e.read())) == {"error"}
     assert "Traceback" not in col.output(), col.output()[-3000:]
+
+
+def test_new_host_ids_past_max_hosts_are_refused_and_counted(collector: Callable[..., procs.Proc]) -> None:
+    """Under --insecure, 1,500 Hellos made 1,503 last_seen series."""
+    col = collector(None, None, None, "--max-hosts", "3")
+
+    def facts(n: int) -> pb.HostFacts:
+        return fleet.host(f"many-{n}", AMD64, machine="x86_64", can_run_32bit=True)
+
+    for n in range(3):
+        with ScriptedAgent(col.grpc, facts(n)):  # type: ignore[attr-defined]
+            pass
+    for n in range(3, 8):
+        with pytest.raises(grpc.RpcError) as refused:
+            ScriptedAgent(col.grpc, facts(n))  # type: ignore[attr-defined]
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.value
+        assert "--max-hosts" in (refused.value.details() or "")
+    with ScriptedAgent(col.grpc, facts(1)):  # a known host always gets in  # type: ignore[attr-defined]
+        pass
+    text = procs.metrics(col.http)  # type: ignore[attr-defined]
+    assert sorted(labels["host"] for labels, _ in procs.samples(text, "enoexec_agent_last_seen_timestamp_seconds")) == [
+        "many-0", "many-1", "many-2"]
+    assert procs.total(text, "enoexec_collector_events_rejected_total", reason="too_many_hosts") == 5
+    assert col.output().count("new hosts refused") == 1, col.output()[-3000:]  # said once
+
+    # Retiring a host makes room for a new one.
+    # (at once: a host this replica has not written yet was answered 404, and forgotten all the same)
+    assert get_method(col, "/api/v1/hosts/many-0", "DELETE")[0] == 200
+    with ScriptedAgent(col.grpc, facts(9)):  # type: ignore[attr-defined]
+        pass
+
+
+def get_method(col: procs.Proc, path: str, method: str) -> tuple[int, str, bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{col.http}{path}", method=method)  # type: ignore[attr-defined]
+    try:
+        with urllib.request.urlopen(req, timeout=10) as res:
+            return res.status, res.headers.get_content_type(), res.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get_content_type(), e.read()
