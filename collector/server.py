@@ -182,7 +182,7 @@ class Collector:
         api = Api(
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
             tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, presence=self.presence, resources=self.resources,
-            on_forget=self.host_cap.discard,
+            on_forget=self.host_cap.discard, writer_failure=lambda: writer.failure,
         )
         runner = JsonErrorsRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()

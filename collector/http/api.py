@@ -164,7 +164,9 @@ class Api:
         resources: ResourceBoard | None = None,
         presence: Presence | None = None,
         on_forget: Callable[[str], None] = lambda host_id: None,
+        writer_failure: Callable[[], str] = lambda: "",
     ) -> None:
+        self._writer_failure = writer_failure
         self._on_forget = on_forget
         self._resources = resources or ResourceBoard()
         self._store = store
@@ -236,7 +238,8 @@ class Api:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """Ready when the store commits a write (not merely answers), probed at most once a second."""
+        """Ready when the writer's last transaction committed and the store commits a
+        write (not merely answers), probed at most once a second."""
         if self.draining:
             return web.json_response({"status": "draining"}, status=503)
         async with self._probe_lock:
@@ -247,8 +250,11 @@ class Api:
                 except StoreError as e:
                     self._probe_error = str(e)
                 self._probed_at = time.monotonic()
-        if self._probe_error:
-            return web.json_response({"status": "unavailable", "error": self._probe_error}, status=503)
+        # The writer's own last result first: a probe can commit in free pages while
+        # the writer cannot grow the file.
+        error = self._writer_failure() or self._probe_error
+        if error:
+            return web.json_response({"status": "unavailable", "error": error}, status=503)
         return web.json_response({"status": "ready"})
 
     async def events(self, request: web.Request) -> web.Response:

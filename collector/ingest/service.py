@@ -121,6 +121,11 @@ class CollectorService(pb_grpc.CollectorServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"the collector knows {self._host_cap.max_hosts} hosts, its --max-hosts; "
                                 "retire hosts (enoexec-collector forget) or raise --max-hosts")
+        if self._writer.failure:
+            # Nothing it sends could be stored: its agent backs off instead of reconnecting
+            # in a loop. The writer says the outage once; each refusal is only counted.
+            self._stats.reject("store_unavailable")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
 
         self._stats.clamp(reported.clamp(hello))
         self._presence.hello(host_id, ingest.label(hello.host.platform), to_json(hello.host),

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError, SQLAlchemyError, StatementError
 
 from collector.errors import StoreError
 from collector.store import aggregates, eventcodec, hint_queries, migrations, recent_exits, records, writes
@@ -100,8 +100,10 @@ class Store:
                 if isinstance(cause, (TypeError, ValueError)):  # a bad value (naive datetime), not the database
                     raise cause from e
             first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            transient = isinstance(e, (OperationalError, InterfaceError, InternalError)) or not isinstance(e, StatementError)
             raise StoreError(
-                f"database {self._where} failed: {first_line}; check that it is reachable and writable"
+                f"database {self._where} failed: {first_line}; check that it is reachable and writable",
+                transient=transient,
             ) from e
 
     @contextlib.contextmanager
