@@ -29,6 +29,7 @@ from collector.ingest.presence import Presence
 from collector.ingest.service import CollectorService, utcnow
 from collector.ingest.stats import Stats
 from collector.ingest.writer import GroupWriter
+from collector.replica import ReplicaLease
 from collector.store.store import Store
 from enoexec.sdnotify import Notifier
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
@@ -109,6 +110,7 @@ class Collector:
         )
         self.resources = ResourceBoard()
         self.host_cap = HostCap(config.max_hosts)
+        self.lease = ReplicaLease(self.store, config.replica_id)
         self.registry.register(AgentResourcesCollector(self.resources))
         self.registry.register(BuildInfoCollector())
         self.tokens = auth.load_tokens(config.tokens_file) if config.tokens_file else None
@@ -152,6 +154,11 @@ class Collector:
 
     async def run(self, stop: asyncio.Event, notify: Notifier | None = None) -> None:
         notify = notify or Notifier()
+        try:
+            await asyncio.to_thread(self.lease.claim)
+        except ConfigError:
+            await asyncio.to_thread(self.store.close)
+            raise
         await asyncio.to_thread(self.store.disconnect_all)
         self.host_cap.refresh(await asyncio.to_thread(self.store.host_ids))
         writer = GroupWriter(self.store, self.presence, host_flush_seconds=self.config.host_flush_seconds)
@@ -175,6 +182,7 @@ class Collector:
         except RuntimeError:
             writer.stop()
             await writing
+            await asyncio.to_thread(self.lease.release)
             raise ConfigError(listen.cannot_listen("--grpc-listen", self.config.grpc_listen)) from None
         await server.start()
 
@@ -195,6 +203,7 @@ class Collector:
             await runner.cleanup()
             writer.stop()
             await writing
+            await asyncio.to_thread(self.lease.release)
             raise ConfigError(listen.cannot_listen("--http-listen", self.config.http_listen, e)) from None
         sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - aiohttp keeps the bound port here
         self.http_port = sockets[0].getsockname()[1] if sockets else port
@@ -207,7 +216,8 @@ class Collector:
             logger.warning("the JSON API on %s needs no token: anyone who reaches it can read the fleet, "
                            "retire hosts and run 'check'; set --http-token-file", self.config.http_listen)
         tasks = [asyncio.create_task(self._prune(), name="prune"),
-                 asyncio.create_task(self._refresh_host_cap(), name="host-cap")]
+                 asyncio.create_task(self._refresh_host_cap(), name="host-cap"),
+                 asyncio.create_task(self.lease.run(), name="replica-lease")]
         if self.config.host_expiry > 0:
             tasks.append(asyncio.create_task(self._expire_hosts(), name="expire-hosts"))
         tasks.append(asyncio.create_task(notify.watchdog(), name="watchdog"))  # pings while this loop turns
@@ -225,6 +235,10 @@ class Collector:
             writer.stop()
             await writing
             await asyncio.to_thread(self.store.disconnect_all)
+            try:
+                await asyncio.to_thread(self.lease.release)
+            except StoreError as e:  # the id is taken over once its lease stands still
+                logger.warning("replica lease not released error=%s", e)
             await asyncio.to_thread(self.store.close)
             logger.info("collector stopped")
 

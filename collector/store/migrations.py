@@ -59,9 +59,15 @@ def _compact_events_and_hint_aggregates(conn: Connection) -> None:
     aggregates.rebuild(conn)
 
 
+def _replica_leases(conn: Connection) -> None:
+    """Schema 3: replicas hold leases on their ids (collector.store.replicas)."""
+    schema.replicas.create(conn, checkfirst=True)
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "events, counters, images and hosts", _create_baseline),
     Step(2, "events keep host facts by reference; hint group aggregates", _compact_events_and_hint_aggregates),
+    Step(3, "replica leases", _replica_leases),
 )
 
 

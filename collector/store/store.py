@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,6 +34,8 @@ from collector.store.schema import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -343,6 +345,11 @@ class Store:
         return sorted(gone)
 
     # -- lifecycle ------------------------------------------------------------
+
+    def in_transaction(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` in one write transaction; database errors as StoreError."""
+        with self._write() as conn:
+            return work(conn)
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers."""
