@@ -29,6 +29,7 @@ from collector.ingest.presence import Presence, overlay
 from collector.store.store import Store
 from enoexec import limits, platforms
 from enoexec.causes import CAUSES
+from enoexec.logsetup import Repeats
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class Api:
         writer_failure: Callable[[], str] = lambda: "",
     ) -> None:
         self._writer_failure = writer_failure
+        self._store_failures = Repeats(logger, "API reads failing", every=300.0)
         self._on_forget = on_forget
         self._resources = resources or ResourceBoard()
         self._store = store
@@ -203,11 +205,14 @@ class Api:
     async def _errors(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
         """Every error is a JSON object ``{"error": "..."}``, unknown paths and methods too."""
         try:
-            return await handler(request)
+            response = await handler(request)
+            if self._store_failures.failing and request.path.startswith("/api/"):
+                self._store_failures.recovered("working again")
+            return response
         except BadRequest as e:
             return web.json_response({"error": str(e)}, status=400)
         except StoreError as e:
-            logger.error("store unavailable path=%s error=%s", request.path, e)
+            self._store_failures.failed(str(e), path=request.path)
             return web.json_response({"error": "store unavailable"}, status=503)
         except web.HTTPException as e:
             if e.status < 400:

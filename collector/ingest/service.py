@@ -89,6 +89,14 @@ class CollectorService(pb_grpc.CollectorServicer):
         try:
             async for reply in self._serve(request_iterator, context):
                 yield reply
+        except StoreError:  # the one place a stream meets the store's failure (the writer says it)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
+        except (grpc.RpcError, grpc.aio.BaseError):
+            raise  # an abort on purpose (AbortError), or the agent went away
+        except Exception as e:  # a bug: a status and one line, never a traceback in the agent's face
+            logger.error("stream failed peer=%s error=%s: %s", context.peer(), type(e).__name__, str(e)[:200])
+            logger.debug("stream failed", exc_info=True)
+            await context.abort(grpc.StatusCode.INTERNAL, "the collector failed on this stream; see its log")
         finally:
             self._stats.stream(-1)
 
@@ -164,10 +172,7 @@ class CollectorService(pb_grpc.CollectorServicer):
             self._stats.reject("batch_too_large", len(batch.events))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"batch of {len(batch.events)} events; at most {self._max_batch}")
         good, bad = ingest.split(batch, host_id, self._clock())
-        try:
-            new = await self._writer.write(good) if good else set()
-        except StoreError:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
+        new = await self._writer.write(good) if good else set()  # StoreError: see Stream
         self._presence.seen(host_id)
         backfilled = sum(1 for r in good if r.backfilled and r.event_id in new)
         if backfilled:

@@ -93,7 +93,7 @@ def check_api(col: procs.Proc, image: str, *platforms: str) -> tuple[int, dict]:
     return _json_error(f"http://127.0.0.1:{col.http}/api/v1/check?{query}")  # type: ignore[attr-defined]
 
 
-def test_check_contacts_only_allowed_registries_and_realms(collector: Callable[..., procs.Proc]) -> None:
+def test_check_contacts_only_allowed_registries_and_realms(collector: Callable[..., procs.Proc], tmp_path: Path) -> None:
     with local_registry() as registry, listener() as (internal, contacted):
         push_multiplatform_index(registry, "team/svc", "1.0", ["linux/amd64", "linux/arm64"])
         # Default list: public registries only. Neither the local registry nor an internal port is fetched.
@@ -109,14 +109,15 @@ def test_check_contacts_only_allowed_registries_and_realms(collector: Callable[.
         assert not contacted()
 
         # The operator allows the local registry: the real look-up works.
-        allowed = collector(None, None, None, "--check-registries", f"default,{registry}")
+        # (each collector its own database: two on one database would share a replica id)
+        allowed = collector(str(tmp_path / "allowed.db"), None, None, "--check-registries", f"default,{registry}")
         status, doc = check_api(allowed, f"{registry}/team/svc:1.0")
         assert status == 200 and sorted(doc["platforms"]) == ["linux/amd64", "linux/arm64"], doc
 
     # A registry whose Bearer realm points at another host: the realm is never fetched.
     with listener() as (realm_port, realm_contacted):
         with local_registry(token_realm=f"http://127.0.0.1:{realm_port}/token") as registry:
-            col = collector(None, None, None, "--check-registries", registry)
+            col = collector(str(tmp_path / "realm.db"), None, None, "--check-registries", registry)
             status, doc = check_api(col, f"{registry}/team/svc:1.0")
             assert status == 403, doc
             assert f"token realm 'http://127.0.0.1:{realm_port}/token'" in doc["error"], doc
