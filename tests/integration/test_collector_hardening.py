@@ -14,7 +14,6 @@ from typing import Any
 
 import grpc
 import pytest
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from enoexec.v1 import enoexec_pb2 as pb

@@ -8,8 +8,8 @@ import contextlib
 import errno
 import json
 import os
-import sqlite3
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
