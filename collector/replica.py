@@ -129,9 +129,15 @@ class ReplicaLease:
     def tick(self) -> None:
         """Renew our lease; fold ids whose holders are gone. Blocking (a worker thread)."""
         if not self._lost and not self._tx(lambda c: replicas.renew(c, self.replica_id, self.instance, self._now())):
-            self._lost = True
-            logger.error("another collector took over --replica-id %s (this one did not renew it in time); "
-                         "give each replica its own --replica-id", self.replica_id)
+            # Gone: retired while this replica could not renew it (its counts were folded
+            # away; it counts on from 0), so take it again; or held by another process.
+            if self._tx(lambda c: replicas.take(c, self.replica_id, self.instance, self._now(), None)):
+                logger.warning("replica lease was retired while it could not be renewed; taken again replica_id=%s",
+                               self.replica_id)
+            else:
+                self._lost = True
+                logger.error("another collector took over --replica-id %s (this one did not renew it in time); "
+                             "give each replica its own --replica-id", self.replica_id)
         now = self._clock()
         held: dict[str, Lease] = self._tx(replicas.leases)  # type: ignore[assignment]
         counted: set[str] = self._tx(replicas.counted_ids)  # type: ignore[assignment]

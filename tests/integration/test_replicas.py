@@ -4,16 +4,22 @@ replicas when a replica comes back under another id."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from agent.delivery.sender import Sender
+from agent.delivery.spool import Spool
 from tests import fleet, procs
 from tests.fleet import ScriptedAgent
 from tests.pg import create_database
@@ -103,3 +109,94 @@ def test_counts_stay_in_sum_when_a_replica_comes_back_under_another_id(collector
     assert b1.stop() == 0
     b1_again = collector(db, None, None, "--replica-id", "b1")
     assert exits(b1_again) == 2 and exits(a3) == 4
+
+
+class SenderFleet:
+    """Real agent senders (``agent.delivery.sender.Sender``, each with its own real
+    spool) in a thread of their own, speaking the real protocol to the replicas."""
+
+    def __init__(self, targets: list[str], tmp_path: Path) -> None:
+        self.facts = [fleet.host(f"outage-{i}", "linux/amd64", machine="x86_64", can_run_32bit=True)
+                      for i in range(len(targets))]
+        self.spools = [Spool(tmp_path / f"spool-{i}.db") for i in range(len(targets))]
+        self._targets = targets
+        self._senders: list[Sender] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(30)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def main() -> None:
+            self._senders = [Sender(t, s, lambda f=f: f, heartbeat_interval=1.0)
+                             for t, s, f in zip(self._targets, self.spools, self.facts, strict=True)]
+            tasks = [asyncio.create_task(s.run()) for s in self._senders]
+            self._ready.set()
+            await asyncio.gather(*tasks)
+
+        self._loop.run_until_complete(main())
+
+    def exit_each(self, tag: str) -> None:
+        """One more diagnosed exit in every agent's spool."""
+        for facts, spool, sender in zip(self.facts, self.spools, self._senders, strict=True):
+            ev = fleet.event(facts, f"{facts.host_id}-{tag}", cause="arch_mismatch", image="shop/api:1",
+                             image_platform="linux/arm64", binary_platform="linux/arm64")
+            spool.put(ev.event_id, ev.SerializeToString())
+            self._loop.call_soon_threadsafe(sender.notify)
+
+    def close(self) -> None:
+        for sender in self._senders:
+            self._loop.call_soon_threadsafe(sender.stop)
+        self._thread.join(timeout=30)
+        for spool in self.spools:
+            spool.close()
+
+
+def test_a_store_outage_is_said_once_per_replica_and_agents_back_off(collector: Callable[..., procs.Proc],
+                                                                     postgres_server: str, tmp_path: Path) -> None:
+    """The Welcome came before the store was touched and reset the agents' backoff: 20
+    agents wrote ~150 collector log lines/s per replica for a whole 20 s outage."""
+    import psycopg
+
+    db = database(postgres_server)
+    name = db.rsplit("/", 1)[1]
+    replicas = [collector(db, None, None, "--replica-id", f"o{i}", "--host-flush-seconds", "1") for i in range(2)]
+    agents = SenderFleet([f"127.0.0.1:{replicas[i % 2].grpc}" for i in range(10)], tmp_path)  # type: ignore[attr-defined]
+    try:
+        agents.exit_each("before")
+        procs.wait_for(lambda: exits(*replicas) == 10, timeout=60, what="10 exits before the outage")
+
+        def read_only(on: bool) -> None:
+            with psycopg.connect(postgres_server, autocommit=True) as conn:
+                conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {"on" if on else "off"}')
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                             "AND pid <> pg_backend_pid()", (name,))
+
+        marks = [len(r.output()) for r in replicas]
+        read_only(True)
+        agents.exit_each("during")
+
+        def refused() -> float:
+            return sum(procs.total(procs.metrics(r.http), "enoexec_collector_events_rejected_total",  # type: ignore[attr-defined]
+                                   reason="store_unavailable") for r in replicas)
+
+        # Every agent has come back several times and been turned away.
+        procs.wait_for(lambda: refused() >= 30, timeout=120, what="30 reconnects refused during the outage")
+        for replica, mark in zip(replicas, marks, strict=True):
+            lines = replica.output()[mark:].splitlines()
+            msgs = [json.loads(x)["msg"] for x in lines]
+            assert sum(m.startswith("store unavailable: ") for m in msgs) == 1, msgs  # said once
+            assert "agent connected" not in msgs, msgs  # refused before the Hello was taken
+            assert len(lines) <= 5 + 5, lines  # that line, and at most each of its 5 agents' stream ending
+            assert "Traceback" not in replica.output()
+
+        read_only(False)
+        procs.wait_for(lambda: exits(*replicas) == 20, timeout=120, what="every exit delivered after the outage")
+        for replica, mark in zip(replicas, marks, strict=True):
+            msgs = [json.loads(x)["msg"] for x in replica.output()[mark:].splitlines()]
+            assert msgs.count("store unavailable: working again") == 1, msgs
+    finally:
+        agents.close()
