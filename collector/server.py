@@ -110,7 +110,7 @@ class Collector:
         )
         self.resources = ResourceBoard()
         self.host_cap = HostCap(config.max_hosts)
-        self.lease = ReplicaLease(self.store, config.replica_id)
+        self.lease = ReplicaLease(self.store, self.store.replica_id)
         self.registry.register(AgentResourcesCollector(self.resources))
         self.registry.register(BuildInfoCollector())
         self.tokens = auth.load_tokens(config.tokens_file) if config.tokens_file else None

@@ -113,7 +113,10 @@ class GroupWriter:
         retry, self._retry = self._retry, []
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._store.write, retry, hosts)
+            if retry or hosts:
+                await loop.run_in_executor(self._executor, self._store.write, retry, hosts)
+            else:  # nothing of its own to try: a write that must reach the database all the same
+                await loop.run_in_executor(self._executor, self._store.probe_write)
         except StoreError as e:
             self._presence.restore(hosts)
             if e.transient:

@@ -151,6 +151,7 @@ class SenderFleet:
         for sender in self._senders:
             self._loop.call_soon_threadsafe(sender.stop)
         self._thread.join(timeout=30)
+        self._loop.close()
         for spool in self.spools:
             spool.close()
 
