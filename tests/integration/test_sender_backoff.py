@@ -107,8 +107,8 @@ def test_a_welcome_without_an_acknowledged_batch_does_not_reset_the_backoff(tmp_
         asyncio.run(main())
     spool.close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("agent.")]
-    assert warnings == [f"collector unreachable: collector stream to 127.0.0.1:{servicer_port(caplog)} failed: "
-                        "UNAVAILABLE the collector's store is unavailable; retry later"], warnings
+    assert warnings == [f"collector unreachable: the collector at 127.0.0.1:{servicer_port(caplog)} cannot store "
+                        "events now (its database is unavailable); it is retried with backoff"], warnings
     assert [r.getMessage() for r in caplog.records if "again" in r.getMessage()] == ["collector unreachable: connected again"]
 
 
