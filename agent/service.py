@@ -32,11 +32,12 @@ from agent.engine.images import DAEMON_WAIT, ImageInspector
 from agent.engine.ordered import OrderedPool
 from agent.engine.reconcile import InspectCache, replay_exits, state_exits
 from agent.engine.watch import Watcher
-from agent.errors import ConfigError, DockerUnavailable
+from agent.errors import ConfigError, DockerUnavailable, SpoolError
 from agent.host import hostfacts
 from agent.inventory import runner as inventory_runner
 from agent.inventory.scan import Inventory
 from enoexec.limits import MAX_EVENT_BYTES
+from enoexec.logsetup import Repeats
 from enoexec.sdnotify import Notifier
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class Agent:
         self._started = clock()
         self._reconcile_now = asyncio.Event()
         self._deferred: list[Exit] = []
+        # Exits met while the spool cannot be written stay for reconciliation to find again.
+        self._unkept = Repeats(logger, "exits not kept, left for reconciliation", every=300.0)
 
     def _claim_host_id(self) -> None:
         """Spooled events carry the host id they were made with; the collector takes
@@ -193,10 +196,15 @@ class Agent:
 
     async def _handle_logged(self, exit: Exit) -> Outcome | None:
         try:
-            return await self.handle(exit)
-        except Exception:  # one bad exit (or a spool error) must not stop the others
+            outcome = await self.handle(exit)
+        except SpoolError as e:  # a full --state-dir: every exit meets it; said once, then summarised
+            self._unkept.failed(str(e), container=exit.container_id[:12])
+            return None
+        except Exception:  # one bad exit must not stop the others
             logger.exception("exit not handled container=%s; left for reconciliation", exit.container_id[:12])
             return None
+        self._unkept.recovered("exits are kept again")
+        return outcome
 
     def submit(self, exit: Exit) -> asyncio.Task[Outcome | None]:
         """Handle ``exit`` concurrently with other containers' exits, after this container's earlier ones."""
@@ -258,6 +266,8 @@ class Agent:
             self._reconcile_now.clear()
             try:
                 await self.reconcile()
+            except SpoolError as e:  # retried at the next interval; the checkpoint did not move
+                self._unkept.failed(str(e))
             except Exception:  # retried at the next interval; the checkpoint did not move
                 logger.exception("reconciliation failed")
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collector import auth
 from collector.check import registry_policy
 from collector.errors import ConfigError
 from enoexec import settings
@@ -49,6 +50,8 @@ OPTIONS = (
     Option("db", str, "enoexec.db", "SQLite file path (the default, enoexec.db) or a postgresql:// URL"),
     Option("retention_days", positive_int, 30, "days to keep events; counters are kept forever (default 30)"),
     Option("max_image_labels", positive_int, 200, "distinct image label values in metrics; the rest fold into _other (default 200)"),
+    Option("max_hosts", positive_int, 10000, "distinct host ids the collector keeps (each has its own series); Hellos "
+           "from new hosts past it are refused and counted as too_many_hosts (default 10000)"),
     Option("max_batch_events", positive_int, 500, "events an agent may send per batch (default 500)"),
     Option("replica_id", str, "", "this replica's id when several share one PostgreSQL database (default the hostname)"),
     settings.LOG_LEVEL,
@@ -87,6 +90,7 @@ class CollectorConfig:
     db: str
     retention_days: int
     max_image_labels: int
+    max_hosts: int
     max_batch_events: int
     replica_id: str
     log_level: str
@@ -143,6 +147,9 @@ def _check_files(v: dict[str, Any]) -> None:
     for name in ("tls_ca", "tls_cert", "tls_key", "tokens_file", "http_tls_cert", "http_tls_key", "http_token_file"):
         if v[name] is not None and not Path(v[name]).is_file():
             raise ConfigError(f"--{name.replace('_', '-')} {v[name]}: no such file")
+    for name in ("tokens_file", "http_token_file"):
+        if v[name] is not None:
+            auth.load_tokens(Path(v[name]), f"--{name.replace('_', '-')}")  # refused now, before anything starts
     if bool(v["tls_cert"]) != bool(v["tls_key"]):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
     if bool(v["http_tls_cert"]) != bool(v["http_tls_key"]):

@@ -32,4 +32,12 @@ class RegistryRefused(RegistryError):
 
 
 class StoreError(CollectorError):
-    """The event store could not be reached or refused a query."""
+    """The event store could not be reached or refused a query.
+
+    ``transient``: the database itself failed (unreachable, full, read-only, locked),
+    so another try later may work; false when it refused what was asked (a value it
+    cannot hold), which trying again will not change."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient

@@ -30,6 +30,7 @@ from collector.ingest.presence import Presence, overlay
 from collector.store.store import Store
 from enoexec import limits, platforms
 from enoexec.causes import CAUSES, FAILURES
+from enoexec.logsetup import Repeats
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +163,13 @@ class Api:
         resources: ResourceBoard | None = None,
         presence: Presence | None = None,
         inventory: InventoryBoard | None = None,
+        on_forget: Callable[[str], None] = lambda host_id: None,
+        writer_failure: Callable[[], str] = lambda: "",
     ) -> None:
         self._inventory = inventory or InventoryBoard()
+        self._writer_failure = writer_failure
+        self._store_failures = Repeats(logger, "API reads failing", every=300.0)
+        self._on_forget = on_forget
         self._resources = resources or ResourceBoard()
         self._store = store
         self._presence = presence or Presence()
@@ -201,17 +207,24 @@ class Api:
     async def _errors(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
         """Every error is a JSON object ``{"error": "..."}``, unknown paths and methods too."""
         try:
-            return await handler(request)
+            response = await handler(request)
+            if self._store_failures.failing and request.path.startswith("/api/"):
+                self._store_failures.recovered("working again")
+            return response
         except BadRequest as e:
             return web.json_response({"error": str(e)}, status=400)
         except StoreError as e:
-            logger.error("store unavailable path=%s error=%s", request.path, e)
+            self._store_failures.failed(str(e), path=request.path)
             return web.json_response({"error": "store unavailable"}, status=503)
         except web.HTTPException as e:
             if e.status < 400:
                 raise
             headers = {k: v for k, v in e.headers.items() if k in ("Allow", "WWW-Authenticate")}
             return web.json_response({"error": _http_error(e, request)}, status=e.status, headers=headers)
+        except Exception as e:  # a bug: one line at ERROR (the traceback at DEBUG), a JSON 500 to the client
+            logger.error("request failed path=%s error=%s: %s", request.path, type(e).__name__, str(e)[:200])
+            logger.debug("request failed path=%s", request.path, exc_info=True)
+            return web.json_response({"error": f"the collector failed on {request.path}; see its log"}, status=500)
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
@@ -232,7 +245,8 @@ class Api:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """Ready when the store commits a write (not merely answers), probed at most once a second."""
+        """Ready when the writer's last transaction committed and the store commits a
+        write (not merely answers), probed at most once a second."""
         if self.draining:
             return web.json_response({"status": "draining"}, status=503)
         async with self._probe_lock:
@@ -243,8 +257,11 @@ class Api:
                 except StoreError as e:
                     self._probe_error = str(e)
                 self._probed_at = time.monotonic()
-        if self._probe_error:
-            return web.json_response({"status": "unavailable", "error": self._probe_error}, status=503)
+        # The writer's own last result first: a probe can commit in free pages while
+        # the writer cannot grow the file.
+        error = self._writer_failure() or self._probe_error
+        if error:
+            return web.json_response({"status": "unavailable", "error": error}, status=503)
         return web.json_response({"status": "ready"})
 
     async def events(self, request: web.Request) -> web.Response:
@@ -288,6 +305,8 @@ class Api:
         else:
             outcome = await asyncio.to_thread(
                 lambda: self._store.forget_host(host_id, released_here=local is not None))
+        if outcome == "unknown" and local is not None:
+            outcome = "forgotten"  # known here only: not yet written to the store
         if outcome != "connected":
             self._presence.forget(host_id)  # a disconnect not yet written must not bring it back
         if outcome == "unknown":
@@ -297,6 +316,7 @@ class Api:
                 {"error": f"host {host_id!r} is connected: stop its agent first (a running agent would register again)"},
                 status=409,
             )
+        self._on_forget(host_id)
         logger.info("host forgotten host_id=%s peer=%s", host_id, request.remote)
         return web.json_response({"host_id": host_id, "forgotten": True})
 

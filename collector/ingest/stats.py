@@ -15,6 +15,7 @@ class Stats:
     streams: int = 0  # open agent streams, including those still waiting for their Hello
     throttled_seconds: float = 0.0
     backfilled: Counter[str] = field(default_factory=Counter)  # per host, this process
+    clamped: Counter[str] = field(default_factory=Counter)  # agents' self-reported numbers out of range, by field
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, *, received: int = 0, duplicate: int = 0, rejected: Counter[str] | None = None) -> None:
@@ -31,6 +32,15 @@ class Stats:
     def backfilled_snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self.backfilled)
+
+    def clamp(self, fields: list[str]) -> None:
+        if fields:
+            with self._lock:
+                self.clamped.update(fields)
+
+    def clamped_snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.clamped)
 
     def reject(self, reason: str, n: int = 1) -> None:
         with self._lock:

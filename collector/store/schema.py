@@ -282,3 +282,14 @@ write_probe = Table(
     Column("checked_at", UTCDateTime, nullable=False),
     Column("probes", BigInteger, nullable=False),  # grows on every probe, so each one changes the row
 )
+
+# One row per replica id: its lease, renewed while its collector runs (collector.store.replicas).
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("replica_id", String, primary_key=True),
+    Column("instance", String, nullable=False),  # the holding process, random per start
+    Column("beats", BigInteger, nullable=False),  # grows with every renewal: a live holder moves it
+    Column("released", Boolean, nullable=False),  # its holder stopped cleanly
+    Column("renewed_at", UTCDateTime, nullable=False),  # the holder's clock; for people, not for liveness
+)

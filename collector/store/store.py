@@ -13,11 +13,11 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError, SQLAlchemyError, StatementError
 
 from collector.errors import StoreError
 from collector.store import aggregates, eventcodec, hint_queries, migrations, recent_exits, records, writes
@@ -36,6 +36,8 @@ from collector.store.schema import (
 from enoexec.causes import EXEC_FORMAT_ERROR
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -102,8 +104,10 @@ class Store:
                 if isinstance(cause, (TypeError, ValueError)):  # a bad value (naive datetime), not the database
                     raise cause from e
             first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            transient = isinstance(e, (OperationalError, InterfaceError, InternalError)) or not isinstance(e, StatementError)
             raise StoreError(
-                f"database {self._where} failed: {first_line}; check that it is reachable and writable"
+                f"database {self._where} failed: {first_line}; check that it is reachable and writable",
+                transient=transient,
             ) from e
 
     @contextlib.contextmanager
@@ -329,6 +333,11 @@ class Store:
             for r in rows
         ]
 
+    def host_ids(self) -> list[str]:
+        """Every known host id."""
+        with self._read() as conn:
+            return list(conn.execute(select(hosts.c.host_id)).scalars())
+
     def forget_host(self, host_id: str, *, released_here: bool = False) -> str:
         """Retire a host: "forgotten", "unknown", or "connected" (a live stream holds it: kept).
 
@@ -355,6 +364,11 @@ class Store:
         return sorted(gone)
 
     # -- lifecycle ------------------------------------------------------------
+
+    def in_transaction(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` in one write transaction; database errors as StoreError."""
+        with self._write() as conn:
+            return work(conn)
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers."""
