@@ -51,6 +51,10 @@ CONTRACT_METRICS = frozenset({
     "enoexec_last_exit_timestamp_seconds",
     # added for latent failures (#19): hosts holding an image that cannot run there
     "enoexec_unrunnable_images",
+    # added for the look-alikes (#17): start failures beside the exec format errors
+    "enoexec_start_failures_total",
+    "enoexec_last_start_failure_timestamp_seconds",
+    "enoexec_last_emulated_start_timestamp_seconds",
 })
 # Prometheus's own series that rules and panels may use.
 PROMETHEUS_METRICS = frozenset({"up", "ALERTS"})
@@ -58,6 +62,7 @@ PROMETHEUS_METRICS = frozenset({"up", "ALERTS"})
 EXPECTED_ALERTS = {
     "EnoexecExecFormatErrors",
     "EnoexecUnrunnableImages",
+    "EnoexecStartFailures",
     "EnoexecCollectorDown",
     "EnoexecAgentDown",
     "EnoexecAgentDroppingEvents",
