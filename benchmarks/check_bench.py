@@ -7,7 +7,11 @@ reads each with :func:`collector.check.imagecheck.read_registry` in-process:
 - ``path``: the same, entrypoint ``app`` found through PATH in the top layer;
 - ``index``: a two-platform index (the arm64 manifest mislabeled), 1 KiB layers;
 - ``base-end``: ``/app`` at the end of the large base layer (the top layer lacks it),
-  so that layer has to be read to its end.
+  so that layer has to be read to its end;
+- ``arm32``: a ``--arm-mb`` MiB 32-bit ARM ELF (armv7, its ``.ARM.attributes`` at its
+  end) in the top layer over the base: read to its end for its CPU level. Its own
+  baseline in the same run: the head alone (``Rootfs.read`` without ``tail``), what
+  ``check`` read before it judged CPU levels.
 
 Baseline in the same run: fetching every layer blob of the image whole (what a pull
 downloads before anything can be looked at). Cached: the same read again with the
@@ -32,9 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collector.check import imagecheck  # noqa: E402
 from collector.check.entrypoint_read import EntrypointCache  # noqa: E402
+from collector.check.registry_image import RegistryImage  # noqa: E402
 from collector.check.registry_policy import parse  # noqa: E402
+from collector.check.rootfs import Budget, Rootfs  # noqa: E402
 from tests.images import EM_AARCH64, EM_X86_64, elf  # noqa: E402
 from tests.registry import local_registry, push_layer_index, push_layers, tar_layer  # noqa: E402
+from tests.unit.test_sniff import SHT_ARM_ATTRIBUTES, arm_attributes, build_elf  # noqa: E402
 
 AMD, ARM = elf(EM_X86_64), elf(EM_AARCH64)
 
@@ -75,10 +82,28 @@ async def measure(registry: str, ref: str) -> tuple[int, float, float, tuple[str
     return read.bytes_read, cold, statistics.median(times), whole
 
 
+async def head_only(registry: str, ref: str, path: str) -> tuple[int, float]:
+    """Baseline for ``arm32``: the file's head alone, as check read it before CPU levels."""
+    import aiohttp
+
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        image = RegistryImage(ref, allowed=parse(registry), session=session, insecure_registries=("127.0.0.1",))
+        (platform, digest), *_ = await image.platforms()
+        loaded = await image.load(platform, digest)
+        rootfs = Rootfs(loaded.layers, Budget(1 << 40))
+        try:
+            await rootfs.read(path)
+        finally:
+            await rootfs.aclose()
+    return rootfs.budget.read, time.perf_counter() - started
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a 20 MiB base")
     ap.add_argument("--base-mb", type=int, default=200)
+    ap.add_argument("--arm-mb", type=int, default=8, help="size of the arm32 ELF")
     args = ap.parse_args()
     base_mb = 20 if args.quick else args.base_mb
     with local_registry() as registry:
@@ -93,14 +118,19 @@ def main() -> int:
         push_layers(registry, "bench/base-end", "1", "linux/amd64", [base_end, tar_layer([("etc/motd", b"hi\n")])], ["/app"])
         push_layer_index(registry, "bench/index", "1", [("linux/amd64", [tar_layer([("app", AMD)])]),
                                                         ("linux/arm64", [tar_layer([("app", AMD)])])], ["/app"])
+        arm_mb = 1 if args.quick else args.arm_mb
+        arm = build_elf(40, 32, sections=((1, os.urandom(arm_mb * 1024 * 1024)), (SHT_ARM_ATTRIBUTES, arm_attributes(10))))
+        push_layers(registry, "bench/arm32", "1", "linux/arm/v7", [base, tar_layer([("app", arm)])], ["/app"])
         print("| image | download whole (baseline) | check cold: bytes read | cold s | cached ms | layers read whole |")
         print("|---|---|---|---|---|---|")
-        for name in ("top", "path", "index", "base-end"):
+        for name in ("top", "path", "index", "base-end", "arm32"):
             whole_bytes, whole_s = download_whole(registry, f"bench/{name}", "1")
             bytes_read, cold, cached, whole = asyncio.run(measure(registry, f"{registry}/bench/{name}:1"))
             big = [w for w in whole if int(w.rsplit("(", 1)[1].split()[0]) > 1 << 20]
             print(f"| {name} | {whole_bytes:,} B in {whole_s:.2f} s | {bytes_read:,} B | {cold:.3f} | {cached * 1000:.2f} | "
                   f"{len(whole)} ({len(big)} over 1 MiB) |")
+        head_bytes, head_s = asyncio.run(head_only(registry, f"{registry}/bench/arm32:1", "/app"))
+        print(f"\narm32 ({len(arm):,} B ELF): the head alone (before): {head_bytes:,} B in {head_s:.3f} s")
     return 0
 
 

@@ -236,8 +236,13 @@ def check_table(doc: Mapping[str, Any]) -> str:
         what = e["binary_platform"] or e["kind"]
         cost = "cached" if e["cached"] else f"{e['bytes_read']} bytes read in {e['seconds']:g}s"
         whole = (f"; read whole: {', '.join(e['layers_read_whole'])}" if e["layers_read_whole"] and e["bytes_read"] > 1 << 20 else "")
-        lines.append(f"  {e['platform'] or '?'}: {e['path'] or e['requested_path'] or '(no command)'} is {what}"
-                     f"{' (' + e['error'] + ')' if e['error'] else ''} [{cost}{whole}]")
+        whole += f"; read to its end: {', '.join(e['files_read_to_end'])}" if e.get("files_read_to_end") else ""
+        if e.get("missing"):  # the interpreter or loader the image lacks, as the kernel names it (a CR shown escaped)
+            said = f"{e['requested_path'] or e['path']} needs {e['missing']!r}, which the image lacks"
+        else:
+            said = (f"{e['path'] or e['requested_path'] or '(no command)'} is {what}"
+                    f"{' (' + e['error'] + ')' if e['error'] else ''}")
+        lines.append(f"  {e['platform'] or '?'}: {said} [{cost}{whole}]")
     w_id = max([7, *(len(v["host_id"]) for v in hosts)])
     w_pf = max([8, *(len(v["host_platform"]) for v in hosts)])
     w_re = max([6, *(len(v.get("cause") or v["reason"]) for v in hosts)])

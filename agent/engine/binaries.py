@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import replace
 from typing import Any
 
 import docker.errors
@@ -24,50 +23,19 @@ from agent.engine.container_fs import ContainerFiles, FileHead
 from agent.engine.exits import HELPER_LABEL
 from agent.errors import ContainerGone, DockerUnavailable
 from agent.model import BinaryFacts
-from enoexec import platforms
-from enoexec.judge import elf_facts, libc, sniff
+from enoexec.judge import reading
 
 logger = logging.getLogger(__name__)
 
 
-TAIL_BYTES = 64 * 1024  # the end of a 32-bit ARM ELF, for its .ARM.attributes
-
-
-def damage(s: sniff.Sniff, size: int) -> str:
-    """Why an ELF of ``size`` bytes is cut short, from its headers; "" when it is not."""
-    if s.kind != sniff.Kind.ELF or size < 0:
-        return ""
-    if s.phdr_end > size:
-        return f"its program headers end at byte {s.phdr_end}, past the end of the file ({size} bytes)"
-    if s.load_end > size:
-        return f"its loadable segments end at byte {s.load_end}, past the end of the file ({size} bytes)"
-    return ""
+TAIL_BYTES = reading.TAIL_BYTES
+damage = reading.damage
 
 
 def binary_facts(head: FileHead, requested: str, source: str) -> BinaryFacts:
     if head.error:
-        return BinaryFacts(head.path, "unreadable", source=source, requested_path=requested, error=head.error)
-    s = sniff.sniff(head.data)
-    if s.kind == sniff.Kind.ZEROS and head.size > len(head.data):
-        s = replace(s, description=f"{s.description} (the first {len(head.data)} of {head.size} bytes read)")
-    return BinaryFacts(
-        size=head.size,
-        damage=damage(s, head.size),
-        isa_level=s.isa_level,
-        load_align=s.load_align,
-        libc=libc.family(s.interpreter),
-        path=head.path,
-        kind=s.kind.value,
-        platform=s.platform,
-        shebang=s.shebang,
-        interpreter=s.interpreter or s.shebang_path,
-        missing=s.shebang_cr_arg,  # what the interpreter (env, a shell) will look for and not find
-        description=s.description,
-        source=source,
-        requested_path=requested,
-        truncated=s.truncated,
-        variant_guessed=s.variant_guessed,
-    )
+        return reading.unreadable(head.path, requested, source, head.error)
+    return reading.facts(head.data, head.size, head.path, requested, source)
 
 
 def inspect_binary(
@@ -77,50 +45,39 @@ def inspect_binary(
     """Find and sniff the entrypoint (``named_path`` when the runtime named it);
     for a script, follow its interpreter (as the kernel reads the ``#!`` line).
 
-    ``deep`` (only for exits that look like a start failure) also reads the ELF's
-    program loader (does the image have it? which libc does the image have? is
-    the loader marked for an x86-64 level?) and the end of a 32-bit ARM ELF."""
+    ``deep`` (exits that look like a start failure, and the image inventory) also
+    reads the ELF's program loader (does the image have it? which libc does the
+    image have? is the loader marked for an x86-64 level?) and the end of a 32-bit
+    ARM ELF (:mod:`enoexec.judge.reading` says how)."""
     if named_path.startswith("/"):
         requested, head = named_path, files.read(named_path)
     else:
         requested, head = files.find(named_path or argv0, path_env, workdir)
     facts = binary_facts(head, requested, source)
     for _ in range(entrypoint.MAX_INTERPRETER_DEPTH):
-        if facts.kind != "script":
-            break
-        interp = facts.interpreter  # for a script: its #! path as the kernel reads it
-        if not interp.startswith("/"):
+        interp = reading.next_interpreter(facts)  # for a script: its #! path as the kernel reads it
+        if not interp:
             break
         inner_head = files.read(interp)
-        inner = binary_facts(inner_head, interp, source)
-        # The script is fine; its interpreter is what failed to execute.
-        facts = replace(inner, shebang=facts.shebang, requested_path=requested,
-                        missing=interp if inner_head.missing else facts.missing)
+        facts = reading.through_interpreter(facts, binary_facts(inner_head, interp, source), inner_head.missing)
     if deep and facts.kind == "elf":
         facts = _deepen(files, facts)
     return facts
 
 
 def _deepen(files: ContainerFiles, facts: BinaryFacts) -> BinaryFacts:
-    if facts.platform.startswith("linux/arm/") and facts.variant_guessed and facts.path:
+    if reading.wants_tail(facts):
         whole = files.read(facts.path, tail=TAIL_BYTES)
-        arch = elf_facts.arm_cpu_arch(whole.data, whole.tail, whole.size) if not whole.error else None
-        if arch is not None:
-            facts = replace(facts, platform=platforms.from_elf(platforms.EM_ARM, 32, True,
-                                                               platforms.arm_variant_from_cpu_arch(arch)),
-                            variant_guessed=False, description=facts.description.replace(", variant guessed", ""))
-    if not facts.interpreter.startswith("/"):
+        if not whole.error:
+            facts = reading.with_tail(facts, whole.data, whole.tail, whole.size)
+    loader_path = reading.loader_of(facts)
+    if not loader_path:
         return facts
-    loader = files.read(facts.interpreter)
+    loader = files.read(loader_path)
     if loader.missing:
-        family, path = libc.other_loader(facts.interpreter, facts.platform)
-        has_other = bool(path) and not files.read(path).missing
-        return replace(facts, missing=facts.interpreter, image_libc=family if has_other else "")
-    if not loader.error:
-        needed = sniff.sniff(loader.data).isa_level
-        if needed > facts.isa_level:
-            facts = replace(facts, isa_level=needed)
-    return facts
+        family, path = reading.other_loader(facts)
+        return reading.without_loader(facts, family, bool(path) and not files.read(path).missing)
+    return facts if loader.error else reading.with_loader(facts, loader.data)
 
 
 class BinaryReader:

@@ -17,6 +17,7 @@ import requests.exceptions
 
 from agent.diagnosis import entrypoint
 from agent.errors import ContainerGone, DockerUnavailable
+from enoexec.judge import reading
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ HEAD_BYTES = 4096
 # The end of a file (where an ELF keeps its section headers and .ARM.attributes) is
 # read only when asked, and only from files up to this size: the archive endpoint
 # streams the whole file to get there.
-TAIL_MAX_FILE = 64 * 1024 * 1024
+TAIL_MAX_FILE = reading.TAIL_MAX_FILE
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,9 @@ def declared_platform(attrs: dict[str, Any]) -> str:
 
 
 def entry_of(binary: BinaryFacts) -> runs.Entrypoint:
-    """What the reader found, as the judge takes it: a missing file is a finding, not "unreadable"."""
-    if binary.kind == "unreadable" and binary.error.endswith("no such file"):
-        if binary.shebang:  # the reader followed the #! line to an interpreter that is not there
-            return runs.Entrypoint(binary, missing=binary.path, missing_kind=runs.MISSING_INTERPRETER)
+    """What the reader found, as the judge takes it: an entrypoint that is not there is a
+    finding, not "unreadable" (a missing interpreter or loader is in ``binary.missing``)."""
+    if binary.kind == "unreadable" and not binary.missing and binary.error.endswith("no such file"):
         return runs.Entrypoint(binary, not_found=True)
     return runs.Entrypoint(binary)
 
@@ -56,4 +55,11 @@ def judge(name: str, image_id: str, attrs: dict[str, Any], binary: BinaryFacts, 
     if verdict.status != runs.FAILS:
         return None
     return Unrunnable(name, image_id, declared, binary.platform, verdict.cause, verdict.explanation, verdict.hint_id,
-                      verdict.fix, binary.path or binary.requested_path)
+                      verdict.fix, _path(binary))
+
+
+def _path(binary: BinaryFacts) -> str:
+    """The file to fix: the script when its interpreter (or a loader) is what is missing."""
+    if binary.missing and binary.requested_path:
+        return binary.requested_path
+    return binary.path or binary.requested_path

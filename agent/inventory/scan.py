@@ -84,10 +84,12 @@ class Inventory:
             return None  # nothing to run until `docker run` names a command
         self.reads += 1
         try:
-            binary = self._reader.read(image_id, argv, container_id=None, path_env=path_env, workdir=workdir)
+            # deep: the loader (and the other libc's) and an ARM ELF's end too, so a missing loader,
+            # a CPU level or a page size is seen before anything runs.
+            binary = self._reader.read(image_id, argv, container_id=None, path_env=path_env, workdir=workdir, deep=True)
         except (docker.errors.DockerException, requests.exceptions.RequestException, DockerUnavailable) as e:
             logger.debug("inventory read failed image=%s error=%s", image_id[:19], e)
             return None
-        if binary.kind == "unreadable" and not binary.error.endswith("no such file"):
+        if binary.kind == "unreadable" and not binary.missing and not binary.error.endswith("no such file"):
             return None  # try again at the next pass
         return attrs, binary

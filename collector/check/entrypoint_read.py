@@ -5,7 +5,9 @@ archive (:mod:`collector.check.archive`) hands over each platform's config and
 layer openers; this module works out argv (Entrypoint + Cmd), finds the file in
 the layers (PATH walk, symlinks, whiteouts: :mod:`collector.check.rootfs`),
 sniffs its head with the agent's sniffer, and follows a script's interpreter and
-an ELF's loader the way the kernel would. Results are cached by manifest digest.
+an ELF's loader the way the kernel would, with the agent's own steps
+(:mod:`enoexec.judge.reading`); a 32-bit ARM ELF is read to its end for its
+``.ARM.attributes`` (files up to 64 MiB, said in ``files_read_to_end``). Results are cached by manifest digest.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from collector.check.rootfs import DEFAULT_PATH, Budget, Found, Opener, Rootfs, 
 from collector.check.tarwalk import TarWalkError
 from collector.errors import RegistryError, RegistryRefused
 from enoexec.facts import BinaryFacts
-from enoexec.judge import sniff
-from enoexec.judge.runs import MISSING_INTERPRETER, MISSING_LOADER, Entrypoint
+from enoexec.judge import reading
+from enoexec.judge.runs import Entrypoint
 
 MAX_INTERPRETER_DEPTH = 4  # binfmt_script's own recursion limit
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
@@ -51,6 +53,7 @@ class PlatformRead:
     layers_read_whole: tuple[str, ...]
     seconds: float
     cached: bool = False
+    files_read_to_end: tuple[str, ...] = ()  # "path (N bytes)": 32-bit ARM ELFs read for their .ARM.attributes
 
 
 def argv_of(config: dict[str, Any]) -> tuple[tuple[str, ...], str, str]:
@@ -64,33 +67,35 @@ def argv_of(config: dict[str, Any]) -> tuple[tuple[str, ...], str, str]:
 
 def facts(found: Found, requested: str) -> BinaryFacts:
     if found.error:
-        return BinaryFacts(found.path, "unreadable", source="image", requested_path=requested, error=found.error)
-    s = sniff.sniff(found.head)
-    return BinaryFacts(found.path, s.kind.value, s.platform, s.shebang, s.interpreter, s.description, "image",
-                       requested, truncated=s.truncated, variant_guessed=s.variant_guessed)
+        return reading.unreadable(found.path, requested, "image", found.error)
+    return reading.facts(found.head, found.size, found.path, requested, "image")
 
 
 async def read_entrypoint(rootfs: Rootfs, config: dict[str, Any]) -> tuple[tuple[str, ...], Entrypoint]:
-    """Find and judge-ready the entrypoint in ``rootfs`` as runc and the kernel would."""
+    """Find the entrypoint in ``rootfs`` as runc and the kernel would, and read what it
+    needs the way the agent does (:mod:`enoexec.judge.reading`): a script's interpreter,
+    an ELF's loader (and the other libc's when it is missing), an ARM ELF's end."""
     argv, path_env, workdir = argv_of(config)
-    requested, found = await rootfs.find(argv[0] if argv else "", path_env, workdir)
+    requested, found = await rootfs.find(argv[0] if argv else "", path_env, workdir, tail=True)
     binary = facts(found, requested)
     if found.missing:
         return argv, Entrypoint(binary, not_found=True)
     for _ in range(MAX_INTERPRETER_DEPTH):
-        if binary.kind != "script":
+        interp = reading.next_interpreter(binary)
+        if not interp:
             break
-        interp = (binary.shebang.strip().split() or [""])[0]
-        if not interp.startswith("/"):
-            break
-        inner_found = await rootfs.read(interp)
-        if inner_found.missing:
-            return argv, Entrypoint(binary, missing=interp, missing_kind=MISSING_INTERPRETER)
-        binary = replace(facts(inner_found, interp), shebang=binary.shebang, requested_path=requested)
-    if binary.kind == "elf" and binary.interpreter.startswith("/"):
-        loader = await rootfs.read(binary.interpreter)
+        found = await rootfs.read(interp, tail=True)
+        binary = reading.through_interpreter(binary, facts(found, interp), found.missing)
+    if reading.wants_tail(binary) and found.tail:
+        binary = reading.with_tail(binary, found.head, found.tail, found.size)
+    loader_path = reading.loader_of(binary)
+    if loader_path:
+        loader = await rootfs.read(loader_path)
         if loader.missing:
-            return argv, Entrypoint(binary, missing=binary.interpreter, missing_kind=MISSING_LOADER)
+            family, other = reading.other_loader(binary)
+            binary = reading.without_loader(binary, family, bool(other) and not (await rootfs.read(other)).missing)
+        elif not loader.error:
+            binary = reading.with_loader(binary, loader.head)
     return argv, Entrypoint(binary)
 
 
@@ -107,7 +112,7 @@ class EntrypointCache:
         if hit is None:
             return None
         self._items.move_to_end(digest)
-        return replace(hit, cached=True, bytes_read=0, layers_read_whole=(), seconds=0.0)
+        return replace(hit, cached=True, bytes_read=0, layers_read_whole=(), seconds=0.0, files_read_to_end=())
 
     def put(self, read: PlatformRead) -> None:
         if not read.manifest_digest or read.entry.binary.kind == "unreadable":
@@ -143,7 +148,7 @@ async def read_platform(
     finally:
         await rootfs.aclose()
     read = PlatformRead(image.platform, image.manifest_digest, argv, entry, budget.read, tuple(budget.whole),
-                        time.monotonic() - started)
+                        time.monotonic() - started, files_read_to_end=tuple(budget.to_end))
     if cache is not None:
         cache.put(read)
     return read

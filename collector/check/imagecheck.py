@@ -121,14 +121,29 @@ def host_facts(host_id: str, platform: str, facts: dict[str, Any]) -> HostFacts:
     runnable = [*(facts.get("runnable_platforms") or platforms.native_platforms(platform, can_32)), *emulated]
     return HostFacts(host_id=host_id, platform=platform, kernel_machine=str(facts.get("kernel_machine", "")),
                      can_run_32bit=can_32, runnable_platforms=tuple(dict.fromkeys(p for p in runnable if p)),
-                     page_size=int(facts.get("page_size") or 0))
+                     page_size=_int(facts.get("page_size")), cpu_level=str(facts.get("cpu_level") or ""),
+                     cpu_model=str(facts.get("cpu_model") or ""))
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+# The CPU level a 32-bit ARM platform promises: a linux/arm/v6 host is an ARMv6 core (a Pi
+# Zero or 1) until its facts say more. Other platforms promise nothing beyond their baseline.
+_TARGET_LEVEL = {platforms.ARM_V6: "armv6", platforms.ARM_V7: "armv7"}
 
 
 def target_host(platform: str) -> HostFacts:
     """A host that is only a platform (``--target``): runs that platform natively (an arm/v7 one runs
-    arm/v6 too), no 32-bit companion and no emulation, so the gate errs on the side of failing."""
+    arm/v6 too), no 32-bit companion and no emulation, so the gate errs on the side of failing; an
+    arm/v6 one has an ARMv6 CPU (armv7 code fails there: ``cpu_level``)."""
     return HostFacts(host_id=platform, platform=platform, can_run_32bit=False,
-                     runnable_platforms=platforms.native_platforms(platform, can_run_32bit=False))
+                     runnable_platforms=platforms.native_platforms(platform, can_run_32bit=False),
+                     cpu_level=_TARGET_LEVEL.get(platform, ""))
 
 
 def answer(read: ImageRead, hosts: Sequence[HostFacts], seen: Sequence[Seen] = ()) -> list[HostAnswer]:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from collector.check.tarwalk import DIR, FILE, HARDLINK, SYMLINK, Entry, LayerWalk, norm
+from enoexec.judge import reading, sniff
 
 MAX_SYMLINKS = 40
 HEAD_BYTES = 4096
@@ -37,6 +38,7 @@ class Budget:
     limit: int
     read: int = 0
     whole: list[str] = field(default_factory=list)  # "digest (N bytes)" of layers read to their end
+    to_end: list[str] = field(default_factory=list)  # "path (N bytes)" of files read to their end (their tail)
 
     def take(self, n: int) -> None:
         self.read += n
@@ -52,6 +54,7 @@ class Found:
     head: bytes = b""
     mode: int = 0
     size: int = -1
+    tail: bytes = b""  # its last bytes, when asked for and it is a 32-bit ARM ELF (see ``needs_tail``)
     error: str = ""  # "" when ``head`` is the file's
     missing: bool = False
     is_dir: bool = False
@@ -60,6 +63,15 @@ class Found:
     def executable(self) -> bool:
         """What runc's ``exec.LookPath`` accepts: a regular file with an execute bit."""
         return not self.error and bool(self.mode & 0o111)
+
+
+def needs_tail(head: bytes, size: int) -> bool:
+    """Read this file to its end? A 32-bit ARM ELF (up to ``reading.TAIL_MAX_FILE``) whose head
+    does not say its variant: its ``.ARM.attributes`` sit near the end."""
+    if not len(head) < size <= reading.TAIL_MAX_FILE:
+        return False
+    s = sniff.sniff(head)
+    return s.kind == sniff.Kind.ELF and s.platform.startswith("linux/arm/") and s.variant_guessed
 
 
 class Layer:
@@ -73,20 +85,25 @@ class Layer:
         self.opaque: set[str] = set()
         self.complete = False
         self._wanted: set[str] = set()
+        self._tails: set[str] = set()
         self._stream: AsyncIterator[bytes] | None = None
         self._walk: LayerWalk | None = None
         self._pending: list[Entry] = []
 
-    async def answer(self, path: str) -> tuple[str, Entry | None]:
+    async def answer(self, path: str, tail: bool = False) -> tuple[str, Entry | None]:
         """("file"|"dir"|"symlink"|"hardlink", entry) / ("redirect", entry of an ancestor symlink) /
-        ("gone", None) / ("notdir", None) / ("absent", None): look lower."""
+        ("gone", None) / ("notdir", None) / ("absent", None): look lower. ``tail``: a file
+        that ``needs_tail`` comes with its last bytes."""
         self._wanted.add(path)
+        if tail:
+            self._tails.add(path)
         while True:
             said = self._says(path)
             if said is not None:
                 kind, entry = said
-                if kind == FILE and entry is not None and entry.head is None:
-                    await self._reread()  # passed before it was asked for
+                if kind == FILE and entry is not None and (entry.head is None or (
+                        tail and entry.tail is None and needs_tail(entry.head, entry.size))):
+                    await self._reread()  # passed before it was asked for (or its end was)
                     continue
                 return said
             if self.complete:
@@ -121,7 +138,8 @@ class Layer:
     async def _advance(self) -> None:
         """Read until at least one more entry is known, or the layer ends."""
         if self._walk is None:
-            self._walk = LayerWalk(lambda p: p in self._wanted, HEAD_BYTES)
+            self._walk = LayerWalk(lambda p: p in self._wanted, HEAD_BYTES,
+                                   lambda p, head, size: p in self._tails and needs_tail(head, size), reading.TAIL_BYTES)
             self._stream = self._open().__aiter__()
         assert self._stream is not None
         while True:
@@ -185,19 +203,23 @@ class Rootfs:
         for layer in self._top_first:
             await layer.aclose()
 
-    async def read(self, path: str) -> Found:
-        """The head of ``path``, following symlinks; never raises for a missing file."""
+    async def read(self, path: str, *, tail: bool = False) -> Found:
+        """The head of ``path``, following symlinks; never raises for a missing file.
+        ``tail``: a 32-bit ARM ELF whose head does not say its variant is read to its
+        end for its last ``reading.TAIL_BYTES`` (said in ``Budget.to_end``)."""
         current, start, hops = norm(path), 0, 0
         while hops <= MAX_SYMLINKS:
             for i in range(start, len(self._top_first)):
-                kind, entry = await self._top_first[i].answer(current)
+                kind, entry = await self._top_first[i].answer(current, tail)
                 if kind == "absent":
                     continue
                 if kind in ("gone", "notdir"):
                     return Found(current, error=f"{current}: no such file", missing=True)
                 assert entry is not None
                 if kind == FILE:
-                    return Found(current, entry.head or b"", entry.mode, entry.size)
+                    if entry.tail is not None and f"{current} ({entry.size} bytes)" not in self.budget.to_end:
+                        self.budget.to_end.append(f"{current} ({entry.size} bytes)")
+                    return Found(current, entry.head or b"", entry.mode, entry.size, entry.tail or b"")
                 if kind == DIR:
                     return Found(current, error=f"{current} is a directory", is_dir=True)
                 if kind == "redirect":  # an ancestor is a symlink: rewrite the path through it
@@ -215,7 +237,8 @@ class Rootfs:
                 return Found(current, error=f"{current}: no such file", missing=True)
         return Found(current, error=f"{path}: too many levels of symbolic links (>{MAX_SYMLINKS})")
 
-    async def find(self, argv0: str, path_env: str = DEFAULT_PATH, workdir: str = "/") -> tuple[str, Found]:
+    async def find(self, argv0: str, path_env: str = DEFAULT_PATH, workdir: str = "/", *,
+                   tail: bool = False) -> tuple[str, Found]:
         """Look ``argv0`` up as runc does (Go's ``exec.LookPath``): a name with a slash is
         taken as it is; a bare name is searched in ``PATH``, passing over directories,
         files without an execute bit and what cannot be read. Returns (requested, found)."""
@@ -223,12 +246,12 @@ class Rootfs:
             return "", Found("", error="the image names no entrypoint or command", missing=True)
         if "/" in argv0:
             target = norm(posixpath.join(workdir or "/", argv0))
-            return target, await self.read(target)
+            return target, await self.read(target, tail=tail)
         first: tuple[str, Found] | None = None
         last = Found(argv0, error=f"{argv0}: executable file not found in $PATH", missing=True)
         for directory in path_env.split(":"):
             candidate = norm(posixpath.join(workdir or "/", directory or ".", argv0))
-            found = await self.read(candidate)
+            found = await self.read(candidate, tail=tail)
             if found.executable:
                 return candidate, found
             if first is None and not found.missing:

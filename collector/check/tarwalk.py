@@ -35,6 +35,7 @@ class Entry:
     size: int = 0
     linkname: str = ""
     head: bytes | None = None  # the first bytes, when they were asked for
+    tail: bytes | None = None  # the last bytes, when asked for and ``want_tail`` took the head
 
 
 def norm(name: str) -> str:
@@ -69,15 +70,27 @@ def _pax(data: bytes) -> dict[str, str]:
     return out
 
 
-class TarParser:
-    """Push parser over uncompressed tar bytes."""
+WantTail = Callable[[str, bytes, int], bool]  # (path, head, size): read this file to its end?
 
-    def __init__(self, want_head: Callable[[str], bool], head_bytes: int) -> None:
+
+class TarParser:
+    """Push parser over uncompressed tar bytes.
+
+    A file whose head was asked for is yielded once its head is in hand; when
+    ``want_tail`` takes that head, only once its last ``tail_bytes`` are (the
+    whole file passes through, ``tail_bytes`` of it kept)."""
+
+    def __init__(self, want_head: Callable[[str], bool], head_bytes: int, want_tail: WantTail | None = None,
+                 tail_bytes: int = 0) -> None:
         self._want = want_head
         self._head_bytes = head_bytes
+        self._want_tail = want_tail
+        self._tail_bytes = tail_bytes
         self._buf = bytearray()
         self._skip = 0  # data (and padding) bytes of the current entry still to pass over
+        self._data_left = 0  # of those, the entry's own data bytes
         self._capture: tuple[Entry, bytearray, int] | None = None  # entry, head so far, bytes wanted
+        self._tailing: tuple[Entry, bytes, bytearray] | None = None  # entry, head, last bytes so far
         self._meta: tuple[bytes, int] | None = None  # (type, size) of a PAX/GNU record being collected
         self._override: dict[str, str] = {}
         self.ended = False
@@ -89,12 +102,26 @@ class TarParser:
                 n = min(self._skip, len(self._buf))
                 if not n:
                     return
+                own = min(n, self._data_left)  # of the entry's data, not its padding
                 if self._capture is not None:
                     entry, head, wanted = self._capture
                     head += self._buf[: min(n, wanted - len(head))]
                     if len(head) >= wanted:
                         self._capture = None
-                        yield Entry(entry.path, entry.type, entry.mode, entry.size, entry.linkname, bytes(head))
+                        if self._want_tail is not None and self._want_tail(entry.path, bytes(head), entry.size):
+                            self._tailing = (entry, bytes(head), bytearray())
+                        else:
+                            yield Entry(entry.path, entry.type, entry.mode, entry.size, entry.linkname, bytes(head))
+                if self._tailing is not None:
+                    entry, head_bytes, last = self._tailing
+                    last += self._buf[:own]
+                    if len(last) > 2 * self._tail_bytes:
+                        del last[: len(last) - self._tail_bytes]
+                    if own == self._data_left:
+                        self._tailing = None
+                        yield Entry(entry.path, entry.type, entry.mode, entry.size, entry.linkname, head_bytes,
+                                    bytes(last[-self._tail_bytes :]))
+                self._data_left -= own
                 del self._buf[:n]
                 self._skip -= n
                 continue
@@ -152,6 +179,7 @@ class TarParser:
             size = 0
         entry = Entry(norm(name), kind, mode & 0o7777, size, linkname)
         self._skip = -(-size // BLOCK) * BLOCK
+        self._data_left = size
         if kind == FILE and self._want(entry.path):
             wanted = min(size, self._head_bytes)
             if wanted == 0:
@@ -164,8 +192,9 @@ class TarParser:
 class LayerWalk:
     """Compressed layer bytes in, tar entries out (see the module's docstring)."""
 
-    def __init__(self, want_head: Callable[[str], bool], head_bytes: int = 4096) -> None:
-        self._tar = TarParser(want_head, head_bytes)
+    def __init__(self, want_head: Callable[[str], bool], head_bytes: int = 4096, want_tail: WantTail | None = None,
+                 tail_bytes: int = 0) -> None:
+        self._tar = TarParser(want_head, head_bytes, want_tail, tail_bytes)
         self._gzip: bool | None = None
         self._inflate = zlib.decompressobj(wbits=31)
 

@@ -26,7 +26,10 @@ def entrypoint_json(p: PlatformRead) -> dict[str, Any]:
         "platform": p.platform, "manifest_digest": p.manifest_digest, "argv": list(p.argv),
         "path": b.path, "requested_path": b.requested_path, "kind": b.kind, "binary_platform": b.platform,
         "shebang": b.shebang, "description": b.description, "error": b.error, "missing": p.entry.missing,
+        "libc": b.libc, "image_libc": b.image_libc, "isa_level": b.isa_level, "load_align": b.load_align,
+        "size": b.size, "damage": b.damage,
         "bytes_read": p.bytes_read, "layers_read_whole": list(p.layers_read_whole),
+        "files_read_to_end": list(p.files_read_to_end),
         "seconds": round(p.seconds, 3), "cached": p.cached,
     }
 

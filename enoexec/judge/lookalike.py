@@ -35,6 +35,9 @@ from enoexec.facts import BinaryFacts, Diagnosis, HostFacts
 from enoexec.judge.classify import is_runnable
 from enoexec.platforms import level_number
 
+# What :func:`before_run` may name.
+BEFORE_RUN_CAUSES = frozenset({MISSING_LOADER, CRLF_SHEBANG, MISSING_INTERPRETER, CORRUPT_FILE, CPU_LEVEL, PAGE_SIZE})
+
 
 class Trigger(str, enum.Enum):
     ENOENT = "enoent"
@@ -82,6 +85,25 @@ def judge(binary: BinaryFacts, host: HostFacts, trigger: Trigger, words: str = "
         return (_cpu_level(binary, host, where) or _glibc_says_cpu_level(binary, host, where, words)
                 or _page_size(binary, host, where, words))
     return None
+
+
+def before_run(binary: BinaryFacts, host: HostFacts) -> Diagnosis | None:
+    """The look-alike a file read before anything ran shows for this host (``check``
+    and the image inventory), or ``None``: what the kernel will refuse with "no such
+    file or directory" (a missing loader or interpreter, a CR in the #! line), an
+    ELF of a platform the host runs that is cut short, marked for a CPU level above
+    the host's, or aligned below its page size. No death is needed: these files
+    fail on every start. A foreign ELF is the classifier's (the kernel refuses it
+    before it looks for a loader)."""
+    where = binary.requested_path or binary.path or "the entrypoint"
+    runnable = binary.kind == "elf" and is_runnable(binary, host)
+    if binary.missing and (binary.kind != "elf" or runnable):
+        return _missing(binary, where)
+    if not runnable:
+        return None
+    if binary.damage:
+        return Diagnosis(CORRUPT_FILE, f"{where} is damaged: {binary.damage}")
+    return _cpu_level(binary, host, where) or _page_size(binary, host, where, "")
 
 
 def emulated(binary: BinaryFacts, host: HostFacts) -> Diagnosis | None:

@@ -68,3 +68,24 @@ def test_armhf_binary_on_a_pi_zero_is_cpu_level(dock: Any, api: Any, busybox: by
     # A Pi 4 (ARMv7) runs it: the same crash there is not a CPU-level problem.
     pi4 = hostfacts.gather(**fixture("pi-armv7l"))
     assert Diagnoser(api, lambda: pi4, lookup_registry=False).diagnose(Exit(cid, 132, tag)).event is None
+
+
+def test_the_inventory_of_a_pi_zero_reports_the_armv7_image_before_it_runs(dock: Any, api: Any, busybox: bytes) -> None:
+    """The agent's image inventory, on this Engine, with a Pi Zero's facts: the image is read once (the
+    ELF's end through the archive stream, for its .ARM.attributes) and reported as cpu_level; a Pi 4
+    would run it."""
+    from agent.inventory.scan import Inventory
+
+    pi_zero = hostfacts.gather(**fixture("pi-zero-armv6"))
+    tag = dock.load("bb-armhf-inv", [File("/bin/busybox", busybox)], architecture="arm", variant="v7",
+                    entrypoint=["/bin/busybox"], cmd=["true"])
+    inventory = Inventory(api, lambda: pi_zero)
+    inventory.scan()
+    found = [u for u in inventory.unrunnable or () if u.image == tag]
+    assert [(u.cause, u.hint, u.binary_platform) for u in found] == [("cpu_level", "match_cpu_level", "linux/arm/v7")], found
+    assert "armv6" in found[0].explanation
+    pi4 = hostfacts.gather(**fixture("pi-armv7l"))
+    on_pi4 = Inventory(api, lambda: pi4)
+    on_pi4.scan()
+    assert [u for u in on_pi4.unrunnable or () if u.image == tag] == []
+    assert dock.containers == []  # judged, never run

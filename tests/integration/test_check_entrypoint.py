@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -19,13 +20,19 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from agent.delivery import wire
+from agent.host import hostfacts
 from collector.check import imagecheck
 from collector.check.entrypoint_read import EntrypointCache
 from collector.check.registry_policy import parse
 from collector.errors import RegistryRefused
+from enoexec.eventjson import to_json
+from enoexec.facts import HostFacts
 from enoexec.judge import runs
+from tests import debs, elfs, require
 from tests.images import EM_AARCH64, EM_ARM, EM_X86_64, elf
 from tests.registry import _free_port, _token_cert, local_registry, push_layer_index, push_layers, registry_token, tar_layer
+from tests.unit.test_hostfacts import fixture
 
 AMD, ARM = elf(EM_X86_64), elf(EM_AARCH64)
 AMD64_HOST = imagecheck.target_host("linux/amd64")
@@ -308,3 +315,66 @@ async def test_a_blob_redirect_off_the_allow_list_is_refused(registry: str) -> N
                 await imagecheck.read_registry(f"{proxy}/acme/redirected:1", allowed=parse(proxy))
         finally:
             await runner.cleanup()
+
+
+# -- look-alikes before anything runs, against fixture hosts' facts (issue 17 x issue 19) --
+
+
+def fixture_host(name: str, host_id: str) -> HostFacts:
+    """A fixture host (tests/fixtures/hosts) as the collector knows it: the agent's Hello facts in
+    their JSON form (the store's host row), through the collector's own ``host_facts``."""
+    facts = to_json(wire.host_pb(hostfacts.gather(**fixture(name, host_id=host_id))))
+    return imagecheck.host_facts(host_id, facts["platform"], facts)
+
+
+async def test_a_crlf_script_and_a_cpu_level_marked_binary_fail_before_they_run(registry: str) -> None:
+    old_x86, new_x86 = fixture_host("x86-no-avx2", "sandy"), fixture_host("x86-qemu-aarch64", "coffee")
+    assert (old_x86.cpu_level, new_x86.cpu_level) == ("x86-64-v2", "x86-64-v3")
+    push_layers(registry, "acme/crlf", "1", "linux/amd64",
+                [tar_layer([("bin/sh", elfs.program())]), tar_layer([("entry.sh", b"#!/bin/sh\r\necho hi\r\n")])], ["/entry.sh"])
+    push_layers(registry, "acme/v3", "1", "linux/amd64", [tar_layer([("app", elfs.program(isa_level=3))])], ["/app"])
+
+    read, by_host = await check(registry, f"{registry}/acme/crlf:1", [old_x86, new_x86])
+
+    for a in by_host.values():
+        assert (a.status, a.verdict.cause, a.verdict.hint_id) == (runs.FAILS, "crlf_shebang", "strip_crlf"), a
+    assert read.platforms[0].entry.missing == "/bin/sh\r" and "carriage return" in by_host["sandy"].verdict.explanation
+
+    read, by_host = await check(registry, f"{registry}/acme/v3:1", [old_x86, new_x86])
+
+    sandy = by_host["sandy"]
+    assert (sandy.status, sandy.verdict.cause, sandy.verdict.hint_id) == (runs.FAILS, "cpu_level", "match_cpu_level"), sandy
+    assert "x86-64-v3" in sandy.verdict.explanation and "x86-64-v2" in sandy.verdict.explanation
+    assert by_host["coffee"].status == runs.RUNS
+    assert read.platforms[0].files_read_to_end == ()  # only a 32-bit ARM ELF is read to its end
+
+
+@pytest.fixture(scope="module")
+def busybox() -> bytes:
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        require.missing("apt-get and dpkg-deb are needed to fetch a Debian armhf binary")
+    return debs.binary("busybox-static", "armhf", "bin/busybox")
+
+
+def test_a_pi_zero_cannot_run_debians_armhf_busybox(registry: str, busybox: bytes, tmp_path: Path) -> None:
+    """A real armhf (ARMv7) binary, its .ARM.attributes in its last KiB: ``check --target linux/arm/v6`` and a Pi
+    Zero's facts file say cpu_level; the file is read to its end, and the bytes that cost are reported."""
+    layer = tar_layer([("bin/busybox", busybox)])
+    push_layers(registry, "acme/bb", "1", "linux/arm/v7", [layer], ["/bin/busybox", "true"])
+    pi_zero = to_json(wire.host_pb(hostfacts.gather(**fixture("pi-zero-armv6", host_id="pi-zero"))))
+    pi_4 = to_json(wire.host_pb(hostfacts.gather(**fixture("pi-armv7l", host_id="pi-4"))))
+    facts = tmp_path / "pis.json"
+    facts.write_text(json.dumps([pi_zero, pi_4]))
+    ref = f"{registry}/acme/bb:1"
+    base = [sys.executable, "-m", "collector.cli", "check", ref, "--check-registries", registry, "--json"]
+
+    for how in (["--target", "linux/arm/v6", "--target", "linux/arm/v7"], ["--facts", str(facts)]):
+        out = subprocess.run([*base, *how], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 1, out.stdout + out.stderr
+        doc = json.loads(out.stdout)
+        assert [(h["status"], h["cause"]) for h in doc["cannot_run"]] == [("fails", "cpu_level")], doc["hosts"]
+        assert doc["cannot_run"][0]["host_id"] in ("linux/arm/v6", "pi-zero") and "armv6" in doc["cannot_run"][0]["detail"]
+        (entry,) = doc["entrypoints"]
+        assert entry["binary_platform"] == "linux/arm/v7" and entry["size"] == len(busybox)
+        assert entry["files_read_to_end"] == [f"/bin/busybox ({len(busybox)} bytes)"]
+        assert len(layer) // 2 < entry["bytes_read"] <= len(layer), (entry["bytes_read"], len(layer))  # the one file, once

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests import images, procs
+from tests import elfs, images, procs
 from tests.images import File
 
 AMD64_EXIT = bytes.fromhex(
@@ -66,6 +66,23 @@ def test_agent_reports_unrunnable_images_before_they_run_and_forgets_removed_one
     script = dock.load("script", [File("/entry.sh", b"#!/bin/bash\necho hi\n")], architecture="amd64", entrypoint=["/entry.sh"])
     procs.wait_for(lambda: findings(col, script), timeout=60, what="the loaded script image in /api/v1/images")
     assert findings(col, script)[0]["cause"] == "missing_interpreter"
+
+    # The look-alikes, judged the way a dead container's are (issue 17), before anything ran:
+    # a #! line saved with Windows line endings, a glibc program in a musl image.
+    crlf = dock.load("crlf", [File("/entry.sh", b"#!/bin/sh\r\necho hi\r\n"), File("/bin/sh", elfs.program())],
+                     architecture="amd64", entrypoint=["/entry.sh"])
+    glibc = dock.load("glibc-on-musl", [File("/app", elfs.program(interp="/lib64/ld-linux-x86-64.so.2")),
+                                        File("/lib/ld-musl-x86_64.so.1", elfs.program())],
+                      architecture="amd64", entrypoint=["/app"])
+    procs.wait_for(lambda: findings(col, crlf) and findings(col, glibc), timeout=60, what="the look-alike images in /api/v1/images")
+    (found,) = findings(col, crlf)
+    assert (found["cause"], found["hint"], found["path"]) == ("crlf_shebang", "strip_crlf", "/entry.sh"), found
+    (found,) = findings(col, glibc)
+    assert (found["cause"], found["hint"]) == ("missing_loader", "add_loader"), found
+    assert "glibc" in found["explanation"] and "musl's loader instead" in found["explanation"], found
+    text = procs.metrics(col.http)  # type: ignore[attr-defined]
+    assert procs.total(text, "enoexec_unrunnable_images", image=crlf, cause="crlf_shebang") == 1.0
+    assert len(dock.containers) == 1  # the demo's run above: neither of these ever ran
 
     # Removed from the host: it leaves the report, and the gauge.
     dock.api.remove_image(demo, force=True)

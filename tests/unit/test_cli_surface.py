@@ -147,6 +147,18 @@ def test_check_table_aligns_long_host_ids() -> None:
     assert collector_cli.check_exit_code({**doc, "cannot_run": []}) == 0
 
 
+def test_check_table_says_what_the_image_lacks_and_what_was_read_to_its_end() -> None:
+    entry = {"platform": "linux/amd64", "path": "/bin/sh\r", "requested_path": "/entry.sh", "kind": "unreadable",
+             "binary_platform": "", "error": "/bin/sh\r: no such file", "missing": "/bin/sh\r", "bytes_read": 900,
+             "seconds": 0.01, "cached": False, "layers_read_whole": [], "files_read_to_end": []}
+    arm = {**entry, "path": "/app", "requested_path": "/app", "kind": "elf", "binary_platform": "linux/arm/v7", "error": "",
+           "missing": "", "files_read_to_end": ["/app (1200000 bytes)"]}
+    doc = {"image": "app:1", "platforms": ["linux/amd64"], "platforms_from": "registry", "hosts": [], "entrypoints": [entry, arm]}
+    lines = collector_cli.check_table(doc).splitlines()
+    assert "/entry.sh needs '/bin/sh\\r', which the image lacks" in lines[1], lines[1]
+    assert "read to its end: /app (1200000 bytes)" in lines[2], lines[2]
+
+
 def test_hints_table_escapes_and_ends_with_a_newline() -> None:
     assert hints_view.table([]).endswith("\n")
     group = {"image": "evil\x1b[2J:1", "cause": "missing_shebang", "host_platform": "linux/amd64", "hosts": 1, "exits": 1,

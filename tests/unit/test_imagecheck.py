@@ -58,3 +58,26 @@ def test_names_an_exit_may_be_recorded_under() -> None:
     assert imagecheck.names_of("nginx:latest") == ["nginx:latest", "nginx"]
     assert imagecheck.names_of("reg:5000/app:1.2") == ["reg:5000/app:1.2"]
     assert imagecheck.names_of("reg:5000/app") == ["reg:5000/app", "reg:5000/app:latest"]
+
+
+def test_the_collectors_host_rows_carry_cpu_level_and_page_size(tmp_path) -> None:  # noqa: ANN001
+    """A Hello's host facts, stored as the collector stores them (their JSON in the hosts row; no
+    schema step: the row keeps every HostFacts field), come back to check with cpu_level and page size."""
+    from datetime import UTC, datetime
+
+    from agent.delivery import wire
+    from agent.host import hostfacts
+    from collector.store.store import Store
+    from enoexec.eventjson import to_json
+    from tests.unit.test_hostfacts import fixture
+
+    store = Store(str(tmp_path / "c.db"), replica_id="r1")
+    for name, host_id in (("pi-zero-armv6", "pi-zero"), ("pi5-16k", "pi-5")):
+        facts = hostfacts.gather(**fixture(name, host_id=host_id))
+        store.upsert_host(host_id, facts.platform, to_json(wire.host_pb(facts)), seen=datetime.now(UTC))
+    by = {h.host_id: imagecheck.host_facts(h.host_id, h.platform, h.facts) for h in store.hosts()}
+    assert (by["pi-zero"].cpu_level, by["pi-zero"].page_size) == ("armv6", 4096)
+    assert (by["pi-5"].cpu_level, by["pi-5"].page_size) == ("armv8", 16384)
+    v7 = ImageRead("app:1", "", (platform("linux/arm/v7", "linux/arm/v7"),), "registry")
+    (a,) = imagecheck.answer(v7, [by["pi-zero"]])
+    assert (a.status, a.verdict.cause) == (runs.FAILS, "cpu_level")

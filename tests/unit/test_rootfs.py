@@ -11,10 +11,16 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from collector.check.entrypoint_read import PlatformImage, read_platform
+from collector.check.imagecheck import target_host
 from collector.check.rootfs import Budget, Rootfs
 from collector.check.tarwalk import LayerWalk
+from enoexec import causes
+from enoexec.facts import ImageFacts
+from enoexec.judge import runs
 from enoexec.judge.runs import MISSING_INTERPRETER, MISSING_LOADER
+from tests import elfs
 from tests.images import EM_AARCH64, EM_X86_64, elf
+from tests.unit.test_sniff import SHT_ARM_ATTRIBUTES, arm_attributes, build_elf
 
 Item = tuple[str, bytes | str | None, int]  # (path, data | symlink target ("->x") | None for a dir, mode)
 
@@ -132,7 +138,12 @@ def platform_image(blobs: Blobs, config: dict) -> PlatformImage:
 async def test_a_script_whose_interpreter_is_missing() -> None:
     blobs = Blobs(layer([("app.sh", b"#!/bin/bash\necho hi\n", 0o755)]))
     read = await read_platform(platform_image(blobs, {"Entrypoint": ["/app.sh"]}))
-    assert read.entry.missing == "/bin/bash" and read.entry.missing_kind == MISSING_INTERPRETER
+    assert read.entry.missing == "/bin/bash" and verdict(read, "linux/arm64").cause == MISSING_INTERPRETER
+
+
+def verdict(read, platform: str, **host) -> runs.Verdict:  # noqa: ANN001
+    h = target_host(platform)
+    return runs.judge(read.entry, type(h)(**{**h.__dict__, **host}), ImageFacts("app:1", "sha256:m", read.platform))
 
 
 async def test_a_script_is_judged_by_its_interpreter() -> None:
@@ -151,7 +162,105 @@ async def test_an_elf_whose_loader_is_missing() -> None:
     ph = struct.pack("<IIQQQQQQ", 3, 4, 120, 0, 0, len(interp), len(interp), 1)
     blobs = Blobs(layer([("app", hdr + ph + interp, 0o755)]))
     read = await read_platform(platform_image(blobs, {"Entrypoint": ["/app"]}))
-    assert read.entry.missing_kind == MISSING_LOADER and read.entry.missing == "/lib/ld-linux-aarch64.so.1"
+    assert read.entry.missing == "/lib/ld-linux-aarch64.so.1"
+    assert (read.entry.binary.libc, read.entry.binary.image_libc) == ("glibc", "")
+    v = verdict(read, "linux/arm64")
+    assert (v.cause, v.hint_id) == (MISSING_LOADER, "add_loader") and "glibc program loader" in v.explanation
+
+
+# -- the look-alikes check names before anything runs, read the agent's way (enoexec.judge.reading) --
+
+
+def amd_image(*items: Item) -> PlatformImage:
+    blobs = Blobs(layer(list(items)))
+    layers = tuple((f"sha256:{i}", len(b), blobs.opener(i)) for i, b in enumerate(blobs.blobs))
+    return PlatformImage("linux/amd64", "sha256:m", {"config": {"Entrypoint": ["/app"]}}, layers)
+
+
+async def test_a_glibc_program_in_a_musl_image_says_which_libc_the_image_has() -> None:
+    read = await read_platform(amd_image(("app", elfs.program(interp="/lib64/ld-linux-x86-64.so.2"), 0o755),
+                                         ("lib/ld-musl-x86_64.so.1", elfs.program(), 0o755)))
+    b = read.entry.binary
+    assert (b.missing, b.libc, b.image_libc) == ("/lib64/ld-linux-x86-64.so.2", "glibc", "musl")
+    v = verdict(read, "linux/amd64")
+    assert v.cause == MISSING_LOADER and "the image has musl's loader instead" in v.explanation and "gcompat" in "".join(v.commands)
+
+
+async def test_a_crlf_shebang_is_crlf_not_a_missing_interpreter() -> None:
+    read = await read_platform(amd_image(("app", b"#!/bin/sh\r\necho hi\r\n", 0o755), ("bin/sh", elfs.program(), 0o755)))
+    assert read.entry.missing == "/bin/sh\r"
+    v = verdict(read, "linux/amd64")
+    assert (v.status, v.cause, v.hint_id) == (runs.FAILS, causes.CRLF_SHEBANG, "strip_crlf") and "carriage return" in v.explanation
+
+
+async def test_env_with_a_crlf_argument_is_crlf() -> None:
+    read = await read_platform(amd_image(("app", b"#!/usr/bin/env python3\r\n", 0o755), ("usr/bin/env", elfs.program(), 0o755)))
+    assert verdict(read, "linux/amd64").cause == causes.CRLF_SHEBANG and read.entry.missing == "python3\r"
+
+
+async def test_an_x86_64_v3_binary_or_loader_fails_on_a_v2_host_only() -> None:
+    read = await read_platform(amd_image(("app", elfs.program(isa_level=3), 0o755)))
+    assert read.entry.binary.isa_level == 3
+    v = verdict(read, "linux/amd64", cpu_level="x86-64-v2")
+    assert (v.cause, v.hint_id) == (causes.CPU_LEVEL, "match_cpu_level") and "x86-64-v3" in v.explanation
+    assert verdict(read, "linux/amd64", cpu_level="x86-64-v3").status == runs.RUNS
+    assert verdict(read, "linux/amd64").status == runs.RUNS  # a host of unknown level: nothing said
+    loader = "/lib64/ld-linux-x86-64.so.2"
+    read = await read_platform(amd_image(("app", elfs.program(interp=loader), 0o755), (loader[1:], elfs.program(isa_level=3), 0o755)))
+    assert read.entry.binary.isa_level == 3 and verdict(read, "linux/amd64", cpu_level="x86-64-v2").cause == causes.CPU_LEVEL
+
+
+async def test_an_elf_cut_short_and_a_zeroed_file_are_corrupt() -> None:
+    whole = elfs.program(message=b"x" * 200)
+    read = await read_platform(amd_image(("app", whole[:150], 0o755)))
+    v = verdict(read, "linux/amd64")
+    assert (v.cause, v.hint_id) == (causes.CORRUPT_FILE, "repull_image") and "past the end of the file (150 bytes)" in v.explanation
+    read = await read_platform(amd_image(("app", bytes(9000), 0o755)))
+    assert verdict(read, "linux/amd64").cause == causes.CORRUPT_FILE
+
+
+async def test_4k_aligned_segments_fail_on_a_16k_page_host() -> None:
+    read = await read_platform(amd_image(("app", elfs.program(align=0x1000), 0o755)))
+    v = verdict(read, "linux/amd64", page_size=16384)
+    assert (v.cause, v.hint_id) == (causes.PAGE_SIZE, "match_page_size")
+    assert verdict(read, "linux/amd64", page_size=4096).status == runs.RUNS
+
+
+def arm_elf(cpu_arch: int, filler: int = 200_000) -> bytes:
+    """A 32-bit ARM ELF whose .ARM.attributes and section headers lie past its first 4 KiB."""
+    return build_elf(40, 32, sections=((1, os.urandom(filler)), (SHT_ARM_ATTRIBUTES, arm_attributes(cpu_arch))))
+
+
+async def test_an_arm_elf_is_read_to_its_end_for_its_attributes_and_says_so() -> None:
+    v7 = arm_elf(10)
+    blobs = Blobs(layer([("bin/app", v7, 0o755), ("after", os.urandom(300_000), 0o644)]))
+    image = PlatformImage("linux/arm/v6", "sha256:m", {"config": {"Entrypoint": ["/bin/app"]}},
+                          (("sha256:0", len(blobs.blobs[0]), blobs.opener(0)),))
+    read = await read_platform(image)
+    b = read.entry.binary
+    assert (b.platform, b.variant_guessed) == ("linux/arm/v7", False)
+    assert read.files_read_to_end == (f"/bin/app ({len(v7)} bytes)",)
+    assert len(v7) < read.bytes_read < len(v7) + 200_000  # the file, not the rest of the layer
+    v = verdict(read, "linux/arm/v6")  # an ARMv6 core (Pi Zero)
+    assert (v.cause, v.hint_id) == (causes.CPU_LEVEL, "match_cpu_level") and "armv6" in v.explanation
+    assert verdict(read, "linux/arm/v7").status == runs.RUNS
+
+
+async def test_an_armv6_elf_runs_on_an_armv6_target() -> None:
+    blobs = Blobs(layer([("bin/app", arm_elf(6), 0o755)]))
+    image = PlatformImage("linux/arm/v6", "sha256:m", {"config": {"Entrypoint": ["/bin/app"]}},
+                          (("sha256:0", len(blobs.blobs[0]), blobs.opener(0)),))
+    read = await read_platform(image)
+    assert read.entry.binary.platform == "linux/arm/v6" and verdict(read, "linux/arm/v6").status == runs.RUNS
+
+
+async def test_other_files_are_not_read_to_their_end() -> None:
+    big = elfs.program() + os.urandom(500_000)
+    blobs = Blobs(layer([("app", big, 0o755)], compress=False))
+    image = PlatformImage("linux/amd64", "sha256:m", {"config": {"Entrypoint": ["/app"]}},
+                          (("sha256:0", len(blobs.blobs[0]), blobs.opener(0)),))
+    read = await read_platform(image)
+    assert read.files_read_to_end == () and read.bytes_read < 64 * 1024
 
 
 def test_layer_walk_stops_yielding_once_the_file_head_is_in() -> None:
