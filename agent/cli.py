@@ -15,7 +15,7 @@ from typing import Any
 # Only what parsing needs: each command imports its own modules, so --help and
 # facts pay for neither asyncio nor grpc nor protobuf (see benchmarks/agent_imports_bench.py).
 from agent import config
-from agent.errors import ConfigError, DockerUnavailable, NoSuchContainer
+from agent.errors import ConfigError, DockerUnavailable, EngineUnavailable, NoSuchContainer
 from enoexec import __version__, clikit, text
 from enoexec.errors import EXIT_FINDING, EXIT_OK
 
@@ -122,12 +122,12 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         backoff = Backoff(base=1.0, cap=30.0)
-        docker_down = Repeats(logger, "waiting for the Docker Engine", every=300.0)
+        docker_down = Repeats(logger, "waiting for the container engine", every=300.0)
         while not stop.is_set():
             try:
                 agent = await asyncio.to_thread(Agent, cfg)
-            except DockerUnavailable as e:
-                docker_down.failed(str(e), docker_host=cfg.docker_host)
+            except EngineUnavailable as e:
+                docker_down.failed(str(e), runtime=cfg.runtime, docker_host=cfg.docker_host)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=backoff.next())
                 except asyncio.TimeoutError:

@@ -38,12 +38,25 @@ class HostFacts:
     emulators: tuple[Emulator, ...] = ()
     hostname: str = ""
     runnable_platforms: tuple[str, ...] = ()
+    engine: str = ""  # "docker", "containerd"
+    engine_version: str = ""
 
     @property
     def emulated_platforms(self) -> tuple[str, ...]:
         """Platforms binfmt_misc emulates *inside containers*: enabled entries with
         the F flag (without it the interpreter must exist in the container)."""
         return tuple(sorted({e.platform for e in self.emulators if e.enabled and e.platform and "F" in e.flags}))
+
+
+@dataclass(frozen=True)
+class KubernetesPod:
+    """The pod container an exit belongs to, from the labels containerd keeps."""
+
+    pod: str
+    namespace: str
+    container: str
+    pod_uid: str = ""
+    restart_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,7 @@ class ContainerFacts:
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
     removed: bool = False
+    kubernetes: KubernetesPod | None = None
 
 
 @dataclass(frozen=True)

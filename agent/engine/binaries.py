@@ -22,6 +22,7 @@ import requests.exceptions
 from agent.diagnosis import entrypoint, sniff
 from agent.engine.container_fs import ContainerFiles, FileHead
 from agent.engine.exits import HELPER_LABEL
+from agent.engine.file_reader import FileReader
 from agent.errors import ContainerGone, DockerUnavailable
 from agent.model import BinaryFacts
 
@@ -47,7 +48,7 @@ def binary_facts(head: FileHead, requested: str, source: str) -> BinaryFacts:
 
 
 def inspect_binary(
-    files: ContainerFiles, argv0: str, path_env: str, workdir: str, source: str, named_path: str = ""
+    files: FileReader, argv0: str, path_env: str, workdir: str, source: str, named_path: str = ""
 ) -> BinaryFacts:
     """Find and sniff the entrypoint (``named_path`` when the runtime named it);
     for a script, follow its interpreter."""

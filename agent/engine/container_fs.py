@@ -9,34 +9,17 @@ from __future__ import annotations
 
 import logging
 import tarfile
-from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
 import requests.exceptions
 
-from agent.diagnosis import entrypoint
+from agent.engine.file_reader import HEAD_BYTES, FileHead, FileReader
 from agent.errors import ContainerGone, DockerUnavailable
 
 logger = logging.getLogger(__name__)
 
-HEAD_BYTES = 4096
-
-
-@dataclass(frozen=True)
-class FileHead:
-    """What was found at a path: its bytes, or why there are none."""
-
-    path: str  # the path finally read, after symlinks
-    data: bytes = b""
-    error: str = ""  # "" when data is valid
-    missing: bool = False
-    mode: int = 0  # permission bits of a regular file
-
-    @property
-    def executable(self) -> bool:
-        """What Go's ``exec.LookPath`` (runc) accepts: a file with an execute bit."""
-        return not self.error and bool(self.mode & 0o111)
+__all__ = ["HEAD_BYTES", "ContainerFiles", "FileHead"]
 
 
 def _message(res: Any) -> str:
@@ -47,8 +30,8 @@ def _message(res: Any) -> str:
         return ""
 
 
-class ContainerFiles:
-    """Files of one container (running, stopped, or created and never started)."""
+class ContainerFiles(FileReader):
+    """Files of one container (running, stopped, or created and never started), through the Engine's archive endpoint."""
 
     def __init__(self, api: Any, container_id: str, *, head_bytes: int = HEAD_BYTES) -> None:
         self._api = api
@@ -97,45 +80,3 @@ class ContainerFiles:
             return "error", f"unreadable archive for {path}: {e}", 0
         finally:
             res.close()
-
-    def read(self, path: str, *, max_links: int = entrypoint.MAX_SYMLINKS) -> FileHead:
-        """The head of ``path``, following symlinks inside the container.
-
-        Raises ContainerGone if the container disappears meanwhile."""
-        current = path
-        for _ in range(max_links + 1):
-            kind, value, mode = self._entry(current)
-            if kind == "file" and isinstance(value, bytes):
-                return FileHead(current, value, mode=mode)
-            if kind == "link":
-                current = entrypoint.follow(current, str(value))
-                continue
-            if kind == "missing":
-                return FileHead(current, error=f"{current}: no such file", missing=True)
-            if kind == "dir":
-                return FileHead(current, error=f"{current} is a directory")
-            if kind == "error":
-                return FileHead(current, error=str(value))
-            return FileHead(current, error=f"{current} is not a regular file")
-        return FileHead(current, error=f"{path}: too many levels of symbolic links (>{max_links})")
-
-    def find(self, argv0: str, path_env: str, workdir: str = "/") -> tuple[str, FileHead]:
-        """Look ``argv0`` up like the runtime does; returns (requested path, head).
-
-        A bare name is searched in ``PATH`` the way runc's ``exec.LookPath`` does:
-        directories, FIFOs, devices, files without an execute bit and symlink
-        loops are passed over. A name with a slash is taken as it is.
-        """
-        last = FileHead(argv0, error=f"{argv0}: empty entrypoint", missing=True)
-        found = entrypoint.candidates(argv0, path_env, workdir)
-        if "/" in argv0:
-            return (found[0], self.read(found[0])) if found else (argv0, last)
-        first: tuple[str, FileHead] | None = None
-        for candidate in found:
-            head = self.read(candidate)
-            if head.executable:
-                return candidate, head
-            if first is None and not head.missing:
-                first = (candidate, head)
-            last = head
-        return first or (argv0, last)

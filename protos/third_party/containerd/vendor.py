@@ -31,6 +31,7 @@ FILES = (
     "api/services/images/v1/images.proto",
     "api/services/snapshots/v1/snapshots.proto",
     "api/services/tasks/v1/tasks.proto",
+    "api/services/version/v1/version.proto",
     "api/types/descriptor.proto",
     "api/types/metrics.proto",
     "api/types/mount.proto",

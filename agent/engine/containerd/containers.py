@@ -1,0 +1,228 @@
+"""What diagnosis asks of containerd about one container: its description, its log, its files.
+
+``ContainerdContainers`` answers the same questions as the Docker client does for
+``agent.diagnosis.diagnose.Diagnoser`` (``inspect_container``, ``logs``), from
+containerd's containers, tasks and snapshots and the files on this node:
+
+- the description comes from the container record and its task
+  (``agent.engine.containerd.describe``);
+- the log is the pod attempt's CRI log file, else a plain task's ``file://`` log
+  URI, else none (then the exit is judged by its file alone, as with Docker's
+  ``--log-driver none``);
+- files are read from the snapshot directories ``Snapshots.Mounts`` names, or,
+  once the container and its snapshot are gone (``ctr run --rm``), from the
+  image layers the ``/tasks/create`` event named (they outlive the container).
+
+It remembers, for a bounded number of containers, what ``/containers/create``
+and ``/tasks/create`` said (namespace, description, root filesystem, log URI),
+so a removed container is still described and read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from agent.engine.containerd import describe as d
+from agent.engine.containerd import logs as cl
+from agent.engine.containerd.rootfs import LayeredFiles, layer_dirs, lower_dirs
+from agent.errors import ContainerdUnavailable
+
+logger = logging.getLogger(__name__)
+
+# The CRI plugin copies a container's output to its log file as it comes; the
+# task's exit can be published before the last line lands. When the log holds no
+# line yet, it is read again for up to this long.
+LOG_SETTLE = 0.5
+LOG_POLL = 0.05
+STATUS = {0: "unknown", 1: "created", 2: "running", 3: "stopped", 4: "paused", 5: "pausing"}
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the events said about one container while it lived."""
+
+    namespace: str
+    layers: tuple[Path, ...] = ()
+    lower: tuple[Path, ...] = ()
+    stdout: str = ""
+    description: dict[str, Any] | None = None
+
+
+def _when(ts: Any) -> datetime | None:
+    if ts is None or (ts.seconds == 0 and ts.nanos == 0):
+        return None
+    return datetime.fromtimestamp(ts.seconds, timezone.utc).replace(microsecond=ts.nanos // 1000)
+
+
+class ContainerdContainers:
+    def __init__(
+        self,
+        client: Any,
+        namespaces: Sequence[str],
+        *,
+        images: Any,
+        cri_log_root: Path = d.DEFAULT_CRI_LOG_ROOT,
+        remember: int = 1024,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._namespaces = tuple(namespaces)
+        self._images = images
+        self._log_root = cri_log_root
+        self._sleep = sleep
+        self._seen: OrderedDict[str, Seen] = OrderedDict()
+        self._image_layers: OrderedDict[str, tuple[Path, ...]] = OrderedDict()
+        self._size = remember
+        self._lock = threading.Lock()
+
+    # -- memory --------------------------------------------------------------------
+    def namespace_of(self, container_id: str) -> str:
+        with self._lock:
+            seen = self._seen.get(container_id)
+        if seen is not None:
+            return seen.namespace
+        for ns in self._namespaces:
+            if self._client.container(ns, container_id) is not None:
+                self._note(container_id, namespace=ns)
+                return ns
+        return self._namespaces[0]
+
+    def image_namespace(self, ref: str) -> str:
+        """The namespace to resolve an image in: that of the last container seen using it."""
+        with self._lock:
+            for seen in reversed(self._seen.values()):
+                desc = seen.description or {}
+                if ref in (desc.get("Image"), (desc.get("Config") or {}).get("Image")):
+                    return seen.namespace
+        return self._namespaces[0]
+
+    def _note(self, container_id: str, **changes: Any) -> Seen:
+        with self._lock:
+            old = self._seen.pop(container_id, None)
+            base = old or Seen(changes.get("namespace", self._namespaces[0]))
+            seen = Seen(**{**base.__dict__, **changes})
+            self._seen[container_id] = seen
+            while len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+            image_id = (seen.description or {}).get("Image")
+            if image_id and seen.lower:
+                # A container's lower directories are its image's layers: they outlive it.
+                self._image_layers[image_id] = seen.lower
+                self._image_layers.move_to_end(image_id)
+                while len(self._image_layers) > self._size:
+                    self._image_layers.popitem(last=False)
+        return seen
+
+    def noted(self, container_id: str, namespace: str) -> None:
+        """The namespace an event or a listing named for this container."""
+        with self._lock:
+            seen = self._seen.get(container_id)
+        if seen is None or seen.namespace != namespace:
+            self._note(container_id, namespace=namespace)
+
+    def created(self, namespace: str, container_id: str) -> None:
+        """``/containers/create``: describe it now, for when it is gone (called off the event thread)."""
+        try:
+            desc = self._describe(namespace, container_id)
+        except ContainerdUnavailable as e:
+            logger.debug("created container not described container=%s error=%s", container_id[:12], e)
+            return
+        if desc is not None:
+            self._note(container_id, namespace=namespace, description=desc)
+
+    def task_created(self, namespace: str, container_id: str, mounts: Sequence[tuple[str, str, Sequence[str]]],
+                     stdout: str) -> None:
+        """``/tasks/create``: the root filesystem's directories and the log URI, from the event itself."""
+        self._note(container_id, namespace=namespace, layers=layer_dirs(mounts), lower=lower_dirs(mounts), stdout=stdout)
+
+    def forget(self, container_id: str) -> None:
+        with self._lock:
+            self._seen.pop(container_id, None)
+
+    # -- the questions diagnosis asks ---------------------------------------------
+    def _describe(self, namespace: str, container_id: str) -> dict[str, Any] | None:
+        c = self._client.container(namespace, container_id)
+        if c is None:
+            return None
+        spec = d.spec_json(c.spec.type_url, c.spec.value)
+        labels = dict(c.labels)
+        meta = d.cri_metadata({k: v.value for k, v in c.extensions.items()})
+        identity = d.kube_identity(labels, (spec.get("annotations") or {}), meta)
+        task = self._client.task(namespace, container_id)
+        image = self._images.resolve(namespace, c.image) if c.image else None
+        return d.describe(
+            container_id, image_ref=c.image, image_id=(image or {}).get("Id", ""), spec=spec, labels=labels,
+            identity=identity,
+            status=STATUS.get(int(task.status), "") if task is not None else "stopped",
+            exit_code=int(task.exit_status) if task is not None else 0,
+            exited_at=_when(task.exited_at) if task is not None else None,
+        ) | {"_snapshot": (c.snapshotter, c.snapshot_key), "_kube": identity}
+
+    def inspect_container(self, container_id: str) -> dict[str, Any] | None:
+        """The container's description; the one remembered from its creation once it is gone
+        (then marked removed); ``None`` if containerd never told of it."""
+        ns = self.namespace_of(container_id)
+        desc = self._describe(ns, container_id)
+        if desc is not None:
+            self._note(container_id, namespace=ns, description=desc)
+            return desc
+        with self._lock:
+            seen = self._seen.get(container_id)
+        if seen is None or seen.description is None:
+            return None
+        return seen.description | {"HostConfig": {"AutoRemove": True}}
+
+    def kube(self, container_id: str) -> d.KubeIdentity | None:
+        with self._lock:
+            seen = self._seen.get(container_id)
+        return ((seen.description if seen else None) or {}).get("_kube")
+
+    def logs(self, container_id: str, **_: Any) -> str:
+        """The end of the container's output: its CRI log, or its task's file log; "" when neither."""
+        with self._lock:
+            seen = self._seen.get(container_id)
+        desc = (seen.description if seen else None) or {}
+        identity = desc.get("_kube")
+        path = d.cri_log_path(identity, self._log_root) if identity is not None else None
+        if path is not None:
+            text = cl.cri_log(path)
+            waited = 0.0
+            while (not text) and waited < LOG_SETTLE:
+                self._sleep(LOG_POLL)
+                waited += LOG_POLL
+                text = cl.cri_log(path)
+            return text or ""
+        raw = cl.file_uri_path(seen.stdout) if seen else None
+        return (cl.raw_log(raw) if raw is not None else None) or ""
+
+    def files(self, container_id: str) -> LayeredFiles | None:
+        """The container's root filesystem: its snapshot's directories, else those its task was created with."""
+        with self._lock:
+            seen = self._seen.get(container_id)
+        snap = ((seen.description if seen else None) or {}).get("_snapshot")
+        if seen is not None and snap and snap[1]:
+            mounts = self._client.mounts(seen.namespace, snap[0], snap[1])
+            if mounts:
+                return LayeredFiles(layer_dirs(mounts))
+        if seen is not None and seen.layers:
+            files = LayeredFiles(seen.layers)
+            if files.usable:
+                return files
+        return None
+
+    def image_files(self, image_id: str) -> LayeredFiles | None:
+        """An image's layers, as the snapshotter last mounted them under one of its containers."""
+        with self._lock:
+            layers = self._image_layers.get(image_id)
+        if not layers:
+            return None
+        files = LayeredFiles(layers)
+        return files if files.usable else None

@@ -1,0 +1,80 @@
+"""Find task exits the event stream missed: containerd keeps no event history.
+
+Two sources, named exactly as the live ``/tasks/exit`` event names an exit
+(container id and ``exited_at``), so an exit met twice is counted once:
+
+1. stopped tasks (``Tasks.List``): a task stays until its client deletes it
+   (``ctr run -d``, a client that died, a containerd restarted meanwhile);
+2. for pods, the CRI plugin's own record of a container's last exit
+   (``<containerd root>/io.containerd.grpc.v1.cri/containers/<id>/status``,
+   ``{"Version": "v1", "Status": {"FinishedAt": <ns>, "ExitCode": n, ...}}``),
+   since the CRI plugin deletes a pod container's task as soon as it exits. Its
+   ``FinishedAt`` is the task exit's ``exited_at``.
+
+An exit whose task was deleted by its client while the agent was not listening,
+outside Kubernetes, leaves no trace to find.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agent.engine.containerd.watch import exited_at
+from agent.engine.exits import EPOCH, Exit
+
+logger = logging.getLogger(__name__)
+
+STOPPED = 3
+
+
+def cri_status(data: bytes) -> tuple[int, datetime] | None:
+    """(exit code, finished at) from a CRI status file; ``None`` if it has not exited."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    status = doc.get("Status") if isinstance(doc, dict) else None
+    if not isinstance(status, dict) or not status.get("FinishedAt"):
+        return None
+    try:
+        nanos, code = int(status["FinishedAt"]), int(status.get("ExitCode") or 0)
+    except (TypeError, ValueError):
+        return None
+    return code, EPOCH + timedelta(microseconds=nanos // 1000)
+
+
+def task_exits(client: Any, namespaces: tuple[str, ...], since: datetime, until: datetime) -> list[tuple[str, Exit]]:
+    """(namespace, exit) of every stopped init task with a non-zero status that exited in (since, until]."""
+    found = []
+    for ns in namespaces:
+        for t in client.tasks(ns):
+            # Listed tasks name their container in ``id`` (``container_id`` is left empty).
+            cid = t.container_id or t.id
+            if int(t.status) != STOPPED or t.id != cid or not t.exit_status:
+                continue
+            when = exited_at(t.exited_at)
+            if since < when <= until:
+                found.append((ns, Exit(container_id=cid, exit_code=int(t.exit_status), time=when)))
+    return found
+
+
+def cri_exits(client: Any, cri_root: Path, since: datetime, until: datetime,
+              namespace: str = "k8s.io") -> list[tuple[str, Exit]]:
+    """(namespace, exit) of pod containers whose CRI status tells of a non-zero exit in (since, until]."""
+    if namespace not in ("k8s.io",) or not (cri_root / "containers").is_dir():
+        return []
+    found = []
+    for c in client.containers(namespace):
+        try:
+            data = (cri_root / "containers" / c.id / "status").read_bytes()
+        except OSError:
+            continue
+        status = cri_status(data)
+        if status is None or status[0] == 0 or not (since < status[1] <= until):
+            continue
+        found.append((namespace, Exit(container_id=c.id, exit_code=status[0], time=status[1])))
+    return found
