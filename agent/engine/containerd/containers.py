@@ -143,6 +143,11 @@ class ContainerdContainers:
         """``/tasks/create``: the root filesystem's directories and the log URI, from the event itself."""
         self._note(container_id, namespace=namespace, layers=layer_dirs(mounts), lower=lower_dirs(mounts), stdout=stdout)
 
+    def known_description(self, container_id: str) -> bool:
+        with self._lock:
+            seen = self._seen.get(container_id)
+        return seen is not None and seen.description is not None
+
     def forget(self, container_id: str) -> None:
         with self._lock:
             self._seen.pop(container_id, None)
