@@ -193,8 +193,8 @@ _BY_CAUSE = {
 
 
 def hint_of(event: pb.Event) -> Hint:
-    """The remediation hint for one event."""
-    return hint_for(
+    """The remediation hint for one event (in Kubernetes terms when it came from a pod)."""
+    hint = hint_for(
         cause=event.cause,
         image_ref=event.image.ref,
         host_platform=event.host.platform,
@@ -207,6 +207,11 @@ def hint_of(event: pb.Event) -> Hint:
         shebang=event.binary.shebang,
         container=event.container.name or event.container.id[:12],
     )
+    if event.container.HasField("kubernetes"):
+        from enoexec import hints_kubernetes
+
+        return hints_kubernetes.for_pod(hint, event)
+    return hint
 
 
 def hint_json(hint: Hint) -> dict[str, Any]:

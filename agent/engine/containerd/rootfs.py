@@ -17,7 +17,7 @@ import errno
 import os
 import posixpath
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent.diagnosis import entrypoint
@@ -66,19 +66,20 @@ def _opaque(path: Path) -> bool:
     return False
 
 
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except OSError:
-        return None
-
-
 class LayeredFiles(FileReader):
     """The files of a root filesystem made of ``layers`` (top first), as overlayfs shows them."""
 
-    def __init__(self, layers: Sequence[Path], *, head_bytes: int = HEAD_BYTES) -> None:
+    def __init__(self, layers: Sequence[Path], *, head_bytes: int = HEAD_BYTES,
+                 lstat: Callable[[Path], os.stat_result] = os.lstat) -> None:
         self._layers = tuple(layers)
         self._head = head_bytes
+        self._stat = lstat
+
+    def _lstat(self, path: Path) -> os.stat_result | None:
+        try:
+            return self._stat(path)
+        except OSError:
+            return None
 
     @property
     def usable(self) -> bool:
@@ -90,7 +91,7 @@ class LayeredFiles(FileReader):
         for layer in self._layers:
             hidden = False
             for depth in range(1, len(parts)):  # ancestors in this layer
-                st = _lstat(layer.joinpath(*parts[:depth]))
+                st = self._lstat(layer.joinpath(*parts[:depth]))
                 if st is None:
                     continue
                 if _is_whiteout(st) or not stat.S_ISDIR(st.st_mode):
@@ -99,7 +100,7 @@ class LayeredFiles(FileReader):
             if hidden:
                 return None
             path = layer.joinpath(*parts)
-            st = _lstat(path)
+            st = self._lstat(path)
             if st is not None:
                 return None if _is_whiteout(st) else (path, st)
             if any(_opaque(layer.joinpath(*parts[:d])) for d in range(1, len(parts))):
