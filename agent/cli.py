@@ -47,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     diag.add_argument("container", metavar="CONTAINER", help="container name or id")
     diag.add_argument("--json", action="store_true", help="print the event JSON the collector would receive")
     diag.add_argument("--docker-host", metavar="URL", help="Docker Engine URL (default $DOCKER_HOST, then the local socket)")
+    add_engine_arguments(diag)
     diag.add_argument("--host-id", metavar="ID", help="host id to report (default /etc/machine-id, then the hostname)")
     diag.add_argument("--no-registry", action="store_true", help="do not ask the registry which platforms the image offers")
     diag.add_argument("--no-lookup-registry", dest="no_registry", action="store_true", help=argparse.SUPPRESS)
@@ -61,6 +62,22 @@ def parser() -> argparse.ArgumentParser:
                            "(default: the first this host neither runs nor emulates)")
     demo.add_argument("--docker-host", metavar="URL", help="Docker Engine URL (default $DOCKER_HOST, then the local socket)")
     return p
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", choices=("auto", "docker", "containerd"), help="engine to ask (default $ENOEXEC_RUNTIME, then auto)")
+    p.add_argument("--containerd-address", metavar="SOCKET", help="containerd's socket (default /run/containerd/containerd.sock, then k3s's)")
+    p.add_argument("--containerd-namespaces", metavar="NS,NS", help="containerd namespaces to look in (default k8s.io,default)")
+    p.add_argument("--containerd-root", metavar="DIR", help="containerd's root directory (default /var/lib/containerd)")
+    p.add_argument("--cri-log-root", metavar="DIR", help="where pods' logs are (default /var/log/pods)")
+
+
+def _engine_choice(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str]:
+    from agent.engine import registry
+
+    runtime = args.runtime or env.get("ENOEXEC_RUNTIME") or "auto"
+    address = args.containerd_address or env.get("ENOEXEC_CONTAINERD_ADDRESS", "")
+    return registry.choose(runtime, _docker_url(args, env), address)
 
 
 def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -153,6 +170,9 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_diagnose(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     url = _docker_url(args, env)
     host_id = config.check_host_id(args.host_id or env.get("ENOEXEC_HOST_ID", ""))
+    engine, address = _engine_choice(args, env)
+    if engine == "containerd":
+        return _diagnose_containerd(args, env, address, host_id)
     import docker.errors
     import requests.exceptions
 
@@ -186,6 +206,49 @@ def cmd_diagnose(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(render.event_text(outcome.event))
+    return EXIT_OK
+
+
+def _diagnose_containerd(args: argparse.Namespace, env: Mapping[str, str], address: str, host_id: str) -> int:
+    from datetime import datetime, timezone
+
+    from agent import render
+    from agent.delivery import wire
+    from agent.engine.containerd.engine import ContainerdEngine
+    from agent.engine.exits import Exit, parse_docker_time
+    from enoexec import eventjson
+
+    try:
+        namespaces = config.namespaces(args.containerd_namespaces or env.get("ENOEXEC_CONTAINERD_NAMESPACES") or "k8s.io,default")
+    except ValueError as e:
+        raise ConfigError(f"--containerd-namespaces: {e}") from None
+    engine = ContainerdEngine(
+        address, namespaces=namespaces,
+        root=Path(args.containerd_root or env.get("ENOEXEC_CONTAINERD_ROOT") or "/var/lib/containerd"),
+        cri_log_root=Path(args.cri_log_root or env.get("ENOEXEC_CRI_LOG_ROOT") or "/var/log/pods"),
+    )
+    try:
+        engine.client.ping()
+        attrs = engine.containers.inspect_container(args.container)
+        if attrs is None:
+            raise NoSuchContainer(f"no such container: {args.container} (in namespaces {','.join(namespaces)} of containerd at {address})")
+        host = engine.facts(host_id, Path("/proc"))
+        state = attrs["State"]
+        if state.get("Running"):
+            return _outcome(args, attrs["Id"], EXIT_STILL_RUNNING, f"{args.container}: still running; nothing to diagnose")
+        diagnoser = engine.diagnoser(lambda: host, lookup_registry=not args.no_registry, image_fallback=True,
+                                     clock=lambda: datetime.now(timezone.utc), daemon=False)
+        when = parse_docker_time(state.get("FinishedAt", ""))
+        outcome = diagnoser.diagnose(Exit(attrs["Id"], int(state.get("ExitCode", 0)), attrs["Config"]["Image"], time=when))
+        if outcome.event is None:
+            message = f"{args.container}: exit code {state.get('ExitCode')}; not an exec format error"
+            return _outcome(args, attrs["Id"], EXIT_NOT_EXEC_FORMAT, message)
+        event = engine.enrich(outcome.event)
+    finally:
+        engine.close()
+    doc = eventjson.to_json(wire.event_pb(event))
+    doc["hint"] = render.hint_json(event)
+    print(json.dumps(doc, indent=2) if args.json else render.event_text(event))
     return EXIT_OK
 
 

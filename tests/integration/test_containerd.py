@@ -267,3 +267,28 @@ def test_a_restarted_agent_reconciles_from_containerd_tasks_with_its_checkpoint(
     evs = _events(col)
     assert {e["container"]["id"] for e in evs} == set(before + while_down)
     assert not any(e.get("backfilled") for e in evs)  # a checkpoint was there: not back-fill
+
+
+def test_diagnose_names_the_pod_and_its_attempt(kube) -> None:
+    import json
+    import subprocess
+    import sys
+
+    image = _load(kube, "cli", ARM64_APP, "arm64")
+    pod = ctrd.Pod("cli-5c6d", namespace="payments")
+    kube.run_attempt(image, pod, 0)
+    cid = kube.run_attempt(image, pod, 1, detach=True)  # its task stays, with the exit status
+    procs.wait_for(lambda: "STOPPED" in kube.ctr("tasks", "ls").stdout, timeout=30, what="the attempt stopped")
+    base = [sys.executable, "-m", "agent.cli", "diagnose", "--runtime", "containerd", "--containerd-address", str(kube.socket),
+            "--containerd-root", str(kube.data_root), "--cri-log-root", str(kube.log_root), "--host-id", "node-cli"]
+    res = subprocess.run([*base, cid, "--json"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["cause"] == "arch_mismatch" and doc["evidence"] == "runtime_message"
+    assert doc["container"]["kubernetes"] == {"pod": "cli-5c6d", "namespace": "payments", "container": "app",
+                                              "pod_uid": pod.uid, "restart_count": 1, "has_restart_count": True}
+    assert "nodeSelector" in doc["hint"]["text"]
+    text = subprocess.run([*base, cid], capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0 and "pod        payments/cli-5c6d container app attempt 1" in text.stdout
+    missing = subprocess.run([*base, "no-such-container"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 4 and missing.stderr.count("\n") == 1, missing.stderr

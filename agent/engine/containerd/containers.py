@@ -32,6 +32,7 @@ from typing import Any
 
 from agent.engine.containerd import describe as d
 from agent.engine.containerd import logs as cl
+from agent.engine.containerd import reconcile
 from agent.engine.containerd.rootfs import LayeredFiles, layer_dirs, lower_dirs
 from agent.errors import ContainerdUnavailable
 
@@ -70,6 +71,7 @@ class ContainerdContainers:
         *,
         images: Any,
         cri_log_root: Path = d.DEFAULT_CRI_LOG_ROOT,
+        cri_root: Path | None = None,
         remember: int = 1024,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -77,6 +79,7 @@ class ContainerdContainers:
         self._namespaces = tuple(namespaces)
         self._images = images
         self._log_root = cri_log_root
+        self._cri_root = cri_root
         self._sleep = sleep
         self._seen: OrderedDict[str, Seen] = OrderedDict()
         self._image_layers: OrderedDict[str, tuple[Path, ...]] = OrderedDict()
@@ -163,12 +166,17 @@ class ContainerdContainers:
         identity = d.kube_identity(labels, (spec.get("annotations") or {}), meta)
         task = self._client.task(namespace, container_id)
         image = self._images.resolve(namespace, c.image) if c.image else None
+        status, code, when = "stopped", 0, None
+        if task is not None:
+            status, code, when = STATUS.get(int(task.status), ""), int(task.exit_status), _when(task.exited_at)
+        elif self._cri_root is not None and identity is not None:
+            # The CRI plugin deletes a pod container's task at its exit and keeps the exit itself.
+            record = reconcile.cri_status_of(self._cri_root, container_id)
+            if record is not None:
+                code, when = record
         return d.describe(
             container_id, image_ref=c.image, image_id=(image or {}).get("Id", ""), spec=spec, labels=labels,
-            identity=identity,
-            status=STATUS.get(int(task.status), "") if task is not None else "stopped",
-            exit_code=int(task.exit_status) if task is not None else 0,
-            exited_at=_when(task.exited_at) if task is not None else None,
+            identity=identity, status=status, exit_code=code, exited_at=when,
         ) | {"_snapshot": (c.snapshotter, c.snapshot_key), "_kube": identity}
 
     def inspect_container(self, container_id: str) -> dict[str, Any] | None:

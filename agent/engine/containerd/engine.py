@@ -59,7 +59,7 @@ class ContainerdEngine:
         self._host_platform = ""
         self.images = ContainerdImages(self.client, lambda: self._host_platform, self._image_namespace)
         self.containers = ContainerdContainers(self.client, self.namespaces, images=self.images,
-                                               cri_log_root=cri_log_root)
+                                               cri_log_root=cri_log_root, cri_root=root / CRI_PLUGIN_DIR)
         self._quick = ThreadPoolExecutor(max_workers=4, thread_name_prefix="containerd-create")
 
     def _image_namespace(self, ref: str) -> str:

@@ -47,6 +47,16 @@ def cri_status(data: bytes) -> tuple[int, datetime] | None:
     return code, EPOCH + timedelta(microseconds=nanos // 1000)
 
 
+def cri_status_of(cri_root: Path, container_id: str) -> tuple[int, datetime] | None:
+    """The CRI plugin's record of this container's exit, if it is readable here."""
+    if "/" in container_id or container_id in (".", ".."):
+        return None
+    try:
+        return cri_status((cri_root / "containers" / container_id / "status").read_bytes())
+    except OSError:
+        return None
+
+
 def task_exits(client: Any, namespaces: tuple[str, ...], since: datetime, until: datetime) -> list[tuple[str, Exit]]:
     """(namespace, exit) of every stopped init task with a non-zero status that exited in (since, until]."""
     found = []
@@ -69,11 +79,7 @@ def cri_exits(client: Any, cri_root: Path, since: datetime, until: datetime,
         return []
     found = []
     for c in client.containers(namespace):
-        try:
-            data = (cri_root / "containers" / c.id / "status").read_bytes()
-        except OSError:
-            continue
-        status = cri_status(data)
+        status = cri_status_of(cri_root, c.id)
         if status is None or status[0] == 0 or not (since < status[1] <= until):
             continue
         found.append((namespace, Exit(container_id=c.id, exit_code=status[0], time=status[1])))
