@@ -129,6 +129,7 @@ def record(event: pb.Event) -> EventRecord:
         image_facts_ref=eventcodec.ref(image),
         image_facts=image,
         backfilled=backfilled,
+        kube_namespace=event.container.kubernetes.namespace if event.container.HasField("kubernetes") else "",
     )
 
 

@@ -148,6 +148,9 @@ def test_pods_exits_are_diagnosed_with_the_causes_docker_gives(kube, collector, 
         k8s = sorted((e["container"]["kubernetes"] for e in got), key=lambda k: k.get("restart_count", 0))
         assert [(k["namespace"], k["container"], k["pod_uid"], k.get("restart_count", 0)) for k in k8s] == [
             ("shop", "app", pods[name].uid, 0), ("shop", "app", pods[name].uid, 1)]
+    text = procs.metrics(col.http)
+    for _name, _files, _arch, cause, _kind in SCENARIOS:  # a bounded label: the namespace, never the pod
+        assert procs.total(text, "enoexec_kubernetes_exits_total", namespace="shop", cause=cause) == 2
     foreign = by_pod[pods["foreign"].name][0]
     assert foreign["binary"]["platform"] == "linux/arm64" and foreign["container"]["name"].startswith("shop/foreign-7d9f/app")
 
