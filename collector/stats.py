@@ -6,7 +6,6 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-
 MAX_NAMESPACES = 100
 OTHER_NAMESPACE = "_other"
 
