@@ -224,3 +224,16 @@ def test_an_explicit_containerd_address_wins_and_moby_is_refused() -> None:
         config.namespaces("k8s.io,moby")
     with pytest.raises(ConfigError):
         registry.choose("podman", "", "")
+
+
+def test_an_empty_log_is_read_again_for_a_bounded_time() -> None:
+    from agent.engine.containerd.containers import LOG_SETTLE, ContainerdContainers
+
+    slept: list[float] = []
+    c = ContainerdContainers(None, ["k8s.io"], images=None, sleep=slept.append)
+    answers = iter(["", "  \n", "exec /app: exec format error\n"])
+    assert c._settled(lambda _: next(answers), Path("/x")) == "exec /app: exec format error\n"
+    assert len(slept) == 2
+    slept.clear()
+    assert c._settled(lambda _: None, Path("/x")) == ""
+    assert sum(slept) == pytest.approx(LOG_SETTLE, abs=0.051)

@@ -206,15 +206,20 @@ class ContainerdContainers:
         identity = desc.get("_kube")
         path = d.cri_log_path(identity, self._log_root) if identity is not None else None
         if path is not None:
-            text = cl.cri_log(path)
-            waited = 0.0
-            while (not text) and waited < LOG_SETTLE:
-                self._sleep(LOG_POLL)
-                waited += LOG_POLL
-                text = cl.cri_log(path)
-            return text or ""
+            return self._settled(cl.cri_log, path)
         raw = cl.file_uri_path(seen.stdout) if seen else None
-        return (cl.raw_log(raw) if raw is not None else None) or ""
+        return self._settled(cl.raw_log, raw) if raw is not None else ""
+
+    def _settled(self, read: Callable[[Path], str | None], path: Path) -> str:
+        """``read(path)``, again for up to LOG_SETTLE while it holds nothing: the output is
+        copied to the file as it comes, and the exit can be published first."""
+        text = read(path)
+        waited = 0.0
+        while not (text or "").strip() and waited < LOG_SETTLE:
+            self._sleep(LOG_POLL)
+            waited += LOG_POLL
+            text = read(path)
+        return text or ""
 
     def files(self, container_id: str) -> LayeredFiles | None:
         """The container's root filesystem: its snapshot's directories, else those its task was created with."""
