@@ -29,7 +29,7 @@ class SnapshotBinaryReader:
              named_path: str = "") -> BinaryFacts:
         key = (image_id, argv, named_path)
         with self._lock:
-            if key in self._cache:
+            if image_id and key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         self.archive_reads += 1
@@ -41,7 +41,7 @@ class SnapshotBinaryReader:
             return BinaryFacts(argv0, "unreadable", source="image", requested_path=argv0,
                                error="neither the container's snapshot nor its image's layers can be read here")
         facts = inspect_binary(files, argv0, path_env, workdir, source, named_path)
-        if facts.kind != "unreadable":
+        if facts.kind != "unreadable" and image_id:  # no image id: no key that names this file
             with self._lock:
                 self._cache[key] = facts
                 while len(self._cache) > self._cache_size:
