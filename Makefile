@@ -9,7 +9,7 @@ PROTOC = $(PYTHON) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --gr
 # include path maps that import prefix onto the vendored directory.
 CTRD_DIR := protos/third_party/containerd
 CTRD_PKG := enoexec/third_party/containerd
-CTRD_SRC = $(sort $(patsubst $(CTRD_DIR)/%,$(CTRD_PKG)/%,$(shell find $(CTRD_DIR)/api -name '*.proto')))
+CTRD_SRC = $(sort $(patsubst $(CTRD_DIR)/%,$(CTRD_PKG)/%,$(shell find $(CTRD_DIR)/api $(CTRD_DIR)/criapi -name '*.proto')))
 PROTOC_CTRD = $(PYTHON) -m grpc_tools.protoc -I$(CTRD_PKG)=$(CTRD_DIR) --python_out=. --pyi_out=. --grpc_python_out=. $(CTRD_SRC) \
 	&& find $(CTRD_PKG) -type d -exec touch {}/__init__.py \;
 

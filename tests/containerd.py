@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 START_TIMEOUT = 60.0
+PAUSE_IMAGE = "docker.io/enoexec-test/pause:1"
 CRI_LOGGER = Path(__file__).resolve().parent / "cri_logger.py"
 
 
@@ -56,6 +57,10 @@ class Containerd:
         config.write_text(
             f'version = 2\nroot = "{self.data_root}"\nstate = "{self.root / "state"}"\n'
             f'[grpc]\n  address = "{self.socket}"\n'
+            # The CRI plugin (driven by tests/cri.py): a pause image built here, and no OOM score below
+            # containerd's own (lowering it needs CAP_SYS_RESOURCE, which a test sandbox may lack).
+            '[plugins."io.containerd.grpc.v1.cri"]\n'
+            f'  sandbox_image = "{PAUSE_IMAGE}"\n  restrict_oom_score_adj = true\n'
         )
         log = open(self.root / "containerd.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,

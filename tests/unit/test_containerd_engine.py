@@ -190,11 +190,13 @@ def test_filters_select_topics_in_the_watched_namespaces() -> None:
 
 
 def test_the_cri_status_record_names_the_exit_as_the_task_exit_did() -> None:
-    doc = {"Version": "v1", "Status": {"Pid": 0, "CreatedAt": 1, "StartedAt": 2,
-                                       "FinishedAt": 1_796_430_838_682_277_666, "ExitCode": 1, "Reason": "Error"}}
-    code, when = reconcile.cri_status(json.dumps(doc).encode()) or (0, None)
+    # As containerd 1.6.20's CRI plugin wrote it (tests/integration/test_containerd_cri.py reads real ones).
+    raw = (b'{"Version":"v1","Pid":0,"CreatedAt":1796432435692276007,"StartedAt":1796432435752933784,'
+           b'"FinishedAt":1796430838682277666,"ExitCode":1,"Reason":"","Message":"","Resources":{"linux":{}}}')
+    code, when = reconcile.cri_status(raw) or (0, None)
     assert code == 1 and when == datetime(2026, 12, 5, 0, 33, 58, 682277, tzinfo=timezone.utc)
-    assert reconcile.cri_status(json.dumps({"Version": "v1", "Status": {"FinishedAt": 0}}).encode()) is None
+    assert reconcile.cri_status(b'{"Version":"v1","Pid":42,"FinishedAt":0,"ExitCode":0}') is None  # running
+    assert reconcile.cri_status(b'{"Version":"v2","FinishedAt":5,"ExitCode":1}') is None
     assert reconcile.cri_status(b"not json") is None
 
 

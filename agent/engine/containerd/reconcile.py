@@ -7,7 +7,8 @@ Two sources, named exactly as the live ``/tasks/exit`` event names an exit
    (``ctr run -d``, a client that died, a containerd restarted meanwhile);
 2. for pods, the CRI plugin's own record of a container's last exit
    (``<containerd root>/io.containerd.grpc.v1.cri/containers/<id>/status``,
-   ``{"Version": "v1", "Status": {"FinishedAt": <ns>, "ExitCode": n, ...}}``),
+   ``{"Version": "v1", "Pid": 0, ..., "FinishedAt": <ns>, "ExitCode": n, ...}``: Go embeds the
+   status in the versioned record, so its fields sit at the top; measured on containerd 1.6.20),
    since the CRI plugin deletes a pod container's task as soon as it exits. Its
    ``FinishedAt`` is the task exit's ``exited_at``.
 
@@ -37,8 +38,10 @@ def cri_status(data: bytes) -> tuple[int, datetime] | None:
         doc = json.loads(data)
     except ValueError:
         return None
-    status = doc.get("Status") if isinstance(doc, dict) else None
-    if not isinstance(status, dict) or not status.get("FinishedAt"):
+    if not isinstance(doc, dict) or doc.get("Version") != "v1":
+        return None
+    status = doc.get("Status") if isinstance(doc.get("Status"), dict) else doc  # nested: never seen, accepted
+    if not status.get("FinishedAt"):
         return None
     try:
         nanos, code = int(status["FinishedAt"]), int(status.get("ExitCode") or 0)

@@ -38,11 +38,14 @@ FILES = (
     "api/types/platform.proto",
     "api/types/task/task.proto",
 )
+# The kubelet's side of the CRI (k8s.io/cri-api v0.25.0, Apache-2.0, as vendored in containerd at
+# that tag): the tests drive containerd's CRI plugin through it; the agent does not use it.
+RENAMED = {"vendor/k8s.io/cri-api/pkg/apis/runtime/v1/api.proto": "criapi/runtime/v1/api.proto"}
 HERE = Path(__file__).resolve().parent
 OUR_PREFIX = "enoexec/third_party/containerd/"
 THEIR_PREFIX = "github.com/containerd/containerd/"
 
-_WEAK_IMPORT = re.compile(r'^\s*import weak "[^"]+";\s*\n', re.M)
+_WEAK_IMPORT = re.compile(r'^\s*import (?:weak )?"[^"]*(?:gogo|fieldpath)[^"]*";\s*\n', re.M)
 _OPTION_LINE = re.compile(r"^\s*option \((?:gogoproto|containerd\.plugin)\.[^)]+\)\s*=[^;]*;\s*\n", re.M)
 _FIELD_OPTION = re.compile(r'\(gogoproto\.\w+\)\s*=\s*(?:"[^"]*"|[\w.]+)\s*,?\s*')
 _EMPTY_BRACKETS = re.compile(r"\s*\[\s*\]")
@@ -63,12 +66,12 @@ def strip(text: str) -> str:
 
 def main(argv: list[str]) -> int:
     checkout, tag = Path(argv[1]), argv[2]
-    for name in FILES:
+    for name in (*FILES, *RENAMED):
         original = subprocess.run(["git", "-C", str(checkout), "show", f"{tag}:{name}"],
                                   check=True, capture_output=True, text=True).stdout
         header = (f"// Vendored from containerd {tag}, {name} (Apache-2.0, see NOTICE);\n"
                   "// gogo/fieldpath options removed and imports renamed by vendor.py. Do not edit.\n")
-        out = HERE / name
+        out = HERE / RENAMED.get(name, name)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(header + strip(original))
     return 0
