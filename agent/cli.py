@@ -55,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
     facts.add_argument("--json", action="store_true", help="print JSON")
     facts.add_argument("--docker-host", metavar="URL", help="Docker Engine URL (default $DOCKER_HOST, then the local socket)")
     facts.add_argument("--host-id", metavar="ID", help="host id to report")
+    facts.add_argument("--runtime", choices=("auto", "docker", "containerd"), help="engine to ask (default $ENOEXEC_RUNTIME, then auto)")
+    facts.add_argument("--containerd-address", metavar="SOCKET", help="containerd's socket (default /run/containerd/containerd.sock, then k3s's)")
     demo = sub.add_parser("demo", help="run a foreign-architecture image built here, to see an exit caught",
                           description="Build an image for another CPU from scratch (no registry), load it and run it once. A running agent reports the exit within seconds.")
     demo.add_argument("--platform", choices=DEMO_PLATFORMS, metavar="PLATFORM",
@@ -268,8 +270,18 @@ def cmd_facts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     url = _docker_url(args, env)
     host_id = config.check_host_id(args.host_id or env.get("ENOEXEC_HOST_ID", ""))
+    engine, address = _engine_choice(args, env)
     try:
-        host = gather_facts(docker_client(url), host_id)
+        if engine == "containerd":
+            from agent.engine.containerd.engine import ContainerdEngine
+
+            ctrd = ContainerdEngine(address)
+            try:
+                host = ctrd.facts(host_id, Path("/proc"))
+            finally:
+                ctrd.close()
+        else:
+            host = gather_facts(docker_client(url), host_id)
     except DockerUnavailable as e:  # the host's own facts are still worth showing
         logger.warning("without the Docker Engine's view: %s", e)
         from agent.host import hostfacts

@@ -295,3 +295,7 @@ def test_diagnose_names_the_pod_and_its_attempt(kube) -> None:
     assert text.returncode == 0 and "pod        payments/cli-5c6d container app attempt 1" in text.stdout
     missing = subprocess.run([*base, "no-such-container"], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 4 and missing.stderr.count("\n") == 1, missing.stderr
+    facts = subprocess.run([sys.executable, "-m", "agent.cli", "facts", "--json", "--runtime", "containerd",
+                            "--containerd-address", str(kube.socket)], capture_output=True, text=True, timeout=60)
+    assert facts.returncode == 0 and json.loads(facts.stdout)["engine"] == "containerd"
+    assert json.loads(facts.stdout)["engine_version"].startswith("1.")
