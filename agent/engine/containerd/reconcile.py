@@ -40,7 +40,8 @@ def cri_status(data: bytes) -> tuple[int, datetime] | None:
         return None
     if not isinstance(doc, dict) or doc.get("Version") != "v1":
         return None
-    status = doc.get("Status") if isinstance(doc.get("Status"), dict) else doc  # nested: never seen, accepted
+    nested = doc.get("Status")
+    status: dict[str, Any] = nested if isinstance(nested, dict) else doc  # nested: never seen, accepted
     if not status.get("FinishedAt"):
         return None
     try:
