@@ -239,3 +239,19 @@ def test_an_empty_log_is_read_again_for_a_bounded_time() -> None:
     slept.clear()
     assert c._settled(lambda _: None, Path("/x")) == ""
     assert sum(slept) == pytest.approx(LOG_SETTLE, abs=0.051)
+
+
+def test_the_generated_containerd_stubs_import_nothing_of_gogo() -> None:
+    """containerd's .proto files import gogo/protobuf options; vendor.py strips them, so the
+    wheel's generated code needs only protobuf (a fresh interpreter: nothing else loaded)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import pkgutil, sys, importlib, enoexec.third_party.containerd as t\n"
+        "mods = [m.name for m in pkgutil.walk_packages(t.__path__, t.__name__ + '.')]\n"
+        "[importlib.import_module(m) for m in mods]\n"
+        "print(len(mods), any('gogo' in m or 'fieldpath' in m or m.startswith('github') for m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    assert int(out[0]) > 30 and out[1] == "False"
