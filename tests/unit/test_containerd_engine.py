@@ -255,3 +255,15 @@ def test_the_generated_containerd_stubs_import_nothing_of_gogo() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60).stdout.split()
     assert int(out[0]) > 30 and out[1] == "False"
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--containerd-namespaces", "k8s.io,moby"], "'moby' is Docker's own namespace"),
+    (["--runtime", "podman"], "use docker, containerd or auto"),
+])
+def test_engine_mistakes_are_one_line_usage_errors(argv: list[str], says: str) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--insecure", *argv], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and says in res.stderr and res.stderr.count("\n") == 1, res.stderr
