@@ -95,15 +95,18 @@ class ContainerdEngine:
         )
 
     def replay_exits(self, since: datetime, until: datetime) -> list[Exit]:
-        return []  # containerd keeps no event history: state_exits reads its tasks
-
-    def state_exits(self, since: datetime, until: datetime) -> list[Exit]:
+        """containerd keeps no event history, but its stopped tasks and the CRI plugin's exit
+        records name each exit exactly as the live /tasks/exit did (container id, exited_at):
+        they are its replay, up to now (no grace needed, unlike Docker's container state)."""
         found = reconcile.task_exits(self.client, self.namespaces, since, until)
         if "k8s.io" in self.namespaces:
             found += reconcile.cri_exits(self.client, self._root / CRI_PLUGIN_DIR, since, until)
         for ns, exit in found:
             self.containers.noted(exit.container_id, ns)
         return sorted({e.key: e for _, e in found}.values(), key=lambda e: e.time or since)
+
+    def state_exits(self, since: datetime, until: datetime) -> list[Exit]:
+        return []  # everything containerd keeps is read by replay_exits
 
     def forget(self, container_id: str) -> None:
         pass  # nothing cached about task state
