@@ -7,8 +7,9 @@ Starts a private containerd (tests/containerd.py), a private dockerd (tests/dock
 real collector, the real agent with ``--runtime containerd`` and, for the footprint, the
 real agent on the dockerd.
 
-Latency: N pod attempts (namespace k8s.io, the kubelet's labels, a CRI log per attempt) run
-one after another, each dying of exec format error. One exit's latency: its ``exited_at``
+Latency: N attempts of a pod's container run through containerd's own CRI plugin, as the
+kubelet runs them (tests/cri.py: one host-network sandbox, a new container per attempt, the
+log written by containerd), one after another, each dying of exec format error. One exit's latency: its ``exited_at``
 to the moment the collector's ``/api/v1/events`` first lists it (polled every 10 ms).
 Baseline, the floor: the same exit's ``/tasks/exit`` line arriving from ``ctr events``
 (containerd's own CLI subscriber) in this process. Goal (issue #18): added latency (agent
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.engine.exits import parse_docker_time  # noqa: E402
 from benchmarks import agent_harness as h  # noqa: E402
 from tests import containerd as ctrd  # noqa: E402
-from tests import images, procs  # noqa: E402
+from tests import cri, images, procs  # noqa: E402
 
 GOAL_ADDED_MS = 250.0
 GOAL_RSS_DIFF_MIB = 5.0
@@ -124,6 +125,7 @@ def main() -> None:
     with ctrd.containerd() as c, h.engine() as eng, tempfile.TemporaryDirectory(prefix="enoexec-ctrd-bench-") as tmp_s:
         tmp = Path(tmp_s)
         c.load(arm64)
+        c.load(cri.pause_archive())
         api = eng.client()
         ref = h.load_arm64(api, f"{label}/crash:1")
         try:
@@ -133,10 +135,12 @@ def main() -> None:
                 try:
                     procs.wait_for(lambda: "containerd event stream connected" in ag.output(), timeout=30, what="agent")
                     floor, poll = CtrEvents(c), Poller(col.http)
+                    kubelet = cri.Kubelet(c.socket, c.log_root)
+                    sandbox = kubelet.pod("latency")
                     time.sleep(0.5)  # ctr events subscribed
                     results = []
                     for i in range(n):
-                        cid = c.run_attempt(image, ctrd.Pod(f"lat-{i}"), 0)
+                        cid = kubelet.attempt(sandbox, image, i)
                         procs.wait_for(lambda cid=cid: cid in poll.seen and cid in floor.seen, timeout=30, interval=0.01,
                                        what=f"exit {cid[:12]}")
                         arrived, exited = floor.seen[cid]
@@ -144,6 +148,7 @@ def main() -> None:
                         results.append(((poll.seen[cid] - died) * 1000, (arrived - died) * 1000))
                     floor.close()
                     poll.close()
+                    kubelet.close()
                 finally:
                     ag.stop()
                     c.cleanup()

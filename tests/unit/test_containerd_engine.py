@@ -267,3 +267,24 @@ def test_engine_mistakes_are_one_line_usage_errors(argv: list[str], says: str) -
 
     res = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--insecure", *argv], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and says in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_a_cri_containers_log_is_read_once_the_cri_plugin_recorded_its_exit(tmp_path: Path) -> None:
+    from agent.engine.containerd.containers import ContainerdContainers
+
+    status = tmp_path / "cri" / "containers" / "c1" / "status"
+    status.parent.mkdir(parents=True)
+    status.write_text('{"Version":"v1","Pid":42,"FinishedAt":0,"ExitCode":0}')  # running
+    polls: list[float] = []
+
+    def sleep(s: float) -> None:
+        polls.append(s)
+        if len(polls) == 3:  # the CRI plugin finishes its exit handling
+            status.write_text('{"Version":"v1","Pid":0,"FinishedAt":1796430838682277666,"ExitCode":1}')
+
+    c = ContainerdContainers(None, ["k8s.io"], images=None, cri_root=tmp_path / "cri", sleep=sleep)
+    c._await_cri_exit("c1")
+    assert len(polls) == 3
+    polls.clear()
+    c._await_cri_exit("not-a-cri-container")  # no record here: no wait
+    assert polls == []

@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 # line yet, it is read again for up to this long.
 LOG_SETTLE = 0.5
 LOG_POLL = 0.05
+# For a container of the CRI plugin, its exit record is written only after the output is
+# copied to the log (its task is deleted, which waits for the copy, then the status is
+# updated): the agent waits for that record, this long at most, then reads the log.
+CRI_EXIT_WAIT = 3.0
 STATUS = {0: "unknown", 1: "created", 2: "running", 3: "stopped", 4: "paused", 5: "pausing"}
 
 
@@ -206,9 +210,22 @@ class ContainerdContainers:
         identity = desc.get("_kube")
         path = d.cri_log_path(identity, self._log_root) if identity is not None else None
         if path is not None:
+            if identity is not None and identity.log_path and self._cri_root is not None:
+                self._await_cri_exit(container_id)
             return self._settled(cl.cri_log, path)
         raw = cl.file_uri_path(seen.stdout) if seen else None
         return self._settled(cl.raw_log, raw) if raw is not None else ""
+
+    def _await_cri_exit(self, container_id: str) -> None:
+        """Until the CRI plugin recorded the exit (so the log is complete), at most CRI_EXIT_WAIT;
+        at once when its record cannot be read here."""
+        assert self._cri_root is not None
+        if not (self._cri_root / "containers" / container_id / "status").exists():
+            return
+        waited = 0.0
+        while reconcile.cri_status_of(self._cri_root, container_id) is None and waited < CRI_EXIT_WAIT:
+            self._sleep(LOG_POLL)
+            waited += LOG_POLL
 
     def _settled(self, read: Callable[[Path], str | None], path: Path) -> str:
         """``read(path)``, again for up to LOG_SETTLE while it holds nothing: the output is
