@@ -6,8 +6,9 @@ containerd's containers, tasks and snapshots and the files on this node:
 
 - the description comes from the container record and its task
   (``agent.engine.containerd.describe``);
-- the log is the pod attempt's CRI log file, else a plain task's ``file://`` log
-  URI, else none (then the exit is judged by its file alone, as with Docker's
+- the log is the pod attempt's CRI log file (read once the CRI plugin recorded the
+  exit, when it made the container), else a plain task's ``file://`` log URI, else
+  none (then the exit is judged by its file alone, as with Docker's
   ``--log-driver none``);
 - files are read from the snapshot directories ``Snapshots.Mounts`` names, or,
   once the container and its snapshot are gone (``ctr run --rm``), from the
@@ -181,7 +182,7 @@ class ContainerdContainers:
         return d.describe(
             container_id, image_ref=c.image, image_id=(image or {}).get("Id", ""), spec=spec, labels=labels,
             identity=identity, status=status, exit_code=code, exited_at=when,
-        ) | {"_snapshot": (c.snapshotter, c.snapshot_key), "_kube": identity}
+        ) | {"_snapshot": (c.snapshotter, c.snapshot_key), "_kube": identity}  # "_" keys: this engine's own
 
     def inspect_container(self, container_id: str) -> dict[str, Any] | None:
         """The container's description; the one remembered from its creation once it is gone
