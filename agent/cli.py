@@ -149,7 +149,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 docker_down.failed(str(e), runtime=cfg.runtime, docker_host=cfg.docker_host)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=backoff.next())
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             except SpoolError as e:  # a state dir we cannot write: no retry will fix it

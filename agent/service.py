@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -69,7 +69,7 @@ class Agent:
         api: Any | None = None,
         engine: Engine | None = None,
         spool: Spool | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         parallel: int = PARALLEL_EXITS,
     ) -> None:
         self.config = config
@@ -224,7 +224,7 @@ class Agent:
         while True:
             try:
                 await asyncio.wait_for(self._reconcile_now.wait(), timeout=self.config.reconcile_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._reconcile_now.clear()
             try:
@@ -244,7 +244,8 @@ class Agent:
                 logger.info("host facts refreshed reason=binfmt emulated=%s", ",".join(self.host.emulated_platforms) or "-")
 
     # -- lifecycle --------------------------------------------------------------
-    async def run(self, stop: asyncio.Event, notify: Notifier = Notifier()) -> None:
+    async def run(self, stop: asyncio.Event, notify: Notifier | None = None) -> None:
+        notify = notify or Notifier()
         loop = asyncio.get_running_loop()
         self._pool = OrderedPool(self._parallel)
 
@@ -291,7 +292,7 @@ class Agent:
             self.sender.stop()
             try:
                 await asyncio.wait_for(tasks[0], timeout=SHUTDOWN_GRACE)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 pass
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(thread.join, SHUTDOWN_GRACE)

@@ -22,7 +22,7 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -67,7 +67,7 @@ def main() -> None:
     window = args.window if args.window is not None else (15.0 if args.quick else 120.0)
     extra = ("--reconcile-interval", "5", "--heartbeat-interval", "5") if args.quick else ()
 
-    print(f"# agent footprint, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {h.machine()}")
+    print(f"# agent footprint, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {h.machine()}")
     print(f"# {n} exited failed containers; RSS read {settle:.0f} s after start; idle CPU over {window:.0f} s")
     label = h.new_label()
     with h.engine() as eng, tempfile.TemporaryDirectory(prefix="enoexec-footprint-") as tmp_s:

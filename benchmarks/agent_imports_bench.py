@@ -88,7 +88,7 @@ def main() -> None:
     rss = [statistics.median(s[i] for s in series) for i in range(len(LAYERS))]
     print(f"{'layer':<48} {'adds MiB':>8} {'total MiB':>9}")
     prev = 0.0
-    for (name, _), total in zip(LAYERS, rss):
+    for (name, _), total in zip(LAYERS, rss, strict=True):
         print(f"{name:<48} {(total - prev) / MiB:>8.1f} {total / MiB:>9.1f}")
         prev = total
     floor = rss[3]

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +121,7 @@ def main() -> None:
     ap.add_argument("--exits", type=int, help="exits per registry mode (default 40; quick 4)")
     args = ap.parse_args()
     n = args.exits or (4 if args.quick else 40)
-    print(f"# detection latency, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {h.machine()}")
+    print(f"# detection latency, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {h.machine()}")
     print(f"# {n} exits per registry mode, each the first exit of its image; latency from State.FinishedAt")
     rows = []
     with h.engine() as eng, tempfile.TemporaryDirectory(prefix="enoexec-latency-") as tmp_s:

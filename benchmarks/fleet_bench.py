@@ -79,7 +79,7 @@ async def agent(stub: Any, n: int, run_id: str, window: float, heartbeat: float,
     while time.time() < until:
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
-        async def requests() -> Any:
+        async def requests(queue: asyncio.Queue[Any] = queue) -> Any:
             while True:
                 item = await queue.get()
                 if item is None:

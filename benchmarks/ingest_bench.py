@@ -94,7 +94,7 @@ def run(db: str, tmp: str, streams: int, events: int, batch: int) -> dict[str, f
                 latencies.extend(mine)
                 acked.extend(ids)
 
-        threads = [threading.Thread(target=drive, args=(a, evs)) for a, (_, evs) in zip(agents, fleet_data)]
+        threads = [threading.Thread(target=drive, args=(a, evs)) for a, (_, evs) in zip(agents, fleet_data, strict=True)]
         for t in threads:
             t.start()
         spy = None
@@ -112,7 +112,7 @@ def run(db: str, tmp: str, streams: int, events: int, batch: int) -> dict[str, f
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=30)
         replay_dupes = 0
-        for a, (_, evs) in zip(agents, fleet_data):
+        for a, (_, evs) in zip(agents, fleet_data, strict=True):
             ack = a.send(evs[:batch])  # type: ignore[arg-type]
             replay_dupes += len(ack.stored_event_ids)
         for a in agents:

@@ -13,20 +13,20 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
-from collector import metrics  # noqa: E402
-from collector.records import EventRecord  # noqa: E402
-from collector.stats import Stats  # noqa: E402
-from collector.store import Store  # noqa: E402
+from collector.http import metrics  # noqa: E402
+from collector.ingest.stats import Stats  # noqa: E402
+from collector.store.records import EventRecord  # noqa: E402
+from collector.store.store import Store  # noqa: E402
 from tests.records import exit_record  # noqa: E402
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def fill(store: Store, recent: int, old: int, hosts: int) -> None:

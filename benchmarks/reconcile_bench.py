@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -56,7 +56,7 @@ def main() -> int:
         for c in made:
             api.wait(c, timeout=60)
         counting, cache = dockerd.CountingClient(api), InspectCache()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rows = []
         for label in ("cold (baseline: every pass before the cache)", "warm", "warm"):
             counting.inspects = 0

@@ -23,19 +23,20 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector import eventcodec, ingest  # noqa: E402
-from collector.records import EventRecord, HostRow  # noqa: E402
-from collector.store import Store  # noqa: E402
+from collector.ingest import ingest
+from collector.store import eventcodec  # noqa: E402
+from collector.store.records import EventRecord, HostRow  # noqa: E402
+from collector.store.store import Store  # noqa: E402
 from enoexec.eventjson import to_json  # noqa: E402
 from tests import fleet, procs  # noqa: E402
 
 CAUSES = ("arch_mismatch", "no_32bit_support", "missing_shebang")
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def fill(db: str, hosts: int, events: int) -> float:
@@ -115,7 +116,7 @@ def main() -> None:
             col = procs.Proc(procs.collector_argv(db, g, h), Path(tmp) / "c.log").start()
             try:
                 base = f"http://127.0.0.1:{h}"
-                procs.wait_for(lambda: procs.answering(base + "/healthz"), timeout=60, what="collector")
+                procs.wait_for(lambda base=base: procs.answering(base + "/healthz"), timeout=60, what="collector")
                 health = timed(base + "/healthz")
                 metrics = timed(base + "/metrics")
                 page = timed(base + "/api/v1/hosts")

@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from collector import config, hints_view
+from collector import config
 from collector.errors import CollectorUnavailable, ConfigError
+from collector.http import hints_view
 from enoexec import __version__, clikit, limits, platforms, text
 from enoexec.errors import EXIT_FINDING, EXIT_NOT_FOUND, EXIT_OK, NotFound
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector import registry_policy
+from collector.check import registry_policy
 from collector.errors import ConfigError
 from enoexec import settings
 from enoexec.settings import (

@@ -18,17 +18,17 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from collector import auth, listen
-from collector import registry as image_registry
-from collector.agent_resources import AgentResourcesCollector, BuildInfoCollector, ResourceBoard
-from collector.api import Api
+from collector.check import registry as image_registry
 from collector.config import CollectorConfig
 from collector.errors import ConfigError, StoreError
-from collector.metrics import FleetCollector
-from collector.presence import Presence
-from collector.service import CollectorService, utcnow
-from collector.stats import Stats
-from collector.store import Store
-from collector.writer import GroupWriter
+from collector.http.api import Api
+from collector.http.metrics import FleetCollector
+from collector.ingest.agent_resources import AgentResourcesCollector, BuildInfoCollector, ResourceBoard
+from collector.ingest.presence import Presence
+from collector.ingest.service import CollectorService, utcnow
+from collector.ingest.stats import Stats
+from collector.ingest.writer import GroupWriter
+from collector.store.store import Store
 from enoexec.sdnotify import Notifier
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
@@ -136,7 +136,8 @@ class Collector:
                 logger.warning("host expiry failed error=%s", e)
             await asyncio.sleep(every)
 
-    async def run(self, stop: asyncio.Event, notify: Notifier = Notifier()) -> None:
+    async def run(self, stop: asyncio.Event, notify: Notifier | None = None) -> None:
+        notify = notify or Notifier()
         await asyncio.to_thread(self.store.disconnect_all)
         writer = GroupWriter(self.store, self.presence, host_flush_seconds=self.config.host_flush_seconds)
         writing = asyncio.create_task(writer.run(), name="group-writer")

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from enoexec.text import oneline
@@ -52,7 +52,7 @@ def message_and_fields(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
         pairs = _KV.findall(tail.group(0)) if tail else []
         if pairs and len(pairs) == len(args) and "%" not in head.replace("%%", ""):
             out: dict[str, Any] = {}
-            for (key, conv), value in zip(pairs, args):
+            for (key, conv), value in zip(pairs, args, strict=True):
                 if conv == "r":
                     value = repr(value)
                 elif conv == "s" or not isinstance(value, (int, float)):
@@ -63,7 +63,7 @@ def message_and_fields(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
 
 
 def _ts(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _plain(value: Any) -> Any:

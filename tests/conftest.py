@@ -44,7 +44,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def open_store(store_url: str) -> Iterator[Callable[..., Any]]:
     """``open_store(**kw)`` opens a Store on ``store_url``; every store is closed afterwards."""
-    from collector.store import Store
+    from collector.store.store import Store
 
     opened: list[Store] = []
 

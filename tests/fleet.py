@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import queue
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -66,7 +66,7 @@ def event(
     container: str = "",
 ) -> pb.Event:
     """One diagnosed exit on ``facts``' host, ``age`` ago."""
-    when = datetime.now(timezone.utc) - age
+    when = datetime.now(UTC) - age
     ev = pb.Event(
         event_id=event_id,
         host=facts,

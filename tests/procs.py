@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -140,7 +140,7 @@ def wait_reconciled(agent: Proc, timeout: float = 60.0) -> None:
     """Wait until the agent finished a reconciliation pass whose window covers every exit
     until now (its checkpoint, persisted in its spool, reaches now) and sent what it found:
     the point after which a negative check ("nothing counted twice") means something."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     spool = Path(agent.argv[agent.argv.index("--state-dir") + 1]) / "spool.db"
     wait_for(lambda: _spool_checkpoint(spool) >= now, timeout=timeout, what="a reconciliation pass covering every exit")
     wait_for(lambda: _spool_pending(spool) == 0, timeout=30, what="the spool drained")
@@ -149,7 +149,7 @@ def wait_reconciled(agent: Proc, timeout: float = 60.0) -> None:
 def _spool_checkpoint(spool: Path) -> datetime:
     with contextlib.closing(sqlite3.connect(f"file:{spool}?mode=ro", uri=True, timeout=5)) as db:
         row = db.execute("SELECT value FROM state WHERE key = 'reconcile_checkpoint'").fetchone()
-    return datetime.fromisoformat(row[0]) if row else datetime.min.replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(row[0]) if row else datetime.min.replace(tzinfo=UTC)
 
 
 def _spool_pending(spool: Path) -> int:

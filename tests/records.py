@@ -7,8 +7,8 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
-from collector import ingest
-from collector.records import EventRecord
+from collector.ingest import ingest
+from collector.store.records import EventRecord
 from enoexec.v1 import enoexec_pb2 as pb
 
 PULL_TITLE = "Pull the linux/arm64 variant of the image"  # the hint of an exit with the defaults below

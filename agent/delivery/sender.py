@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 
@@ -95,7 +95,7 @@ class Sender:
 
     def _beat(self) -> pb.Heartbeat:
         beat = pb.Heartbeat(spool=self._spool_stats(), resources=self._resources())
-        beat.time.FromDatetime(datetime.now(timezone.utc))
+        beat.time.FromDatetime(datetime.now(UTC))
         return beat
 
     async def run(self) -> None:
@@ -110,7 +110,7 @@ class Sender:
                     self.failed.set()
                     return
                 self._failures.failed(failure.message, target=self._target, code=e.code().name)
-            except (asyncio.TimeoutError, ConnectionError, asyncio.InvalidStateError) as e:
+            except (TimeoutError, ConnectionError, asyncio.InvalidStateError) as e:
                 # InvalidStateError: grpc.aio refuses a write on a call the collector
                 # already ended (e.g. it shut down while this stream was idle).
                 self._failures.failed(f"stream to {self._target} ended: {e or type(e).__name__}", target=self._target)
@@ -120,7 +120,7 @@ class Sender:
                 break
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._backoff.next())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _session(self) -> None:
@@ -158,7 +158,7 @@ class Sender:
             self._wakeup.clear()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 beat = await asyncio.to_thread(self._beat)
                 await call.write(pb.AgentMessage(heartbeat=beat))
                 last_beat = loop.time()

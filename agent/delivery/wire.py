@@ -7,7 +7,7 @@ receives.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -25,7 +25,7 @@ from enoexec.v1 import enoexec_pb2 as pb
 
 def timestamp(dt: datetime) -> Timestamp:
     ts = Timestamp()
-    ts.FromDatetime(dt.astimezone(timezone.utc))
+    ts.FromDatetime(dt.astimezone(UTC))
     return ts
 
 

@@ -22,11 +22,10 @@ import logging
 import re
 import struct
 
-logger = logging.getLogger(__name__)
-
-
 from agent.diagnosis.elf import sniff_elf
 from agent.diagnosis.filekind import Kind, Sniff
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Kind", "Sniff", "sniff"]
 

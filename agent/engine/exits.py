@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 HELPER_LABEL = "io.enoexec.helper"
@@ -26,7 +26,7 @@ HELPER_LABEL = "io.enoexec.helper"
 # always finishes after the previous die event, so this bound never joins two exits.
 DIE_AFTER_FINISH = timedelta(seconds=10)
 STATE_SUFFIX = "~state"
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Exit:
 
 def stamp(when: datetime) -> str:
     """One fixed-width UTC format: keys of one container sort by time as text."""
-    return when.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def exit_key(container_id: str, died_at: datetime) -> str:
@@ -77,7 +77,7 @@ def parse_docker_time(value: str) -> datetime | None:
         digits = "".join(c for c in frac if c.isdigit())
         value = f"{head}.{digits[:6].ljust(6, '0')}"
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
     except ValueError:
         return None
 

@@ -141,7 +141,7 @@ def _elf_headers(machine: int, elf_class: int, little_endian: bool) -> tuple[byt
 
 def _matches(entry: BinfmtEntry, header: bytes) -> bool:
     mask = entry.mask or b"\xff" * len(entry.magic)
-    for i, (want, bits) in enumerate(zip(entry.magic, mask)):
+    for i, (want, bits) in enumerate(zip(entry.magic, mask, strict=False)):
         pos = entry.offset + i
         if pos >= len(header):
             break  # bytes past e_version (e_flags...) refine within an architecture

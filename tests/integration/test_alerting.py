@@ -62,15 +62,15 @@ def stack(api: Any, engine: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     cols = [procs.Proc(procs.collector_argv(db, g, h, "--replica-id", f"replica-{i}"), work / f"collector-{i}.log")
             for i, (g, h) in enumerate(ports)]
     agents = [procs.Proc(procs.agent_argv(f"127.0.0.1:{g}", engine.url, work / f"state-{host}", host), work / f"agent-{host}.log")
-              for host, (g, _) in zip(HOSTS, ports)]
+              for host, (g, _) in zip(HOSTS, ports, strict=True)]
     http_port = ports[0][1]
     try:
-        for col, (_, h) in zip(cols, ports):
+        for col, (_, h) in zip(cols, ports, strict=True):
             col.start()
-            procs.wait_for(lambda: procs.answering(f"http://127.0.0.1:{h}/healthz") or not col.alive(), what="collector /healthz")
+            procs.wait_for(lambda col=col, h=h: procs.answering(f"http://127.0.0.1:{h}/healthz") or not col.alive(), what="collector /healthz")
         for ag in agents:
             ag.start()
-            procs.wait_for(lambda: "docker event stream connected" in ag.output() or not ag.alive(), what="agent connected to docker")
+            procs.wait_for(lambda ag=ag: "docker event stream connected" in ag.output() or not ag.alive(), what="agent connected to docker")
         assert all(p.alive() for p in cols + agents), "".join(p.output()[-2000:] for p in cols + agents)
         first = dock.load("alert-arm64", [File("/app", images.elf(images.EM_AARCH64))], architecture="arm64", entrypoint=["/app"])
         loop = dock.load("alert-loop", [File("/app", images.elf(images.EM_RISCV))], architecture="riscv64", entrypoint=["/app"])

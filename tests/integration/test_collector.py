@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -241,7 +241,7 @@ def test_image_labels_are_capped_and_the_rest_fold_into_other(collector: Callabl
 def test_events_api_filters_newest_first_and_rejects_bad_parameters(collector: Callable[..., procs.Proc]) -> None:
     col = collector()
     populate(col.grpc)  # type: ignore[attr-defined]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     assert event_ids(col) == NEWEST_FIRST
     assert event_ids(col, host="pi-1") == ["e6", "e3"]

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import pytest
 
-from collector.store import Store
+from collector.store.store import Store
 from enoexec.v1 import enoexec_pb2 as pb
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 from tests import fleet, procs

@@ -3,13 +3,13 @@ behind enoexec_last_exit_timestamp_seconds."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from collector.recent_exits import RecentExit
-from collector.records import EventRecord
+from collector.store.recent_exits import RecentExit
+from collector.store.records import EventRecord
 from tests.records import PULL_TITLE, exit_record
 
-NOW = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 
 
 def ev(event_id: str, minutes_ago: int, host: str, *, pull: bool = True, backfilled: bool = False) -> EventRecord:

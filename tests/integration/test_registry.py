@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from collector.check.registry import fetch_platforms
+from collector.check.registry_policy import parse
 from collector.errors import RegistryError
-from collector.registry import fetch_platforms
-from collector.registry_policy import parse
 from tests.registry import local_registry, push_image, push_multiplatform_index
 
 

@@ -1,27 +1,27 @@
-"""collector.store against real SQLite files and a real PostgreSQL server."""
+"""collector.store.store against real SQLite files and a real PostgreSQL server."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from collector import ingest
 from collector.errors import ConfigError, StoreError
-from collector.migrations import STEPS
-from collector.records import EventRecord, ExitCount, HostExitCount
-from collector.schema import database_url, schema_version
-from collector.store import Store
+from collector.ingest import ingest
+from collector.store.migrations import STEPS
+from collector.store.records import EventRecord, ExitCount, HostExitCount
+from collector.store.schema import database_url, schema_version
+from collector.store.store import Store
 from enoexec.eventjson import to_json
 from enoexec.v1 import enoexec_pb2 as pb
 from tests.pg import free_port
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def wire_event(
@@ -396,7 +396,7 @@ def make_schema_1_database(url: str) -> None:
     counters, images, hosts, and version 1 recorded."""
     from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
-    from collector.schema import UTCDateTime
+    from collector.store.schema import UTCDateTime
 
     md = MetaData()
     version = Table("schema_version", md, Column("version", Integer, primary_key=True, autoincrement=False),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from collector import ingest
-from collector.records import EventRecord
+from collector.ingest import ingest
+from collector.store.records import EventRecord
 from enoexec.v1 import enoexec_pb2 as pb
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 class Clock:
@@ -61,7 +61,7 @@ def test_expire_forgets_only_hosts_silent_since_the_cutoff(open_store):
 def test_probe_write_commits_a_change_every_time(open_store, store_url):
     from sqlalchemy import create_engine, select
 
-    from collector.schema import database_url, write_probe
+    from collector.store.schema import database_url, write_probe
 
     one = open_store(replica_id="r1", clock=Clock(T0))  # a frozen clock: the probe must still change the row
     two = open_store(replica_id="r2", clock=Clock(T0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from collector.agent_resources import AgentResourcesCollector, BuildInfoCollector, ResourceBoard, resources_json
+from collector.ingest.agent_resources import AgentResourcesCollector, BuildInfoCollector, ResourceBoard, resources_json
 from enoexec import __version__
 from enoexec.v1 import enoexec_pb2 as pb
 

@@ -1,12 +1,12 @@
-"""collector.api.parse_events_query: the filters of GET /api/v1/events, and its 400s."""
+"""collector.http.api.parse_events_query: the filters of GET /api/v1/events, and its 400s."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from collector.api import MAX_LIMIT, BadRequest, parse_events_query, parse_time
+from collector.http.api import MAX_LIMIT, BadRequest, parse_events_query, parse_time
 
 
 def test_no_parameters_means_the_newest_hundred_unfiltered() -> None:
@@ -18,7 +18,7 @@ def test_every_filter_is_passed_through() -> None:
                             "since": "2026-11-28T10:00:00Z"})
     assert q == {
         "limit": 7, "host": "pi-1", "image": "shop/api:1.4", "cause": "no_32bit_support",
-        "since": datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc),
+        "since": datetime(2026, 11, 28, 10, 0, tzinfo=UTC),
     }
 
 
@@ -61,11 +61,11 @@ def test_bad_values_name_the_parameter(query: dict[str, str], names: str) -> Non
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("2026-11-28T10:00:00Z", datetime(2026, 11, 28, 10, tzinfo=timezone.utc)),
-        ("2026-11-28T12:00:00+02:00", datetime(2026, 11, 28, 10, tzinfo=timezone.utc)),
-        ("2026-11-28T10:00:00", datetime(2026, 11, 28, 10, tzinfo=timezone.utc)),  # naive means UTC
-        ("1795860000", datetime.fromtimestamp(1795860000, tz=timezone.utc)),
-        ("1795860000.5", datetime.fromtimestamp(1795860000.5, tz=timezone.utc)),
+        ("2026-11-28T10:00:00Z", datetime(2026, 11, 28, 10, tzinfo=UTC)),
+        ("2026-11-28T12:00:00+02:00", datetime(2026, 11, 28, 10, tzinfo=UTC)),
+        ("2026-11-28T10:00:00", datetime(2026, 11, 28, 10, tzinfo=UTC)),  # naive means UTC
+        ("1795860000", datetime.fromtimestamp(1795860000, tz=UTC)),
+        ("1795860000.5", datetime.fromtimestamp(1795860000.5, tz=UTC)),
     ],
 )
 def test_since_takes_rfc3339_or_unix_seconds(value: str, expected: datetime) -> None:

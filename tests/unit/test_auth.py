@@ -2,7 +2,7 @@ import pytest
 
 from collector import auth
 from collector.errors import ConfigError
-from collector.ratelimit import TokenBucket
+from collector.ingest.ratelimit import TokenBucket
 
 
 def test_tokens_bind_a_host_and_only_hashes_are_kept() -> None:

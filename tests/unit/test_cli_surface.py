@@ -14,8 +14,8 @@ from agent import config as agent_config
 from agent.delivery.stream_errors import explain
 from agent.errors import ConfigError as AgentConfigError
 from collector import cli as collector_cli
-from collector import hints_view
 from collector.errors import ConfigError
+from collector.http import hints_view
 from enoexec import logsetup, settings, text
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from agent.engine import exits as ex
 from agent.engine.ordered import OrderedPool
 
-T = datetime(2026, 11, 29, 6, 14, 51, 451150, tzinfo=timezone.utc)
+T = datetime(2026, 11, 29, 6, 14, 51, 451150, tzinfo=UTC)
 
 
 def _die(nanos: str, code: str = "1", **attrs: str) -> dict:

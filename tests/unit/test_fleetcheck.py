@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.fleetcheck import HostCapability, Verdict, check
+from collector.check.fleetcheck import HostCapability, Verdict, check
 
 AMD64 = HostCapability("x86-1", "linux/amd64", can_run_32bit=True)
 AMD64_NO_IA32 = HostCapability("x86-2", "linux/amd64", can_run_32bit=False)

@@ -9,18 +9,19 @@ which sends the same absurd events to a real collector.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from collector import eventcodec, ingest
+from collector.ingest import ingest
+from collector.store import eventcodec
 from enoexec import platforms
 from enoexec.causes import CAUSES
 from enoexec.hints import hint_of
 from enoexec.v1 import enoexec_pb2 as pb
 
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 VALID_PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386", "linux/riscv64")
 INT64 = (-(2**63), 2**63 - 1)
 INT32 = (-(2**31), 2**31 - 1)
@@ -126,7 +127,7 @@ def test_split_never_raises_and_accepts_only_well_formed_events(batch_events: li
             assert p == "" or (platforms.is_valid(p) and len(p) <= 100 and p.isascii() and p.isprintable() and ".." not in p), p
         assert len(rec.image_ref) <= ingest.MAX_LABEL and rec.image_ref.isprintable()
         assert 1 <= len(rec.event_id) <= ingest.MAX_ID
-        assert datetime(2000, 1, 1, tzinfo=timezone.utc) <= rec.time <= NOW + timedelta(days=1)
+        assert datetime(2000, 1, 1, tzinfo=UTC) <= rec.time <= NOW + timedelta(days=1)
         json.dumps(eventcodec.payload(rec.body, rec.host_facts, rec.image_facts, None))  # readable back as JSON
 
 

@@ -6,19 +6,19 @@ created it, is the same on every replica and survives a collector restart."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from collector.metrics import FleetCollector
-from collector.records import EventRecord
-from collector.stats import Stats
-from collector.store import Store
+from collector.http.metrics import FleetCollector
+from collector.ingest.stats import Stats
+from collector.store.records import EventRecord
+from collector.store.store import Store
 from tests.records import exit_record
 
-NOW = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 NAME = "enoexec_last_exit_timestamp_seconds"
 
 

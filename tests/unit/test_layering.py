@@ -41,7 +41,7 @@ def test_agent_side_needs_no_collector_library(package: str) -> None:
 
 def test_the_rule_sees_a_forbidden_import(tmp_path: Path) -> None:
     f = tmp_path / "x.py"
-    f.write_text("import os\nfrom collector.store import Store\nfrom . import sibling\n")
+    f.write_text("import os\nfrom collector.store.store import Store\nfrom . import sibling\n")
     assert imported_roots(f) == {"os", "collector"}
 
 
@@ -49,3 +49,70 @@ def test_every_package_folder_is_a_regular_package() -> None:
     """setuptools' find_packages skips a folder without __init__.py: the wheel would lack it."""
     folders = {p.parent for pkg in FORBIDDEN for p in (ROOT / pkg).rglob("*.py") if "__pycache__" not in p.parts}
     assert sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file()) == []
+
+
+# The collector's groups, lowest first: a group imports only its own and those listed for it.
+# `base` is the top-level leaf modules every group may use; `entry` wires everything together.
+COLLECTOR_BASE = {"errors", "auth", "listen"}
+COLLECTOR_LAYERS = {
+    "base": {"base"},
+    "store": {"base", "store"},
+    "check": {"base", "check"},
+    "ingest": {"base", "store", "ingest"},
+    "http": {"base", "store", "ingest", "check", "http"},
+    "entry": {"base", "store", "ingest", "check", "http", "entry"},
+}
+
+
+def collector_group(dotted: str) -> str:
+    """``collector.store.schema`` -> ``store``; ``collector.errors`` -> ``base``; ``collector.cli`` -> ``entry``."""
+    parts = dotted.split(".")
+    if len(parts) > 2 or (len(parts) == 2 and parts[1] in COLLECTOR_LAYERS):
+        return parts[1]
+    return "base" if len(parts) == 2 and parts[1] in COLLECTOR_BASE else "entry"
+
+
+def collector_imports(path: Path) -> set[str]:
+    """Dotted names of the collector modules (or groups) ``path`` imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("collector."))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "collector":
+            if node.module == "collector":
+                found.update(f"collector.{a.name}" for a in node.names)
+            else:
+                found.add(node.module)
+    return found
+
+
+def test_collector_groups_import_only_downwards() -> None:
+    bad = {}
+    for p in sources("collector"):
+        dotted = ".".join(p.relative_to(ROOT).with_suffix("").parts)
+        if dotted.endswith(".__init__"):
+            continue
+        group = collector_group(dotted)
+        wrong = sorted(m for m in collector_imports(p) if collector_group(m) not in COLLECTOR_LAYERS[group])
+        if wrong:
+            bad[dotted] = wrong
+    assert bad == {}
+
+
+def test_every_collector_module_belongs_to_a_known_group() -> None:
+    folders = {p.parent.name for p in sources("collector") if p.parent != ROOT / "collector"}
+    assert folders <= set(COLLECTOR_LAYERS)
+
+
+@pytest.mark.parametrize(
+    ("dotted", "group"),
+    [("collector.store.schema", "store"), ("collector.errors", "base"), ("collector.cli", "entry"), ("collector.http", "http")],
+)
+def test_collector_group_names(dotted: str, group: str) -> None:
+    assert collector_group(dotted) == group
+
+
+def test_an_upward_import_is_seen(tmp_path: Path) -> None:
+    f = tmp_path / "x.py"
+    f.write_text("from collector.http.metrics import FleetCollector\nfrom collector import server\n")
+    assert {collector_group(m) for m in collector_imports(f)} == {"http", "entry"}

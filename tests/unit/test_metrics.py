@@ -1,24 +1,24 @@
-"""collector.metrics.FleetCollector on a real SQLite store, scraped through its own registry."""
+"""collector.http.metrics.FleetCollector on a real SQLite store, scraped through its own registry."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from collector import eventcodec
-from collector.metrics import OTHER, FleetCollector, allowed_images
-from collector.presence import Presence
-from collector.records import EventRecord
-from collector.stats import Stats
-from collector.store import Store
+from collector.http.metrics import OTHER, FleetCollector, allowed_images
+from collector.ingest.presence import Presence
+from collector.ingest.stats import Stats
+from collector.store import eventcodec
+from collector.store.records import EventRecord
+from collector.store.store import Store
 from enoexec.v1 import enoexec_pb2 as pb
 
-T0 = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=1)
 
 

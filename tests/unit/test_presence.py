@@ -1,14 +1,14 @@
-"""collector.presence: which hosts are connected, what is written when, and the
+"""collector.ingest.presence: which hosts are connected, what is written when, and the
 overlay of this replica's fresh view on the database's rows."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from collector.presence import Presence, overlay
-from collector.records import HostRecord
+from collector.ingest.presence import Presence, overlay
+from collector.store.records import HostRecord
 
-T0 = datetime(2026, 11, 29, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 
 
 class Clock:

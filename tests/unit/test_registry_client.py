@@ -8,9 +8,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from collector.check.registry import ImageRef, fetch_platforms, parse_reference
+from collector.check.registry_policy import parse
 from collector.errors import RegistryError, RegistryRefused
-from collector.registry import ImageRef, fetch_platforms, parse_reference
-from collector.registry_policy import parse
 
 DIGEST = "sha256:" + "ab" * 32
 ISSUED = web.AppKey("issued", list)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from collector.check.registry_policy import parse
 from collector.errors import RegistryRefused
-from collector.registry_policy import parse
 
 
 def test_default_allows_public_registries_and_their_token_and_cdn_hosts() -> None:

@@ -1,21 +1,21 @@
-"""collector.writer.GroupWriter on a real SQLite store: concurrent writers share
+"""collector.ingest.writer.GroupWriter on a real SQLite store: concurrent writers share
 transactions, each event is new to exactly one of them, and a write returns only
 once its events are committed (another connection reads them)."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector import ingest
-from collector.presence import Presence
-from collector.records import EventRecord
-from collector.store import Store
-from collector.writer import GroupWriter
+from collector.ingest import ingest
+from collector.ingest.presence import Presence
+from collector.ingest.writer import GroupWriter
+from collector.store.records import EventRecord
+from collector.store.store import Store
 from enoexec.v1 import enoexec_pb2 as pb
 
-T0 = datetime(2026, 11, 29, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 
 
 def record(event_id: str, host: str) -> EventRecord:

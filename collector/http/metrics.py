@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from collector import recent_exits
-from collector.presence import Presence, overlay
-from collector.records import HostRecord
-from collector.stats import Stats
-from collector.store import Store, utcnow
+from collector.ingest.presence import Presence, overlay
+from collector.ingest.stats import Stats
+from collector.store import recent_exits
+from collector.store.records import HostRecord
+from collector.store.store import Store, utcnow
 
 OTHER = "_other"
 # How far back enoexec_last_exit_timestamp_seconds looks: the image alert's window, so a

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from collector.records import EventRecord
-from collector.schema import events, hint_group_hosts, hint_groups
+from collector.store.records import EventRecord
+from collector.store.schema import events, hint_group_hosts, hint_groups
 
 Key = tuple[str, str, str]
 

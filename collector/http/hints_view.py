@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
-from collector.records import HintGroup
+from collector.store.records import HintGroup
 from enoexec import text
 
 
@@ -21,8 +21,8 @@ def group_json(g: HintGroup) -> dict[str, Any]:
         "commands": hint.get("commands", []),
         "hosts": g.hosts,
         "exits": g.exits,
-        "first_seen": g.first_seen.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
-        "last_seen": g.last_seen.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "first_seen": g.first_seen.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "last_seen": g.last_seen.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "example_hosts": list(g.example_hosts),
         "binary_platform": ((g.sample or {}).get("binary") or {}).get("platform", ""),
     }

@@ -3,7 +3,7 @@
 Speaks the registry HTTP API v2 anonymously: on a ``401`` with a Bearer challenge it
 fetches a token from the challenge's realm and retries. Every URL it opens — the
 registry, the realm, each redirect (followed by hand, at most a few) — must be
-allowed by a :class:`~collector.registry_policy.RegistryPolicy`; the token goes
+allowed by a :class:`~collector.check.registry_policy.RegistryPolicy`; the token goes
 only to the registry's own host, never along a redirect to another. Reads Docker manifest lists
 and OCI indexes (skipping ``unknown/unknown`` attestation entries) and, for a single
 manifest, the config blob's ``os``/``architecture``/``variant``.
@@ -22,8 +22,8 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from collector.check.registry_policy import RegistryPolicy
 from collector.errors import InvalidReference, RegistryError, RegistryRefused
-from collector.registry_policy import RegistryPolicy
 from enoexec import platforms
 
 logger = logging.getLogger(__name__)

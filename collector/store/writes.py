@@ -13,15 +13,15 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, case
 from sqlalchemy.dialects import postgresql, sqlite
 
-from collector import aggregates
-from collector.records import EventRecord, HostRow
-from collector.schema import exit_counts, host_exit_counts, hosts, images, shared_facts
+from collector.store import aggregates
+from collector.store.records import EventRecord, HostRow
+from collector.store.schema import exit_counts, host_exit_counts, hosts, images, shared_facts
 
 
 @functools.lru_cache(maxsize=8)
@@ -65,8 +65,8 @@ _CHUNK = 500  # ids per IN (...) lookup, well under SQLite's variable limit
 
 def _sqlite_time(t: datetime) -> str:
     """The text form UTCDateTime gives a timestamp on SQLite (naive UTC, microseconds)."""
-    if t.tzinfo is not timezone.utc:
-        t = t.astimezone(timezone.utc)
+    if t.tzinfo is not UTC:
+        t = t.astimezone(UTC)
     return t.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 

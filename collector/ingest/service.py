@@ -6,17 +6,18 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 
-from collector import auth, ingest
-from collector.agent_resources import ResourceBoard
+from collector import auth
 from collector.errors import StoreError
-from collector.presence import Presence
-from collector.ratelimit import TokenBucket
-from collector.stats import Stats
-from collector.writer import GroupWriter
+from collector.ingest import ingest
+from collector.ingest.agent_resources import ResourceBoard
+from collector.ingest.presence import Presence
+from collector.ingest.ratelimit import TokenBucket
+from collector.ingest.stats import Stats
+from collector.ingest.writer import GroupWriter
 from enoexec import __version__, limits
 from enoexec.eventjson import to_json
 from enoexec.v1 import enoexec_pb2 as pb
@@ -29,12 +30,12 @@ MAX_THROTTLE = 30.0
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class CollectorService(pb_grpc.CollectorServicer):
     """Checks what agents send, hands events to the group writer, keeps hosts'
-    liveness in :class:`~collector.presence.Presence`; acks only after commit.
+    liveness in :class:`~collector.ingest.presence.Presence`; acks only after commit.
 
     Every message costs the agent tokens from its bucket (a batch its events, at
     least one; a heartbeat one), so floods of empty batches or heartbeats are
@@ -91,7 +92,7 @@ class CollectorService(pb_grpc.CollectorServicer):
     ) -> AsyncIterator[pb.CollectorMessage]:
         try:
             first = await asyncio.wait_for(anext(request_iterator), self._hello_timeout)
-        except (StopAsyncIteration, asyncio.TimeoutError):
+        except (TimeoutError, StopAsyncIteration):
             self._stats.reject("no_hello")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello")
         if not first.HasField("hello"):

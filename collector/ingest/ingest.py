@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format
 
-from collector import eventcodec
-from collector.records import EventRecord
+from collector.store import eventcodec
+from collector.store.records import EventRecord
 from enoexec import platforms
 from enoexec.causes import CAUSES
 from enoexec.hints import hint_for
 from enoexec.limits import MAX_EVENT_BYTES, MAX_ID, MAX_LABEL, valid_event_id
 from enoexec.v1 import enoexec_pb2 as pb
 
-_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9999-12-31
 
 
@@ -74,7 +74,7 @@ def check(event: pb.Event, host_id: str, now: datetime) -> str:
     if event.container.HasField("finished_at") and not _valid_timestamp(event.container.finished_at):
         return "bad_time"
     try:
-        when = event.time.ToDatetime(tzinfo=timezone.utc)
+        when = event.time.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
         return "bad_time"
     if when < _EPOCH or when > now + timedelta(days=1):
@@ -107,7 +107,7 @@ def hint_id_of(event: pb.Event) -> str:
 
 def record(event: pb.Event) -> EventRecord:
     """The stored form of a checked event, with its hint chosen. Consumes ``event``
-    (its host and image facts move out of it, see :mod:`collector.eventcodec`)."""
+    (its host and image facts move out of it, see :mod:`collector.store.eventcodec`)."""
     hint_id = hint_id_of(event)
     backfilled = event.backfilled
     host_id, host_platform = event.host.host_id, _platform(event.host.platform)
@@ -115,7 +115,7 @@ def record(event: pb.Event) -> EventRecord:
     body, host, image = eventcodec.split(event)
     return EventRecord(
         event_id=event.event_id,
-        time=event.time.ToDatetime(tzinfo=timezone.utc),
+        time=event.time.ToDatetime(tzinfo=UTC),
         host_id=host_id,
         host_platform=host_platform,
         image_ref=image_ref,

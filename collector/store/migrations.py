@@ -6,7 +6,7 @@ PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so when two replicas start at once
 the second waits, then finds nothing left to do.
 
 Adding a step: append to :data:`STEPS` with the next version number, and change
-:mod:`collector.schema` to match. Step 1 creates the tables as ``schema.py``
+:mod:`collector.store.schema` to match. Step 1 creates the tables as ``schema.py``
 describes them *now*, so a later step must check before it alters (a fresh
 database already has the change): use ``sqlalchemy.inspect(conn)``. A database
 made by an older collector (schema 1) is upgraded in place by step 2.
@@ -21,7 +21,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, inspect, select, text
 
-from collector import aggregates, schema
+from collector.store import aggregates, schema
 
 logger = logging.getLogger(__name__)
 

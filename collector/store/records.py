@@ -1,7 +1,7 @@
 """What the collector's store keeps and hands back, as frozen dataclasses.
 
 Pure data: built by the service from the wire messages, written and read by
-:mod:`collector.store`, turned into metrics, JSON and hints elsewhere. Every
+:mod:`collector.store.store`, turned into metrics, JSON and hints elsewhere. Every
 ``datetime`` here is timezone-aware UTC.
 """
 
@@ -25,7 +25,7 @@ class EventRecord:
     binary_platform: str
     cause: str
     hint_id: str
-    # How it is stored (collector.eventcodec): protobuf bytes of the event without its
+    # How it is stored (collector.store.eventcodec): protobuf bytes of the event without its
     # host and image facts, and those facts with their keys in ``shared_facts``.
     body: bytes = field(repr=False)
     host_ref: str

@@ -12,16 +12,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
-from collector import aggregates, eventcodec, hint_queries, migrations, recent_exits, records, writes
 from collector.errors import StoreError
-from collector.schema import (
+from collector.store import aggregates, eventcodec, hint_queries, migrations, recent_exits, records, writes
+from collector.store.schema import (
     database_url,
     events,
     exit_counts,
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Store:

@@ -4,7 +4,7 @@ since the last commit.
 Streams hand their checked events to :meth:`GroupWriter.write` and wait. The
 writer takes everything that queued up (while the previous transaction ran,
 more arrived: no artificial delay is needed), writes it in one transaction on
-its own thread together with the hosts :class:`~collector.presence.Presence`
+its own thread together with the hosts :class:`~collector.ingest.presence.Presence`
 has changed, and only after the commit releases each stream with the ids that
 were new, so acks never precede the commit. A failed transaction fails the
 waiting streams (each answers UNAVAILABLE and its agent resends; nothing was
@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from collector.errors import StoreError
-from collector.presence import Presence
-from collector.records import EventRecord, HostRow
-from collector.store import Store
+from collector.ingest.presence import Presence
+from collector.store.records import EventRecord, HostRow
+from collector.store.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class GroupWriter:
             while not self._stopping:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._flush_every)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 self._wake.clear()
                 await self.commit_once()

@@ -23,8 +23,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import Connection, Text, func, select, type_coerce
 
-from collector import eventcodec
-from collector.schema import events, shared_facts
+from collector.store import eventcodec
+from collector.store.schema import events, shared_facts
 
 NAME = "enoexec_last_exit_timestamp_seconds"
 LABELS = ("image", "host_platform", "cause", "host", "hint", "hint_title")

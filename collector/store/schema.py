@@ -6,13 +6,13 @@ concurrent use (WAL, busy timeout, ``BEGIN IMMEDIATE`` for writers).
 
 Timestamps go through :class:`UTCDateTime` (aware UTC in, aware UTC out on both
 backends) and host facts through :class:`JSONText` (plain JSON text, readable
-with any SQL client); events are stored as described in :mod:`collector.eventcodec`. :mod:`collector.migrations` creates and evolves these tables.
+with any SQL client); events are stored as described in :mod:`collector.store.eventcodec`. :mod:`collector.store.migrations` creates and evolves these tables.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC time")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         # SQLite keeps text; dropping the offset keeps every stored value in one sortable form.
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
@@ -124,8 +124,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class JSONText(TypeDecorator[Any]):
@@ -166,7 +166,7 @@ events = Table(
     Column("cause", String, nullable=False),
     Column("hint_id", String, nullable=False),
     # Schema 1 kept the whole event JSON here; since schema 2 it is '' and the
-    # event is in ``body`` and ``shared_facts`` (see collector.eventcodec).
+    # event is in ``body`` and ``shared_facts`` (see collector.store.eventcodec).
     Column("payload", Text, nullable=False),
     Column("replica_id", String, nullable=False),  # which collector replica stored it
     Column("body", LargeBinary, nullable=True),
@@ -224,7 +224,7 @@ hosts = Table(
     Column("dropped_total", BigInteger, nullable=False),
 )
 
-# Host and image facts, once per distinct value, keyed by content (collector.eventcodec.ref).
+# Host and image facts, once per distinct value, keyed by content (collector.store.eventcodec.ref).
 shared_facts = Table(
     "shared_facts",
     metadata,

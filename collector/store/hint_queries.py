@@ -1,4 +1,4 @@
-"""Hint groups read from their aggregate tables (:mod:`collector.aggregates`),
+"""Hint groups read from their aggregate tables (:mod:`collector.store.aggregates`),
 and how the rows become :class:`HintGroup` records.
 
 One group per (image, cause, host platform): how many hosts and exits, first
@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from collector import eventcodec, records
-from collector.schema import events, hint_group_hosts, hint_groups, shared_facts
+from collector.store import eventcodec, records
+from collector.store.schema import events, hint_group_hosts, hint_groups, shared_facts
 
 Key = tuple[str, str, str]
 

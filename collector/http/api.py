@@ -11,19 +11,22 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from collector import auth, fleetcheck, hints_view, ingest
-from collector.agent_resources import ResourceBoard, resources_json
+from collector import auth
+from collector.check import fleetcheck
+from collector.check.registry import parse_reference
 from collector.errors import InvalidReference, RegistryError, RegistryRefused, StoreError
-from collector.presence import Presence, overlay
-from collector.registry import parse_reference
-from collector.store import Store
+from collector.http import hints_view
+from collector.ingest import ingest
+from collector.ingest.agent_resources import ResourceBoard, resources_json
+from collector.ingest.presence import Presence, overlay
+from collector.store.store import Store
 from enoexec import limits, platforms
 from enoexec.causes import CAUSES
 
@@ -91,16 +94,16 @@ def parse_time(value: str) -> datetime:
     """RFC 3339 (``2026-11-28T00:00:00Z``) or Unix seconds."""
     try:
         if value.replace(".", "", 1).isdigit():
-            return datetime.fromtimestamp(float(value), tz=timezone.utc)
+            return datetime.fromtimestamp(float(value), tz=UTC)
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
         # In UTC now: a time whose UTC form leaves datetime's range (0001-01-01T00:00+01:00) is refused here.
-        return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
     except (ValueError, OverflowError, OSError):
         raise BadRequest(f"since: expected RFC 3339 time or Unix seconds, got {value!r}") from None
 
 
 def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def host_json(h: Any) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Pre-deploy checks: which fleet hosts could run an image, and the registry client."""

@@ -1,0 +1,1 @@
+"""The HTTP side: the JSON API, Prometheus metrics and the hints view."""

@@ -1,0 +1,1 @@
+"""Ingest: the gRPC service, validation, presence, the group writer and rate limits."""

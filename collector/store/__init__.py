@@ -1,0 +1,1 @@
+"""The store: schema, migrations, writes, aggregates and the queries over them."""
