@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +213,7 @@ def cmd_diagnose(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _diagnose_containerd(args: argparse.Namespace, env: Mapping[str, str], address: str, host_id: str) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from agent import render
     from agent.delivery import wire
@@ -239,7 +240,7 @@ def _diagnose_containerd(args: argparse.Namespace, env: Mapping[str, str], addre
         if state.get("Running"):
             return _outcome(args, attrs["Id"], EXIT_STILL_RUNNING, f"{args.container}: still running; nothing to diagnose")
         diagnoser = engine.diagnoser(lambda: host, lookup_registry=not args.no_registry, image_fallback=True,
-                                     clock=lambda: datetime.now(timezone.utc), daemon=False)
+                                     clock=lambda: datetime.now(UTC), daemon=False)
         when = parse_docker_time(state.get("FinishedAt", ""))
         outcome = diagnoser.diagnose(Exit(attrs["Id"], int(state.get("ExitCode", 0)), attrs["Config"]["Image"], time=when))
         if outcome.event is None:

@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -115,7 +115,7 @@ def main() -> None:
     why = ctrd.available()
     if why:
         raise SystemExit(why)
-    print(f"# containerd agent, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {h.machine()}")
+    print(f"# containerd agent, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {h.machine()}")
     print(f"# latency: {n} pod attempts from exited_at; footprint: {m} exited containers per engine, "
           f"RSS {settle:.0f} s after start, idle CPU over {window:.0f} s")
     label = h.new_label()

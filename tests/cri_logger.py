@@ -14,13 +14,13 @@ Standard library only (the shim runs it with the system's python3).
 import os
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MAX_LINE = 16 * 1024  # the CRI plugin's default max_container_log_line_size
 
 
 def stamp() -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}000Z"
 
 
@@ -38,7 +38,7 @@ def pump(fd: int, stream: str, out, lock: threading.Lock) -> None:
 
 
 def main() -> int:
-    args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+    args = dict(zip(sys.argv[1::2], sys.argv[2::2], strict=False))
     path = args["path"]
     os.makedirs(os.path.dirname(path), exist_ok=True)
     out = open(path, "ab")  # noqa: SIM115

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -182,11 +182,11 @@ def test_a_container_removed_before_its_exit_is_diagnosed_is_read_from_what_its_
     kube.load(images.archive("enoexec-test/rm-late:1", ARM64_APP, architecture="arm64", entrypoint=["/app"]), namespace="default")
     engine = ContainerdEngine(str(kube.socket), root=kube.data_root, cri_log_root=kube.log_root)
     host = engine.facts("node-rm", Path("/proc"))
-    diagnoser = engine.diagnoser(lambda: host, lookup_registry=False, image_fallback=True, clock=lambda: datetime.now(timezone.utc))
+    diagnoser = engine.diagnoser(lambda: host, lookup_registry=False, image_fallback=True, clock=lambda: datetime.now(UTC))
     exits: list[Exit] = []
     stop = threading.Event()
     connected = threading.Event()
-    watcher = engine.watcher(exits.append, connected.set, stop=stop, clock=lambda: datetime.now(timezone.utc))
+    watcher = engine.watcher(exits.append, connected.set, stop=stop, clock=lambda: datetime.now(UTC))
     thread = threading.Thread(target=watcher.run, daemon=True)
     thread.start()
     try:

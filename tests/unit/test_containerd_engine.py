@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -133,7 +133,7 @@ def test_a_label_cannot_steer_the_log_path_out_of_the_log_root() -> None:
 
 def test_the_description_carries_the_specs_argv_env_and_cwd() -> None:
     spec = {"process": {"args": ["/app", "--serve"], "env": ["PATH=/opt/bin", "A=1"], "cwd": "/srv"}}
-    when = datetime(2026, 12, 5, 0, 33, 58, 682277, tzinfo=timezone.utc)
+    when = datetime(2026, 12, 5, 0, 33, 58, 682277, tzinfo=UTC)
     desc = d.describe("c1", image_ref="docker.io/x/y:1", image_id="sha256:abc", spec=spec, labels=LABELS,
                       identity=d.kube_identity(LABELS), status="stopped", exit_code=1, exited_at=when)
     assert desc["Config"]["Entrypoint"] == ["/app", "--serve"] and desc["Config"]["Cmd"] == []
@@ -194,7 +194,7 @@ def test_the_cri_status_record_names_the_exit_as_the_task_exit_did() -> None:
     raw = (b'{"Version":"v1","Pid":0,"CreatedAt":1796432435692276007,"StartedAt":1796432435752933784,'
            b'"FinishedAt":1796430838682277666,"ExitCode":1,"Reason":"","Message":"","Resources":{"linux":{}}}')
     code, when = reconcile.cri_status(raw) or (0, None)
-    assert code == 1 and when == datetime(2026, 12, 5, 0, 33, 58, 682277, tzinfo=timezone.utc)
+    assert code == 1 and when == datetime(2026, 12, 5, 0, 33, 58, 682277, tzinfo=UTC)
     assert reconcile.cri_status(b'{"Version":"v1","Pid":42,"FinishedAt":0,"ExitCode":0}') is None  # running
     assert reconcile.cri_status(b'{"Version":"v2","FinishedAt":5,"ExitCode":1}') is None
     assert reconcile.cri_status(b"not json") is None

@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ class Seen:
 def _when(ts: Any) -> datetime | None:
     if ts is None or (ts.seconds == 0 and ts.nanos == 0):
         return None
-    return datetime.fromtimestamp(ts.seconds, timezone.utc).replace(microsecond=ts.nanos // 1000)
+    return datetime.fromtimestamp(ts.seconds, UTC).replace(microsecond=ts.nanos // 1000)
 
 
 class ContainerdContainers:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ def display_name(container_id: str, identity: KubeIdentity | None) -> str:
 def rfc3339(when: datetime | None) -> str:
     if when is None:
         return ""
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def describe(

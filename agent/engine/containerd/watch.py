@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -38,7 +38,7 @@ def filters(namespaces: Sequence[str], topics: Sequence[str] = TOPICS) -> list[s
 
 def exited_at(ts: Any) -> datetime:
     """A protobuf Timestamp as a UTC datetime, to the microsecond (nanoseconds cut, as on Docker)."""
-    return datetime.fromtimestamp(ts.seconds, timezone.utc).replace(microsecond=ts.nanos // 1000) if ts.seconds else EPOCH
+    return datetime.fromtimestamp(ts.seconds, UTC).replace(microsecond=ts.nanos // 1000) if ts.seconds else EPOCH
 
 
 def exit_from_envelope(env: Envelope) -> Exit | None:
@@ -85,7 +85,7 @@ class ContainerdWatcher:
                 self._stream.cancel()
 
     def _dispatch(self, env: Envelope) -> None:
-        self.last_event = datetime.now(timezone.utc)
+        self.last_event = datetime.now(UTC)
         e = env.event
         if e is None:
             return
