@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.stats import MAX_NAMESPACES, OTHER_NAMESPACE, Stats
+from collector.ingest.stats import MAX_NAMESPACES, OTHER_NAMESPACE, Stats
 
 
 def test_namespaces_beyond_the_cap_fold_into_other() -> None:
