@@ -25,6 +25,7 @@ from agent.delivery.backoff import Backoff
 from agent.engine.containerd.client import Envelope, decode
 from agent.engine.exits import EPOCH, Exit
 from agent.errors import ContainerdUnavailable
+from enoexec.logsetup import Repeats
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class ContainerdWatcher:
         self._stream: Any = None
         self._lock = threading.Lock()
         self.last_event: datetime | None = None
+        # containerd down for a while (a node being drained, k3s restarting): said once, then summarised.
+        self._down = Repeats(logger, "containerd unavailable", every=300.0)
 
     def close(self) -> None:
         self._stop.set()
@@ -110,6 +113,7 @@ class ContainerdWatcher:
                 if self._stop.is_set():
                     break
                 logger.info("containerd event stream connected")
+                self._down.recovered()
                 self._backoff.reset()
                 self._on_connect()
                 for raw in stream:
@@ -120,7 +124,7 @@ class ContainerdWatcher:
                 if self._stop.is_set():
                     break
                 detail = e.details() if isinstance(e, grpc.RpcError) else str(e)  # type: ignore[attr-defined]
-                logger.warning("containerd unavailable error=%s", str(detail).splitlines()[0][:300] if detail else e)
+                self._down.failed(str(detail or e).splitlines()[0][:300], address=getattr(self._client, "address", ""))
             except Exception:  # the stream must never die for good
                 if self._stop.is_set():
                     break
