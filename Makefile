@@ -13,7 +13,7 @@ CTRD_SRC = $(sort $(patsubst $(CTRD_DIR)/%,$(CTRD_PKG)/%,$(shell find $(CTRD_DIR
 PROTOC_CTRD = $(PYTHON) -m grpc_tools.protoc -I$(CTRD_PKG)=$(CTRD_DIR) --python_out=. --pyi_out=. --grpc_python_out=. $(CTRD_SRC) \
 	&& find $(CTRD_PKG) -type d -exec touch {}/__init__.py \;
 
-.PHONY: venv proto proto-check lint test bench-smoke quickstart
+.PHONY: venv proto proto-check lint test bench-smoke quickstart wheels
 
 # A virtual environment with the package, its test and dev extras.
 venv: $(VENV)/.installed
@@ -52,6 +52,14 @@ bench-smoke: venv
 	PYTHONPATH=. $(PYTHON) benchmarks/agent_imports_bench.py --quick
 	PYTHONPATH=. $(PYTHON) benchmarks/agent_footprint_bench.py --quick
 	PYTHONPATH=. $(PYTHON) benchmarks/detection_latency_bench.py --quick
+	PYTHONPATH=. $(PYTHON) benchmarks/check_bench.py --quick
+	PYTHONPATH=. $(PYTHON) benchmarks/inventory_bench.py --quick
 
 quickstart:
 	bash deploy/quickstart.sh
+
+# Wheels for hosts with no package index (deploy/README.md): `make wheels WHEELS=DIR
+# FETCH_ARGS="--collector --arch x86_64"`, then `deploy/install.sh --wheels DIR` on each host.
+WHEELS ?= wheelhouse
+wheels:
+	bash deploy/fetch-wheels.sh $(WHEELS) $(FETCH_ARGS)

@@ -43,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
     config.add_arguments(run)
     diag = sub.add_parser("diagnose", help="diagnose one container now (no collector needed)",
                           description="Diagnose why CONTAINER failed, from its log, its image and the header of its entrypoint file.",
-                          epilog="exit codes: 0 an exec format error, diagnosed; 1 not an exec format error; 2 bad usage; "
+                          epilog="exit codes: 0 an exec format error or a look-alike, diagnosed; 1 neither; 2 bad usage; "
                                  "3 Docker Engine unreachable; 4 no such container; 5 container still running")
     diag.add_argument("container", metavar="CONTAINER", help="container name or id")
     diag.add_argument("--json", action="store_true", help="print the event JSON the collector would receive")

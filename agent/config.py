@@ -50,6 +50,7 @@ OPTIONS = (
     Option("lookup_registry", parse_bool, True, "ask the registry, through the Docker Engine, which platforms an image offers (default true)"),
     Option("proc_root", Path, Path("/proc"), "where to read /proc from; mount the host's /proc there (e.g. /host/proc) when the agent runs in a container (default /proc)"),
     Option("image_fallback", parse_bool, True, "when a container is already gone (--rm), read its entrypoint from the image through a never-started helper container; needs POST /containers/create on the Docker API (default true)"),
+    Option("image_inventory", parse_bool, True, "judge the images on this host at start and when images are pulled, loaded or tagged, and report those that cannot run here (reads them as image_fallback does; off when image_fallback is) (default true)"),
     Option("insecure", parse_bool, False, "talk to the collector in plaintext, without TLS (default false)"),
     Option("tls_ca", Path, None, "CA certificate that signed the collector's certificate (PEM)"),
     Option("tls_cert", Path, None, "this agent's client certificate (PEM)"),
@@ -79,6 +80,7 @@ class AgentConfig:
     tls_cert: Path | None
     tls_key: Path | None
     token_file: Path | None
+    image_inventory: bool = True
     runtime: str = "docker"
     containerd_address: str = ""
     containerd_namespaces: tuple[str, ...] = ("k8s.io", "default")

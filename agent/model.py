@@ -9,43 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from enoexec.facts import BinaryFacts, Diagnosis, Emulator, HostFacts, ImageFacts
 
-@dataclass(frozen=True)
-class Emulator:
-    """One binfmt_misc registration."""
-
-    name: str
-    platform: str  # OCI platform it runs, "" when its magic is not recognised
-    interpreter: str
-    flags: str
-    enabled: bool
-
-
-@dataclass(frozen=True)
-class HostFacts:
-    host_id: str
-    platform: str
-    kernel_machine: str = ""
-    kernel_release: str = ""
-    docker_version: str = ""
-    docker_platform: str = ""
-    default_runtime: str = ""
-    runtime_version: str = ""
-    cpu_model: str = ""
-    page_size: int = 0
-    memory_bytes: int = 0
-    can_run_32bit: bool = False
-    emulators: tuple[Emulator, ...] = ()
-    hostname: str = ""
-    runnable_platforms: tuple[str, ...] = ()
-    engine: str = ""  # "docker", "containerd"
-    engine_version: str = ""
-
-    @property
-    def emulated_platforms(self) -> tuple[str, ...]:
-        """Platforms binfmt_misc emulates *inside containers*: enabled entries with
-        the F flag (without it the interpreter must exist in the container)."""
-        return tuple(sorted({e.platform for e in self.emulators if e.enabled and e.platform and "F" in e.flags}))
+__all__ = ["BinaryFacts", "ContainerFacts", "Diagnosis", "Emulator", "Event", "HostFacts", "ImageFacts",
+           "KubernetesPod"]
 
 
 @dataclass(frozen=True)
@@ -73,40 +40,6 @@ class ContainerFacts:
 
 
 @dataclass(frozen=True)
-class ImageFacts:
-    ref: str
-    id: str
-    declared_platform: str = ""
-    repo_digests: tuple[str, ...] = ()
-    # None: unknown (registry not reachable or not asked).
-    available_platforms: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class BinaryFacts:
-    """What the entrypoint file turned out to be."""
-
-    path: str
-    kind: str  # a sniff.Kind value, or "unreadable"
-    platform: str = ""
-    shebang: str = ""
-    interpreter: str = ""
-    description: str = ""
-    source: str = ""  # "container" or "image"
-    requested_path: str = ""
-    error: str = ""
-    truncated: bool = False
-    # The arm variant is a default, not read from the file.
-    variant_guessed: bool = False
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    cause: str
-    explanation: str
-
-
-@dataclass(frozen=True)
 class Event:
     event_id: str
     time: datetime
@@ -116,5 +49,6 @@ class Event:
     binary: BinaryFacts
     cause: str
     explanation: str = ""
-    evidence: str = ""  # "runtime_message" or "file_only"
+    evidence: str = ""  # "runtime_message", "file_only", "exit_signal" or "loader_message"
     backfilled: bool = False
+    failure: str = "exec_format_error"  # or "start_failure" (enoexec.causes.FAILURES)

@@ -29,9 +29,12 @@ from agent.engine.base import Engine
 from agent.engine.exits import Exit
 from agent.engine.ordered import OrderedPool
 from agent.engine.registry import open_engine
-from agent.errors import ConfigError, EngineUnavailable
+from agent.errors import ConfigError, DockerUnavailable, EngineUnavailable, SpoolError
 from agent.host import hostfacts
+from agent.inventory import runner as inventory_runner
+from agent.inventory.scan import Inventory
 from enoexec.limits import MAX_EVENT_BYTES
+from enoexec.logsetup import Repeats
 from enoexec.sdnotify import Notifier
 
 logger = logging.getLogger(__name__)
@@ -86,6 +89,9 @@ class Agent:
         self.diagnoser = self.engine.diagnoser(
             lambda: self.host, lookup_registry=config.lookup_registry, image_fallback=config.image_fallback, clock=clock,
         )
+        self._stop_thread = threading.Event()
+        self.inventory = (Inventory(self.api, lambda: self.host, stop=self._stop_thread)
+                          if config.image_inventory and config.image_fallback and self.api is not None else None)
         self.sender = Sender(
             config.collector,
             self.spool,
@@ -94,15 +100,19 @@ class Agent:
             token=config.token(),
             batch_size=config.batch_size,
             heartbeat_interval=config.heartbeat_interval,
+            inventory=lambda: inventory_runner.report_pb(self.inventory) if self.inventory else None,
         )
         self._parallel = parallel
         self._docker = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix=self.engine.name)
         self._unavailable: tuple[type[BaseException], ...] = (EngineUnavailable, *self.engine.unavailable)
+        # Checking a just-started container for emulation: its own threads, off the event thread.
+        self._quick = ThreadPoolExecutor(max_workers=2, thread_name_prefix="start-check")
         self._pool: OrderedPool | None = None
         self._started = clock()
-        self._stop_thread = threading.Event()
         self._reconcile_now = asyncio.Event()
         self._deferred: list[Exit] = []
+        # Exits met while the spool cannot be written stay for reconciliation to find again.
+        self._unkept = Repeats(logger, "exits not kept, left for reconciliation", every=300.0)
 
     def _claim_host_id(self) -> None:
         """Spooled events carry the host id they were made with; the collector takes
@@ -162,12 +172,36 @@ class Agent:
         await asyncio.to_thread(self.spool.mark_seen_many, seen_keys(outcome))
         return outcome
 
+    def _check_emulated(self, container_id: str, when: datetime, loop: asyncio.AbstractEventLoop) -> None:
+        """On a docker-create thread: spool the emulation warning of a started container, once."""
+        key = f"{container_id}~emulated"
+        try:
+            if self.spool.is_seen(key):
+                return
+            ev = self.diagnoser.emulated(container_id, when)
+            if ev is not None and self.spool.put(ev.event_id, wire.fit(wire.event_pb(ev), MAX_EVENT_BYTES).SerializeToString()):
+                logger.warning(
+                    "container runs under emulation event_id=%s container=%s image=%s binary_platform=%s host_platform=%s",
+                    ev.event_id, ev.container.name or container_id[:12], ev.image.ref, ev.binary.platform, ev.host.platform,
+                )
+                loop.call_soon_threadsafe(self.sender.notify)
+            self.spool.mark_seen(key)
+        except DockerUnavailable as e:
+            logger.debug("emulation check skipped container=%s error=%s", container_id[:12], e)
+        except Exception:  # a warning must never cost an exit
+            logger.exception("emulation check failed container=%s", container_id[:12])
+
     async def _handle_logged(self, exit: Exit) -> Outcome | None:
         try:
-            return await self.handle(exit)
-        except Exception:  # one bad exit (or a spool error) must not stop the others
+            outcome = await self.handle(exit)
+        except SpoolError as e:  # a full --state-dir: every exit meets it; said once, then summarised
+            self._unkept.failed(str(e), container=exit.container_id[:12])
+            return None
+        except Exception:  # one bad exit must not stop the others
             logger.exception("exit not handled container=%s; left for reconciliation", exit.container_id[:12])
             return None
+        self._unkept.recovered("exits are kept again")
+        return outcome
 
     def submit(self, exit: Exit) -> asyncio.Task[Outcome | None]:
         """Handle ``exit`` concurrently with other containers' exits, after this container's earlier ones."""
@@ -229,6 +263,8 @@ class Agent:
             self._reconcile_now.clear()
             try:
                 await self.reconcile()
+            except SpoolError as e:  # retried at the next interval; the checkpoint did not move
+                self._unkept.failed(str(e))
             except Exception:  # retried at the next interval; the checkpoint did not move
                 logger.exception("reconciliation failed")
 
@@ -252,6 +288,11 @@ class Agent:
         def on_exit(exit: Exit) -> None:
             loop.call_soon_threadsafe(self.submit, exit)
 
+        def on_start(container_id: str, when: datetime) -> None:
+            # Only a host that emulates a platform for containers has anything to check.
+            if self.host.emulated_platforms:
+                self._quick.submit(self._check_emulated, container_id, when, loop)
+
         first_connect = True
 
         def on_connect() -> None:
@@ -264,7 +305,7 @@ class Agent:
                 self.host = self.engine.facts(self.config.host_id, self._proc_root)
             first_connect = False
 
-        watcher = self.engine.watcher(on_exit, on_connect, stop=self._stop_thread, clock=self._clock)
+        watcher = self.engine.watcher(on_exit, on_connect, stop=self._stop_thread, clock=self._clock, on_start=on_start)
         thread = threading.Thread(target=watcher.run, name=f"{self.engine.name}-events", daemon=True)
         thread.start()
         logger.info(
@@ -278,6 +319,8 @@ class Agent:
             asyncio.create_task(self._refresh_facts(), name="facts"),
             asyncio.create_task(notify.watchdog(), name="watchdog"),  # pings while this loop turns
         ]
+        if self.inventory is not None and self.api is not None:
+            tasks.append(asyncio.create_task(inventory_runner.run(self.inventory, self.api, self._stop_thread), name="inventory"))
         notify.ready(f"watching {self.engine.name} at {self.engine.address}")
         try:
             await stop.wait()
@@ -297,6 +340,7 @@ class Agent:
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(thread.join, SHUTDOWN_GRACE)
             self._docker.shutdown(wait=False, cancel_futures=True)
+            self._quick.shutdown(wait=False, cancel_futures=True)
             self.engine.close()
             left = self.spool.stats().events
             self.spool.close()

@@ -2,7 +2,8 @@
 Debian bookworm root filesystems (tests/rootfs.py), armhf and arm64 under QEMU
 user emulation, amd64 natively (the baseline from the same run).
 
-Wheels are downloaded for each platform beforehand and installed offline, so
+Wheels are fetched for each platform beforehand (deploy/fetch-wheels.sh) and
+installed offline (install.sh --wheels, no network in the rootfs), so
 the figure is the installer's own work (virtualenv, resolve, unpack, byte-
 compile, users, config) without the network. Also times ``enoexec-agent
 --help`` (the import cost every command pays). Needs root, mmdebstrap and
@@ -34,14 +35,14 @@ def bench(arch: str) -> dict[str, object]:
     started = time.monotonic()
     fs = rootfs.build(arch, rootfs.AGENT_PACKAGES)
     build_s = time.monotonic() - started
-    wheels = rootfs.agent_wheels(machine)
+    wheels = rootfs.wheels(machine)
     with tempfile.TemporaryDirectory(prefix="enoexec-install-bench-") as tmp:
         root = rootfs.extract(fs.tarball, Path(tmp) / "root")
         try:
             rootfs.prepare(root, wheels)
-            chroot = rootfs.Chroot(root, qemu)
+            chroot = rootfs.Chroot(root, qemu, network=False)
             started = time.monotonic()
-            proc = chroot.run("bash", "/src/deploy/install.sh", "--agent", "--insecure",
+            proc = chroot.run("bash", "/src/deploy/install.sh", "--agent", "--insecure", "--wheels", "/wheels",
                               "--collector-address", "127.0.0.1:7469", "--python", "/usr/bin/python3")
             install_s = time.monotonic() - started
             if proc.returncode != 0:

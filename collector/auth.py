@@ -60,12 +60,17 @@ def parse_tokens(lines: Iterable[str], source: str = "tokens file") -> Tokens:
     return Tokens(out)
 
 
-def load_tokens(path: Path) -> Tokens:
+def load_tokens(path: Path, flag: str = "--tokens-file") -> Tokens:
+    """The token hashes in ``path``; a file without one is refused: it would let nobody in."""
     try:
         text = path.read_text()
     except OSError as e:
-        raise ConfigError(f"--tokens-file {path}: {e.strerror or e}") from None
-    return parse_tokens(text.splitlines(), source=str(path))
+        raise ConfigError(f"{flag} {path}: {e.strerror or e}") from None
+    tokens = parse_tokens(text.splitlines(), source=str(path))
+    if not tokens.by_host:
+        raise ConfigError(f"{flag} {path} holds no token, so every request would be refused; "
+                          "add a line made by 'enoexec-collector token NAME'")
+    return tokens
 
 
 def bearer(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:

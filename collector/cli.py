@@ -32,7 +32,9 @@ DEFAULT_URL = "http://localhost:9469"
 # README.md, "Exit codes".
 EXIT_SOME_CANNOT = EXIT_FINDING
 EXIT_NO_HOSTS = EXIT_NOT_FOUND
-CHECK_EPILOG = ("exit codes: 0 every known host can run IMAGE; 1 some host cannot; 2 bad usage; "
+CHECK_EPILOG = ("IMAGE's entrypoint is read from its registry (or from a docker save / OCI archive file) and judged per host; "
+                "--target/--facts judge without a collector (a CI gate: deploy/ci/). "
+                "exit codes: 0 every known host can run IMAGE; 1 some host cannot (--strict: or is unknown); 2 bad usage; "
                 "3 collector or registry unreachable; 4 no hosts known to the collector")
 
 
@@ -47,13 +49,19 @@ def parser() -> argparse.ArgumentParser:
     hints.add_argument("--url", default=None, help=f"collector HTTP address (default $ENOEXEC_URL, then {DEFAULT_URL})")
     _client_flags(hints)
     hints.add_argument("--json", action="store_true", help="print JSON")
-    check = sub.add_parser("check", help="which fleet hosts could not run IMAGE", description="Before deploying: list the known hosts that could not run IMAGE, and why.",
+    check = sub.add_parser("check", help="which fleet hosts could not run IMAGE", description="Before deploying: each known host (or --target platform) runs IMAGE, fails (cause, fix) or is unknown (why), from IMAGE's real entrypoint and the exits the fleet saw.",
                            epilog=CHECK_EPILOG)
-    check.add_argument("image", metavar="IMAGE", help="image reference, e.g. registry.example/app:1.4")
-    check.add_argument("--platform", action="append", default=[], metavar="P", help="a platform the image offers (repeatable); default: ask the image's registry")
+    check.add_argument("image", metavar="IMAGE", help="image reference, e.g. registry.example/app:1.4, or a docker save / OCI archive file")
+    check.add_argument("--platform", action="append", default=[], metavar="P", help="a platform the image offers (repeatable): judge by this label alone; default: read the image's entrypoint from its registry")
     check.add_argument("--url", default=None, help=f"collector HTTP address (default $ENOEXEC_URL, then {DEFAULT_URL})")
     _client_flags(check)
     check.add_argument("--json", action="store_true", help="print JSON")
+    check.add_argument("--target", action="append", default=[], metavar="P", help="judge against this platform instead of the collector's hosts (repeatable; no collector needed)")
+    check.add_argument("--facts", default=None, metavar="FILE", help="judge against the hosts in FILE (enoexec-agent facts --json, or a saved /api/v1/hosts); no collector needed")
+    check.add_argument("--strict", action="store_true", help="exit 1 also when a host's answer is unknown (the entrypoint could not be read)")
+    check.add_argument("--check-registries", default=None, metavar="LIST", help="registries this process may read from with --target/--facts (default: the well-known ones and IMAGE's own)")
+    check.add_argument("--max-bytes", type=int, default=512 * 1024 * 1024, metavar="N", help="stop reading layers after N bytes (local reads)")
+    check.add_argument("--timeout", type=float, default=60.0, metavar="S", help="stop reading after S seconds (local reads)")
     forget = sub.add_parser("forget", help="retire a host: drop it from the fleet view (its past exits stay counted)",
                             description="Retire a decommissioned host: it leaves /api/v1/hosts and its per-host gauges "
                                         "(so AgentDown clears); its exits stay counted. An agent that comes back registers again.")
@@ -191,9 +199,20 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     for p in args.platform:  # the collector checks the same; saying it here needs no collector
         if not platforms.is_known(platforms.parse(p)):
             raise ConfigError(f"--platform {p!r}: expected os/arch[/variant] with a known architecture, such as linux/arm64")
-    params = [("image", args.image)] + [("platform", p) for p in args.platform]
-    doc = _get(_url(args, env), "/api/v1/check", params, *_client(args, env))
-    code = check_exit_code(doc)
+    local = bool(args.target or args.facts or Path(args.image).is_file())
+    if local and args.platform:
+        raise ConfigError("--platform judges a label through the collector; with --target, --facts or an archive file the image itself is read")
+    if local:
+        from collector import check_local
+
+        hosts = check_local.targets(args.target) + (check_local.facts_file(args.facts) if args.facts else [])
+        base, client = _url(args, env), _client(args, env)
+        doc = check_local.run(args.image, hosts=hosts or None, fetch=lambda path, params: _get(base, path, params, *client),
+                              check_registries=args.check_registries, max_bytes=args.max_bytes, timeout=args.timeout)
+    else:
+        params = [("image", args.image)] + [("platform", p) for p in args.platform]
+        doc = _get(_url(args, env), "/api/v1/check", params, *_client(args, env))
+    code = check_exit_code(doc, strict=args.strict)
     if args.json:
         print(json.dumps({**doc, "exit_code": code}, indent=2))
     else:
@@ -201,28 +220,49 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return code
 
 
-def check_exit_code(doc: Mapping[str, Any]) -> int:
+def check_exit_code(doc: Mapping[str, Any], *, strict: bool = False) -> int:
     if not doc.get("hosts"):
         return EXIT_NO_HOSTS
-    return EXIT_SOME_CANNOT if doc.get("cannot_run") else EXIT_OK
+    if doc.get("cannot_run") or (strict and doc.get("unknown")):
+        return EXIT_SOME_CANNOT
+    return EXIT_OK
 
 
 def check_table(doc: Mapping[str, Any]) -> str:
     """``check``'s answer for a person: one row per host, columns as wide as their values. Pure."""
     hosts = doc.get("hosts") or []
     lines = [f"{doc['image']} offers {', '.join(doc['platforms']) or 'no platforms'} (from {doc['platforms_from']})"]
+    for e in doc.get("entrypoints") or []:
+        what = e["binary_platform"] or e["kind"]
+        cost = "cached" if e["cached"] else f"{e['bytes_read']} bytes read in {e['seconds']:g}s"
+        whole = (f"; read whole: {', '.join(e['layers_read_whole'])}" if e["layers_read_whole"] and e["bytes_read"] > 1 << 20 else "")
+        lines.append(f"  {e['platform'] or '?'}: {e['path'] or e['requested_path'] or '(no command)'} is {what}"
+                     f"{' (' + e['error'] + ')' if e['error'] else ''} [{cost}{whole}]")
     w_id = max([7, *(len(v["host_id"]) for v in hosts)])
     w_pf = max([8, *(len(v["host_platform"]) for v in hosts)])
-    w_re = max([6, *(len(v["reason"]) for v in hosts)])
+    w_re = max([6, *(len(v.get("cause") or v["reason"]) for v in hosts)])
     for v in hosts:
-        mark = "ok  " if v["runnable"] else "FAIL"
-        row = f"  {mark} {v['host_id']:<{w_id}}  {v['host_platform']:<{w_pf}}  {v['reason']:<{w_re}}  {v.get('detail', '')}"
+        status = v.get("status", "runs" if v["runnable"] else "fails")
+        mark = {"runs": "ok  ", "fails": "FAIL"}.get(status, "ok? " if v["runnable"] else "??  ")
+        if not v["runnable"]:
+            mark = "FAIL"
+        row = f"  {mark} {v['host_id']:<{w_id}}  {v['host_platform']:<{w_pf}}  {v.get('cause') or v['reason']:<{w_re}}  {v.get('detail', '')}"
+        if v.get("fix") and status == "fails":
+            row += f"  fix: {v['fix']}"
+        if v.get("note"):
+            row += f"  (note: {v['note']})"
         lines.append(row.rstrip())
-    bad = len(doc.get("cannot_run") or [])
+    seen = doc.get("seen") or {}
+    if seen.get("exits"):
+        lines.append(f"the fleet saw it fail {seen['exits']} time(s) on {len(seen['hosts'])} host(s) since {seen['since']}: "
+                     f"{', '.join(seen['causes'])}")
+    bad, unknown = len(doc.get("cannot_run") or []), len(doc.get("unknown") or [])
     if not hosts:
         lines.append("no hosts known to the collector yet: nothing was checked (is --url the right collector?)")
     else:
         lines.append(f"{bad} host(s) could not run it, of {len(hosts)} known" if bad else f"every known host can run it ({len(hosts)})")
+        if unknown:
+            lines.append(f"{unknown} host(s) unknown: the entrypoint could not be judged (see above)")
     return text.printable("\n".join(lines) + "\n")
 
 

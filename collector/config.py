@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collector import auth
 from collector.check import registry_policy
 from collector.errors import ConfigError
 from enoexec import settings
@@ -49,6 +50,8 @@ OPTIONS = (
     Option("db", str, "enoexec.db", "SQLite file path (the default, enoexec.db) or a postgresql:// URL"),
     Option("retention_days", positive_int, 30, "days to keep events; counters are kept forever (default 30)"),
     Option("max_image_labels", positive_int, 200, "distinct image label values in metrics; the rest fold into _other (default 200)"),
+    Option("max_hosts", positive_int, 10000, "distinct host ids the collector keeps (each has its own series); Hellos "
+           "from new hosts past it are refused and counted as too_many_hosts (default 10000)"),
     Option("max_batch_events", positive_int, 500, "events an agent may send per batch (default 500)"),
     Option("replica_id", str, "", "this replica's id when several share one PostgreSQL database (default the hostname)"),
     settings.LOG_LEVEL,
@@ -71,6 +74,9 @@ OPTIONS = (
            "hosts 'check' may ask for an image's platforms, comma-separated: host, host:port, *.domain, a registry "
            "name (docker.io, ghcr.io, quay.io, gcr.io, registry.k8s.io, mcr.microsoft.com, public.ecr.aws), "
            "'default' for all of those, or '' for none (default: default)"),
+    Option("check_max_bytes", positive_int, 512 * 1024 * 1024,
+           "layer bytes one 'check' may read from a registry before it answers 'unknown' (default 512 MiB)"),
+    Option("check_timeout", positive_float, 60.0, "seconds one 'check' may spend reading an image (default 60)"),
     Option("host_expiry", duration, 7 * 86400.0,
            "forget a host after this long without a word from its agent: 90m, 36h, 7d, or 0 for never (default 7d)"),
 )
@@ -84,6 +90,7 @@ class CollectorConfig:
     db: str
     retention_days: int
     max_image_labels: int
+    max_hosts: int
     max_batch_events: int
     replica_id: str
     log_level: str
@@ -104,6 +111,8 @@ class CollectorConfig:
     protect_metrics: bool
     check_registries: registry_policy.RegistryPolicy
     host_expiry: float  # seconds; 0 never expires
+    check_max_bytes: int = 512 * 1024 * 1024
+    check_timeout: float = 60.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -138,6 +147,9 @@ def _check_files(v: dict[str, Any]) -> None:
     for name in ("tls_ca", "tls_cert", "tls_key", "tokens_file", "http_tls_cert", "http_tls_key", "http_token_file"):
         if v[name] is not None and not Path(v[name]).is_file():
             raise ConfigError(f"--{name.replace('_', '-')} {v[name]}: no such file")
+    for name in ("tokens_file", "http_token_file"):
+        if v[name] is not None:
+            auth.load_tokens(Path(v[name]), f"--{name.replace('_', '-')}")  # refused now, before anything starts
     if bool(v["tls_cert"]) != bool(v["tls_key"]):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
     if bool(v["http_tls_cert"]) != bool(v["http_tls_key"]):

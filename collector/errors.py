@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enoexec.errors import ConfigError, EnoexecError, Unavailable
 
-__all__ = ["CollectorError", "CollectorUnavailable", "ConfigError", "InvalidReference", "RegistryError", "RegistryRefused", "StoreError"]
+__all__ = ["CollectorError", "CollectorUnavailable", "ConfigError", "InvalidReference", "RegistryError", "RegistryRefused", "RegistryUnavailable", "StoreError"]
 
 
 class CollectorError(EnoexecError):
@@ -19,6 +19,10 @@ class RegistryError(CollectorError):
     """An image registry could not be reached or did not answer as expected."""
 
 
+class RegistryUnavailable(RegistryError, Unavailable):
+    """``check`` run locally (``--target``, ``--facts``) could not read the registry: exit 3."""
+
+
 class InvalidReference(RegistryError):
     """The image reference itself is malformed (the caller's mistake)."""
 
@@ -28,4 +32,12 @@ class RegistryRefused(RegistryError):
 
 
 class StoreError(CollectorError):
-    """The event store could not be reached or refused a query."""
+    """The event store could not be reached or refused a query.
+
+    ``transient``: the database itself failed (unreachable, full, read-only, locked),
+    so another try later may work; false when it refused what was asked (a value it
+    cannot hold), which trying again will not change."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient

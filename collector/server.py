@@ -18,24 +18,33 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from collector import auth, listen
+from collector.check import imagecheck
 from collector.check import registry as image_registry
+from collector.check.entrypoint_read import EntrypointCache
 from collector.config import CollectorConfig
 from collector.errors import ConfigError, StoreError
 from collector.http.api import Api
+from collector.http.json_errors import JsonErrorsRunner
 from collector.http.metrics import FleetCollector
 from collector.ingest.agent_resources import AgentResourcesCollector, BuildInfoCollector, ResourceBoard
+from collector.ingest.host_cap import HostCap
+from collector.ingest.inventory import InventoryBoard, UnrunnableImagesCollector
 from collector.ingest.presence import Presence
 from collector.ingest.service import CollectorService, utcnow
 from collector.ingest.stats import Stats
 from collector.ingest.writer import GroupWriter
+from collector.replica import ReplicaLease
 from collector.store.store import Store
 from enoexec.sdnotify import Notifier
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
+CHECK_READS = 4  # images read from registries at once by /api/v1/check
+
 GRACE = 5.0
 PRUNE_EVERY = 3600.0
+HOST_CAP_REFRESH = 30.0  # seconds between re-reads of the known hosts behind --max-hosts
 MAX_MESSAGE = 4 * 1024 * 1024
 
 # Agents ping every 60 s (see agent.sender); permit pings every 30 s or more.
@@ -106,10 +115,14 @@ class Collector:
             FleetCollector(self.store, self.stats, self.presence, max_image_labels=config.max_image_labels)
         )
         self.resources = ResourceBoard()
+        self.host_cap = HostCap(config.max_hosts)
+        self.lease = ReplicaLease(self.store, self.store.replica_id)
         self.registry.register(AgentResourcesCollector(self.resources))
+        self.inventory = InventoryBoard()
+        self.registry.register(UnrunnableImagesCollector(self.inventory, max_image_labels=config.max_image_labels))
         self.registry.register(BuildInfoCollector())
         self.tokens = auth.load_tokens(config.tokens_file) if config.tokens_file else None
-        self.http_tokens = auth.load_tokens(config.http_token_file) if config.http_token_file else None
+        self.http_tokens = auth.load_tokens(config.http_token_file, "--http-token-file") if config.http_token_file else None
         self.grpc_port = 0
         self.http_port = 0
 
@@ -131,14 +144,31 @@ class Collector:
             try:
                 gone = await asyncio.to_thread(self.store.expire_hosts, utcnow() - expiry)
                 for host_id in gone:
+                    self.host_cap.discard(host_id)
                     logger.info("host expired host_id=%s silent_for_more_than=%s", host_id, expiry)
             except StoreError as e:
                 logger.warning("host expiry failed error=%s", e)
             await asyncio.sleep(every)
 
+    async def _refresh_host_cap(self) -> None:
+        """Hosts other replicas admitted, or that were retired, count from the next read."""
+        while True:
+            await asyncio.sleep(HOST_CAP_REFRESH)
+            try:
+                stored = await asyncio.to_thread(self.store.host_ids)
+            except StoreError:
+                continue  # the writer and /readyz say it; the book stays as it was
+            self.host_cap.refresh([*stored, *self.presence.local()])
+
     async def run(self, stop: asyncio.Event, notify: Notifier | None = None) -> None:
         notify = notify or Notifier()
+        try:
+            await asyncio.to_thread(self.lease.claim)
+        except ConfigError:
+            await asyncio.to_thread(self.store.close)
+            raise
         await asyncio.to_thread(self.store.disconnect_all)
+        self.host_cap.refresh(await asyncio.to_thread(self.store.host_ids))
         writer = GroupWriter(self.store, self.presence, host_flush_seconds=self.config.host_flush_seconds)
         writing = asyncio.create_task(writer.run(), name="group-writer")
         server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -147,7 +177,7 @@ class Collector:
                 self.stats, self.presence, writer, max_batch_events=self.config.max_batch_events,
                 tokens=self.tokens, agent_rate=self.config.agent_rate, agent_burst=self.config.agent_burst,
                 max_streams=self.config.max_streams, hello_timeout=self.config.hello_timeout,
-                resources=self.resources,
+                resources=self.resources, inventory=self.inventory, host_cap=self.host_cap,
             ),
             server,
         )
@@ -164,17 +194,29 @@ class Collector:
         except RuntimeError:
             writer.stop()
             await writing
+            await asyncio.to_thread(self.lease.release)
             raise ConfigError(listen.cannot_listen("--grpc-listen", self.config.grpc_listen)) from None
         await server.start()
         for service in ("", HEALTH_SERVICE):
             await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
 
         policy = self.config.check_registries
+        entrypoints = EntrypointCache()
+        reading = asyncio.Semaphore(CHECK_READS)  # a burst of checks does not read a burst of layers
+
+        async def read_image(ref: str) -> imagecheck.ImageRead:
+            async with reading:
+                return await imagecheck.read_registry(ref, allowed=policy, cache=entrypoints,
+                                                      max_bytes=self.config.check_max_bytes, timeout=self.config.check_timeout)
+
         api = Api(
             self.store, self.registry, lookup_platforms=lambda ref: image_registry.fetch_platforms(ref, allowed=policy),
+            read_image=read_image,
             tokens=self.http_tokens, protect_metrics=self.config.protect_metrics, presence=self.presence, resources=self.resources,
+            inventory=self.inventory,
+            on_forget=self.host_cap.discard, writer_failure=lambda: writer.failure,
         )
-        runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
+        runner = JsonErrorsRunner(api.app(), access_log=None, shutdown_timeout=GRACE, logger=http_logger)
         await runner.setup()
         host, port = listen.split(self.config.http_listen)
         site = web.TCPSite(runner, host or None, port, ssl_context=http_ssl_context(self.config), reuse_port=False)
@@ -185,6 +227,7 @@ class Collector:
             await runner.cleanup()
             writer.stop()
             await writing
+            await asyncio.to_thread(self.lease.release)
             raise ConfigError(listen.cannot_listen("--http-listen", self.config.http_listen, e)) from None
         sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - aiohttp keeps the bound port here
         self.http_port = sockets[0].getsockname()[1] if sockets else port
@@ -196,7 +239,9 @@ class Collector:
         if self.http_tokens is None and not _loopback(host):
             logger.warning("the JSON API on %s needs no token: anyone who reaches it can read the fleet, "
                            "retire hosts and run 'check'; set --http-token-file", self.config.http_listen)
-        tasks = [asyncio.create_task(self._prune(), name="prune")]
+        tasks = [asyncio.create_task(self._prune(), name="prune"),
+                 asyncio.create_task(self._refresh_host_cap(), name="host-cap"),
+                 asyncio.create_task(self.lease.run(), name="replica-lease")]
         if self.config.host_expiry > 0:
             tasks.append(asyncio.create_task(self._expire_hosts(), name="expire-hosts"))
         tasks.append(asyncio.create_task(notify.watchdog(), name="watchdog"))  # pings while this loop turns
@@ -215,6 +260,10 @@ class Collector:
             writer.stop()
             await writing
             await asyncio.to_thread(self.store.disconnect_all)
+            try:
+                await asyncio.to_thread(self.lease.release)
+            except StoreError as e:  # the id is taken over once its lease stands still
+                logger.warning("replica lease not released error=%s", e)
             await asyncio.to_thread(self.store.close)
             logger.info("collector stopped")
 

@@ -25,12 +25,14 @@ DRY_RUN=0
 UNINSTALL=0
 PURGE=0
 INSECURE=0
+WHEELS=""    # --wheels DIR: install from these wheels only, no package index
+STAGED=""    # the copy of the checkout pip builds from, removed at exit
 CREATED=()   # what this run made, undone in reverse if a later step fails
 
 usage() {
     cat <<USAGE
 Usage: $PROG [--agent] [--collector] [--collector-address HOST:PORT]
-             [--prefix DIR] [--python PATH] [--insecure] [--dry-run]
+             [--prefix DIR] [--python PATH] [--wheels DIR] [--insecure] [--dry-run]
        $PROG --uninstall [--purge] [--prefix DIR] [--dry-run]
 
 Install enoexec from $REPO on this host.
@@ -45,6 +47,9 @@ Install enoexec from $REPO on this host.
   --python PATH                 Python 3.11+ interpreter for the virtualenv (default python3);
                                 the service users must be able to run it (not a pyenv or
                                 conda interpreter under a private home directory)
+  --wheels DIR                  install from the wheels in DIR only, without a package
+                                index (a host with no network access); fill DIR on a
+                                connected machine with deploy/fetch-wheels.sh DIR
   --insecure                    write insecure = true into new config files (plaintext gRPC,
                                 for a trusted network) instead of using TLS
   --uninstall                   stop and remove the services, units, links, virtualenv and
@@ -74,6 +79,7 @@ SupplementaryGroups=docker). Access to the Docker socket is root-equivalent.
 Examples:
   sudo deploy/install.sh --collector
   sudo deploy/install.sh --agent --collector-address collector.example:7469
+  sudo deploy/install.sh --agent --collector-address collector.example:7469 --wheels /media/wheels
 USAGE
 }
 
@@ -89,6 +95,7 @@ made() { CREATED+=("$1:$2"); }
 # On a failed exit, remove what this run made, newest first, and say so.
 on_exit() {
     local rc=$? i kind what
+    [ -z "$STAGED" ] || rm -rf -- "$STAGED"
     [ "$rc" = 0 ] || [ "${#CREATED[@]}" = 0 ] || [ "$DRY_RUN" = 1 ] && return
     for ((i = ${#CREATED[@]} - 1; i >= 0; i--)); do
         kind=${CREATED[i]%%:*} what=${CREATED[i]#*:}
@@ -128,6 +135,10 @@ parse_args() {
                 [ $# -ge 2 ] || die "--python needs a path"
                 PYTHON=$2; shift ;;
             --python=*) PYTHON=${1#*=} ;;
+            --wheels)
+                [ $# -ge 2 ] || die "--wheels needs a directory"
+                WHEELS=$2; shift ;;
+            --wheels=*) WHEELS=${1#*=} ;;
             --insecure) INSECURE=1 ;;
             --uninstall) UNINSTALL=1 ;;
             --purge) PURGE=1 ;;
@@ -139,6 +150,7 @@ parse_args() {
     done
     if [ "$UNINSTALL" = 1 ]; then
         [ "$AGENT" = 0 ] && [ "$COLLECTOR" = 0 ] || die "--uninstall removes both programs: drop --agent/--collector"
+        [ -z "$WHEELS" ] || die "--wheels goes with an install, not --uninstall"
     else
         [ "$PURGE" = 0 ] || die "--purge goes with --uninstall"
         [ "$AGENT" = 1 ] || [ "$COLLECTOR" = 1 ] \
@@ -168,6 +180,12 @@ preflight() {
     "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null \
         || die "$PYTHON cannot create virtualenvs: install the venv module (apt-get install python3-venv)"
     check_interpreter_shared
+    if [ -n "$WHEELS" ]; then
+        [ -d "$WHEELS" ] || die "--wheels $WHEELS is not a directory: fill one on a connected machine with deploy/fetch-wheels.sh DIR and copy it here"
+        WHEELS=$(cd "$WHEELS" && pwd)
+        compgen -G "$WHEELS/*.whl" >/dev/null \
+            || die "--wheels $WHEELS holds no wheels: fill it on a connected machine with deploy/fetch-wheels.sh $WHEELS"
+    fi
 }
 
 # The virtualenv links to the base interpreter, so the services' users must be
@@ -201,9 +219,14 @@ install_package() {
         run install -d -m 0755 "$PREFIX"
         run "$PYTHON" -m venv "$venv" || fail "could not create the virtualenv $venv with $PYTHON"
     fi
-    local spec="$REPO"  # the agent alone needs no extra; the collector brings its libraries
-    [ "$COLLECTOR" = 1 ] && spec="$REPO[postgres]"
-    say "installing $spec into $venv"
+    local src="$REPO"
+    if [ "$DRY_RUN" = 0 ]; then
+        STAGED=$(stage_source) || fail "could not copy $REPO to a temporary directory to build from"
+        src=$STAGED
+    fi
+    local spec="$src"  # the agent alone needs no extra; the collector brings its libraries
+    [ "$COLLECTOR" = 1 ] && spec="$src[postgres]"
+    say "installing $(shown "$spec") into $venv"
     pip_install "$venv" "$spec"
     local script
     for script in enoexec-agent enoexec-collector; do
@@ -217,28 +240,76 @@ install_package() {
     run install -m 0644 "$DEPLOY/README.md" "$DOC_DIR/deploy.md"
 }
 
+# stage_source: a copy of the checkout for pip to build from. pip builds in the
+# source tree, and setuptools packs whatever an earlier build left in its build/
+# directory: from the checkout itself, a module deleted since would come back.
+stage_source() {
+    local dest
+    dest=$(mktemp -d) || return 1
+    tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./build --exclude='*.egg-info' --exclude=./.enoexec \
+        --exclude=./wheelhouse --exclude=__pycache__ --exclude=.mypy_cache --exclude=.ruff_cache --exclude=.pytest_cache \
+        -cf - . | tar -C "$dest" -xf - || { rm -rf -- "$dest"; return 1; }
+    echo "$dest"
+}
+
+# shown SPEC: SPEC as the user knows it (the checkout, not its staged copy).
+shown() {
+    if [ -n "$STAGED" ]; then echo "${1/#"$STAGED"/$REPO}"; else echo "$1"; fi
+}
+
 # pip_install VENV SPEC: pip's own output stays visible; on failure, the lines
-# naming the package and the reason are repeated at the end and the run fails.
+# naming the package and the reason are repeated, and the run fails naming the
+# cause (an index it could not reach, a wheel missing from --wheels DIR).
 # --prefer-binary: take a wheel over a newer source release that would need a
 # compiler (every dependency has wheels for armv7l, aarch64 and x86_64).
 pip_install() {
-    local venv=$1 spec=$2 log rc=0
+    local venv=$1 spec=$2 log rc=0 cause
+    local args=(--prefer-binary --upgrade)
+    [ -z "$WHEELS" ] || args+=(--no-index --find-links "$WHEELS")
     if [ "$DRY_RUN" = 1 ]; then
-        run "$venv/bin/python" -m pip install --prefer-binary --upgrade "$spec"
+        run "$venv/bin/python" -m pip install "${args[@]}" "$spec"
         return
     fi
     log=$(mktemp)
-    "$venv/bin/python" -m pip install --prefer-binary --upgrade --disable-pip-version-check "$spec" 2>&1 \
+    "$venv/bin/python" -m pip install "${args[@]}" --disable-pip-version-check "$spec" 2>&1 \
         | tee "$log" || rc=$?
     if [ "$rc" != 0 ]; then
-        echo "$PROG: pip could not install $spec; the reason, as pip gave it:" >&2
+        echo "$PROG: pip could not install $(shown "$spec"); the reason, as pip gave it:" >&2
         grep -E '(ERROR|error):|ResolutionImpossible|Failed (building|to build)|requires a different Python' "$log" \
             | grep -v 'subprocess-exited-with-error' | sed -E 's/^[[:space:]]+//' | awk '!seen[$0]++' \
             | sed "s/^/$PROG:   /" >&2 || tail -n 5 "$log" | sed "s/^/$PROG:   /" >&2
+        cause=$(pip_failure_cause "$log" "$venv/bin/python")
         rm -f "$log"
-        fail "installing $spec failed (pip exit status $rc)"
+        fail "${cause:-installing $(shown "$spec") failed (pip exit status $rc)}"
     fi
     rm -f "$log"
+}
+
+# pip_failure_cause LOG PYTHON: the cause of a failed pip install when pip's last
+# words hide it (empty otherwise): an index it could not reach (its retry
+# warnings say why, its final error only "No matching distribution"), or with
+# --wheels, a package DIR has no wheel of for this host.
+pip_failure_cause() {
+    local log=$1 python=$2 err index missing version machine
+    err=$(grep -oE "Temporary failure in name resolution|Name or service not known|No address associated with hostname|Network is unreachable|No route to host|Connection refused|Connection timed out|Read timed out|ProxyError|Cannot connect to proxy|CERTIFICATE_VERIFY_FAILED|SSLError" "$log" | head -n 1 || true)
+    if [ -n "$err" ]; then
+        index=$(sed -n 's/^ *Looking in indexes: //p' "$log" | head -n 1)
+        index=${index:-https://pypi.org/simple}
+        case $err in
+            *"name resolution"*|*"not known"*|*"No address"*) err="name resolution failed ($err): this host has no DNS or no network" ;;
+            *roxy*) err="the proxy failed ($err): check HTTPS_PROXY or pip's proxy setting" ;;
+            *SSL*|*CERTIFICATE*) err="TLS failed ($err): a proxy that intercepts HTTPS needs its CA in pip's cert setting" ;;
+            *) err="$err" ;;
+        esac
+        echo "pip could not reach the package index $index: $err; without network, fill a wheel directory on a connected machine (deploy/fetch-wheels.sh DIR), copy it here and run $PROG --wheels DIR"
+        return
+    fi
+    [ -n "$WHEELS" ] || return 0
+    missing=$(sed -n 's/.*No matching distribution found for \([^ ]*\).*/\1/p' "$log" | head -n 1)
+    [ -n "$missing" ] || return 0
+    read -r version machine < <("$python" -c 'import platform, sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}", platform.machine())' 2>/dev/null) \
+        || { version=X.Y machine=ARCH; }
+    echo "$WHEELS has no wheel of $missing for this host (CPython $version on $machine): on a connected machine run deploy/fetch-wheels.sh DIR --arch $machine --python-version $version$([ "$COLLECTOR" = 0 ] || echo ' --collector'), then copy DIR here again"
 }
 
 nologin_shell() {
@@ -464,13 +535,21 @@ main() {
     CREATED=()  # installed: from here on a failure (starting a unit) leaves the install in place
     start_services "${units[@]}"
     if [ "$AGENT_NEEDS_TLS" = 1 ]; then
-        say "the agent needs ca.crt, agent.crt and agent.key in $TLS_DIR, made by the collector's CA:"
-        say "  on the CA's host: deploy/tls/make-certs.sh agent DIR HOST_ID, then copy DIR/ca.crt and"
-        say "  DIR/agent-HOST_ID.{crt,key} here as agent.crt/agent.key (root:enoexec, mode 0640),"
-        say "  set host_id = \"HOST_ID\" in $CONF_DIR/agent.toml and run: systemctl start enoexec-agent"
+        local host
+        host=$(short_host)
+        say "the agent needs ca.crt, agent.crt and agent.key in $TLS_DIR, made by the collector's CA."
+        say "  The CA is where it was made: $PROG --collector keeps it in $TLS_DIR on the collector's host"
+        say "  (ca.crt and ca.key); deploy/tls/make-certs.sh ca DIR keeps it in DIR. There, from the checkout, run:"
+        say "    deploy/tls/make-certs.sh agent $TLS_DIR $host"
+        say "  (DIR instead of $TLS_DIR for a CA of your own), copy ca.crt, agent-$host.crt and agent-$host.key from"
+        say "  that directory into $TLS_DIR here as ca.crt, agent.crt and agent.key (root:enoexec, mode 0640),"
+        say "  set host_id = \"$host\" in $CONF_DIR/agent.toml and run: systemctl start enoexec-agent"
         say "  (or, on a trusted network: insecure = true in $CONF_DIR/agent.toml)"
     fi
     say "done"
 }
 
-main "$@"
+# Sourced (the tests call its functions), it defines them and runs nothing.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
+fi

@@ -31,3 +31,10 @@ class HintFacts:
     binary_kind: str
     shebang: str
     container: str  # quoted container name or placeholder
+    missing: str = ""  # the loader or interpreter the image lacks
+    libc: str = ""  # the libc family the binary's loader belongs to
+    image_libc: str = ""  # the libc family whose loader the image has
+    isa_level: int = 0  # x86-64 level the binary needs
+    cpu_level: str = ""  # the host's
+    page_size: int = 0  # the host's
+    load_align: int = 0  # the binary's

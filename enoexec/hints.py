@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from enoexec import hint_files as hints_files
+from enoexec import hint_lookalikes as lookalikes
 from enoexec import platforms
 from enoexec.hint_model import Hint, HintFacts
 from enoexec.v1 import enoexec_pb2 as pb
@@ -33,6 +34,13 @@ HINT_IDS: frozenset[str] = frozenset(
         "fix_download",
         "fix_not_a_binary",
         "investigate",
+        "add_loader",
+        "strip_crlf",
+        "add_interpreter",
+        "repull_image",
+        "match_cpu_level",
+        "match_page_size",
+        "run_native",
     }
 )
 
@@ -52,6 +60,13 @@ def hint_for(
     binary_kind: str = "",
     shebang: str = "",
     container: str = "",
+    missing: str = "",
+    libc: str = "",
+    image_libc: str = "",
+    isa_level: int = 0,
+    cpu_level: str = "",
+    page_size: int = 0,
+    load_align: int = 0,
 ) -> Hint:
     """The hint for one diagnosis; an unrecognised cause gets ``investigate``."""
     facts = HintFacts(
@@ -66,6 +81,13 @@ def hint_for(
         binary_kind=binary_kind,
         shebang=shebang,
         container=shlex.quote(container) if container else "CONTAINER",
+        missing=missing,
+        libc=libc,
+        image_libc=image_libc,
+        isa_level=isa_level,
+        cpu_level=cpu_level,
+        page_size=page_size,
+        load_align=load_align,
     )
     return _BY_CAUSE.get(cause, hints_files.investigate)(facts)
 
@@ -189,6 +211,13 @@ _BY_CAUSE = {
     "empty_file": hints_files.empty,
     "not_a_binary": hints_files.not_a_binary,
     "unknown": hints_files.investigate,
+    "missing_loader": lookalikes.missing_loader,
+    "crlf_shebang": lookalikes.strip_crlf,
+    "missing_interpreter": lookalikes.add_interpreter,
+    "corrupt_file": lookalikes.repull_image,
+    "cpu_level": lookalikes.match_cpu_level,
+    "page_size": lookalikes.match_page_size,
+    "emulated": lookalikes.run_native,
 }
 
 
@@ -206,6 +235,13 @@ def hint_of(event: pb.Event) -> Hint:
         binary_kind=event.binary.kind,
         shebang=event.binary.shebang,
         container=event.container.name or event.container.id[:12],
+        missing=event.binary.missing,
+        libc=event.binary.libc,
+        image_libc=event.binary.image_libc,
+        isa_level=event.binary.isa_level,
+        cpu_level=event.host.cpu_level,
+        page_size=event.host.page_size,
+        load_align=event.binary.load_align,
     )
     if event.container.HasField("kubernetes"):
         from enoexec import hints_kubernetes

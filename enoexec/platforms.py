@@ -237,3 +237,9 @@ def arm_variant_from_cpu_arch(cpu_arch: int) -> str:
     if cpu_arch in (6, 7, 8, 9, 11, 12):
         return "v6"
     return "v7"
+
+
+def level_number(level: str) -> int:
+    """A CPU level's number: 3 for "x86-64-v3", 6 for "armv6", 0 for ""."""
+    digits = level.rsplit("v", 1)[-1] if level else ""
+    return int(digits) if digits.isdigit() else 0

@@ -89,13 +89,14 @@ def event(
 class ScriptedAgent:
     """One agent stream, driven step by step from a test."""
 
-    def __init__(self, grpc_port: int, facts: pb.HostFacts, *, spool_events: int = 0, dropped_total: int = 0) -> None:
+    def __init__(self, grpc_port: int, facts: pb.HostFacts, *, spool_events: int = 0, dropped_total: int = 0,
+                 hello: pb.Hello | None = None) -> None:
         self.facts = facts
         self._channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
         self._outbox: queue.Queue[Any] = queue.Queue()
         stub = pb_grpc.CollectorStub(self._channel)
         self._replies = stub.Stream(iter(self._outbox.get, _CLOSE), timeout=60)
-        self._outbox.put(pb.AgentMessage(hello=pb.Hello(
+        self._outbox.put(pb.AgentMessage(hello=hello or pb.Hello(
             agent_version="test", host=facts, spool=pb.SpoolStats(events=spool_events, dropped_total=dropped_total),
         )))
         first = next(self._replies)
@@ -110,8 +111,8 @@ class ScriptedAgent:
         assert reply.HasField("ack") and reply.ack.batch_id == batch_id, reply
         return reply.ack
 
-    def heartbeat(self, spool_events: int, dropped_total: int) -> None:
-        hb = pb.Heartbeat(spool=pb.SpoolStats(events=spool_events, dropped_total=dropped_total))
+    def heartbeat(self, spool_events: int, dropped_total: int, resources: pb.AgentResources | None = None) -> None:
+        hb = pb.Heartbeat(spool=pb.SpoolStats(events=spool_events, dropped_total=dropped_total), resources=resources)
         hb.time.GetCurrentTime()
         self._outbox.put(pb.AgentMessage(heartbeat=hb))
 

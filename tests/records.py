@@ -26,6 +26,7 @@ def exit_record(
     cause: str = "arch_mismatch",
     available: Sequence[str] | None = ("linux/amd64", "linux/arm64"),
     backfilled: bool = False,
+    failure: str = "",
 ) -> EventRecord:
     """An exit record; with the defaults its hint is ``pull_platform`` (:data:`PULL_TITLE`),
     with ``available=None`` it is ``rebuild_multiplatform``."""
@@ -37,6 +38,7 @@ def exit_record(
         binary=pb.BinaryFacts(path="/app", kind="elf", platform=binary_platform),
         container=pb.ContainerFacts(id="c" * 12, name=f"c-{event_id}", exit_code=255),
         cause=cause,
+        failure=failure,
     )
     ev.time.FromDatetime(when)
     rec = ingest.record(ev)

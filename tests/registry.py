@@ -7,10 +7,12 @@ plain HTTP API v2 with urllib: blobs by monolithic upload, then manifests.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -65,8 +67,8 @@ auth:
 """
 
 
-def _token_cert(directory: str) -> Path:
-    """A self-signed certificate for the registry's token auth (it never verifies a token here)."""
+def _token_cert(directory: str | Path) -> Path:
+    """A self-signed certificate for the registry's token auth, its key beside it (``token.key``)."""
     if shutil.which("openssl") is None:
         require.missing("openssl not found: install the openssl package to run this test")
     cert, key = Path(directory, "token.crt"), Path(directory, "token.key")
@@ -78,22 +80,56 @@ def _token_cert(directory: str) -> Path:
     return cert
 
 
+def _der_to_raw(der: bytes) -> bytes:
+    """An ECDSA signature as openssl writes it (DER SEQUENCE of r, s) -> JWS's r||s, 32 bytes each."""
+    assert der[0] == 0x30
+    pos = 2 if der[1] < 0x80 else 3
+    out = b""
+    for _ in range(2):
+        assert der[pos] == 0x02
+        length = der[pos + 1]
+        out += der[pos + 2 : pos + 2 + length].lstrip(b"\0").rjust(32, b"\0")
+        pos += 2 + length
+    return out
+
+
+def registry_token(cert: Path, *, repository: str, service: str = "enoexec-test", issuer: str = "enoexec-test") -> str:
+    """A Bearer token docker-registry's token auth accepts for pulling ``repository``: an ES256
+    JWT with the certificate in ``x5c``, signed by ``token.key`` beside it (with openssl)."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    der = subprocess.run(["openssl", "x509", "-in", str(cert), "-outform", "DER"], check=True, capture_output=True).stdout
+    now = int(time.time())
+    header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(der).decode()]}
+    claims = {"iss": issuer, "sub": "anonymous", "aud": service, "exp": now + 300, "nbf": now - 10, "iat": now,
+              "jti": b64(os.urandom(9)), "access": [{"type": "repository", "name": repository, "actions": ["pull"]}]}
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(cert.with_name("token.key"))],
+                         input=signing_input.encode(), check=True, capture_output=True).stdout
+    return f"{signing_input}.{b64(_der_to_raw(sig))}"
+
+
 @contextmanager
 def local_registry(
-    *, binary: str = REGISTRY_BINARY, start_timeout: float = 20.0, token_realm: str = ""
+    *, binary: str = REGISTRY_BINARY, start_timeout: float = 20.0, token_realm: str = "",
+    storage: Path | None = None, token_cert: Path | None = None,
 ) -> Iterator[str]:
     """Run a registry; yield ``127.0.0.1:<port>``; stop it and delete its storage afterwards.
 
     ``token_realm``: demand Bearer tokens from that realm URL (every request is then a
-    401 challenge naming it; pushing does not work)."""
+    401 challenge naming it; pushing does not work), signed by the key of ``token_cert``
+    (default: a fresh certificate nobody holds the key of). ``storage``: keep the
+    images there (and do not delete them), e.g. to push through an open registry
+    first and serve them with token auth after."""
     if not Path(binary).exists():
         require.missing(f"{binary} not found: install Debian's docker-registry package to run this test")
     with tempfile.TemporaryDirectory(prefix="enoexec-registry-") as tmp:
         port = _free_port()
         config = Path(tmp, "config.yml")
-        text = _CONFIG_YAML.format(root=Path(tmp, "storage"), port=port)
+        text = _CONFIG_YAML.format(root=storage or Path(tmp, "storage"), port=port)
         if token_realm:
-            text += _TOKEN_AUTH_YAML.format(realm=token_realm, cert=_token_cert(tmp))
+            text += _TOKEN_AUTH_YAML.format(realm=token_realm, cert=token_cert or _token_cert(tmp))
         config.write_text(text)
         address = f"127.0.0.1:{port}"
         with open(Path(tmp, "registry.log"), "wb") as log:
@@ -266,3 +302,46 @@ def push_multiplatform_index(
     index_media = DOCKER_LIST if docker else OCI_INDEX
     index = {"schemaVersion": 2, "mediaType": index_media, "manifests": entries}
     return push_manifest(registry, repo, tag, index, index_media)
+
+
+def tar_layer(items: Sequence[tuple[str, bytes | str]], *, level: int = 6) -> bytes:
+    """A gzip'd layer of files (mode 0755); a ``str`` item is a symlink target."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, data in items:
+            ti = tarfile.TarInfo(path)
+            if isinstance(data, str):
+                ti.type, ti.linkname, ti.mode = tarfile.SYMTYPE, data, 0o777
+                tar.addfile(ti)
+            else:
+                ti.size, ti.mode = len(data), 0o755
+                tar.addfile(ti, io.BytesIO(data))
+    return gzip.compress(buf.getvalue(), compresslevel=level, mtime=0)
+
+
+def push_layers(registry: str, repo: str, tag: str, platform: str, layers: Sequence[bytes], entrypoint: Sequence[str]) -> tuple[str, int]:
+    """Push an OCI image of ``layers`` (bottom first) with that entrypoint under ``tag`` ("" by digest): (digest, size)."""
+    os_name, arch, *variant = platform.split("/")
+    config = {"architecture": arch, "os": os_name, "config": {"Entrypoint": list(entrypoint), "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"]},
+              "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(gzip.decompress(b)).hexdigest() for b in layers]}}
+    if variant:
+        config["variant"] = variant[0]
+    config_bytes = json.dumps(config).encode()
+    manifest = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": push_blob(registry, repo, config_bytes), "size": len(config_bytes)},
+        "layers": [{"mediaType": OCI_LAYER, "digest": push_blob(registry, repo, b), "size": len(b)} for b in layers],
+    }
+    body = json.dumps(manifest, separators=(",", ":")).encode()
+    digest = push_manifest(registry, repo, tag or "sha256:" + hashlib.sha256(body).hexdigest(), manifest, OCI_MANIFEST)
+    return digest, len(body)
+
+
+def push_layer_index(registry: str, repo: str, tag: str, parts: Sequence[tuple[str, Sequence[bytes]]], entrypoint: Sequence[str]) -> str:
+    """Push an OCI index over one image per (declared platform, layers): its digest."""
+    entries = []
+    for platform, layers in parts:
+        digest, size = push_layers(registry, repo, "", platform, layers, entrypoint)
+        os_name, arch, *_ = platform.split("/")
+        entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size, "platform": {"os": os_name, "architecture": arch}})
+    return push_manifest(registry, repo, tag, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, OCI_INDEX)

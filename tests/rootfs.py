@@ -8,14 +8,17 @@ mount namespace with its own binfmt_misc, QEMU registered there only.
 
 from __future__ import annotations
 
+import atexit
 import datetime
+import fcntl
+import functools
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tomllib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,8 +93,15 @@ def build(arch: str, include: list[str], *, variant: str = "apt", timeout: float
 def _build(arch: str, include: list[str], variant: str, sources_text: str, timeout: float) -> Path:
     key = hashlib.sha256(f"{variant} {' '.join(sorted(include))} {sources_text}".encode()).hexdigest()[:10]
     out = cache_dir() / f"{SUITE}-{arch}-{datetime.date.today().isoformat()}-{key}.tar"
-    if out.is_file():
-        return out
+    # One build per tarball at a time: a second test run waits for the first one's.
+    with open(cache_dir() / f"{SUITE}-{arch}-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if out.is_file():
+            return out
+        return _build_locked(arch, include, variant, sources_text, timeout, key, out)
+
+
+def _build_locked(arch: str, include: list[str], variant: str, sources_text: str, timeout: float, key: str, out: Path) -> Path:
     for old in cache_dir().glob(f"{SUITE}-{arch}-*-{key}.tar"):
         old.unlink()  # an older day's tarball
     partial = out.with_suffix(".partial.tar")
@@ -141,24 +151,23 @@ class DownloadFailed(Exception):
 
 
 BOOKWORM_PYTHON = "3.11"
+FETCH_WHEELS = ROOT / "deploy" / "fetch-wheels.sh"
 
 
-def agent_wheels(machine: str) -> Path:
-    """The agent's dependencies and build requirements as wheels for ``machine``, CPython 3.11 (cached for the day)."""
-    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    reqs = meta["project"]["dependencies"] + meta["build-system"]["requires"]
-    d = cache_dir() / f"wheels-{machine}-cp{BOOKWORM_PYTHON.replace('.', '')}-{datetime.date.today().isoformat()}"
-    if (d / ".complete").exists():
-        return d
-    platforms = [f"--platform=manylinux_2_36_{machine}", f"--platform=manylinux2014_{machine}", f"--platform=linux_{machine}"]
-    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", BOOKWORM_PYTHON,
-            "--dest", str(d), *platforms, *reqs]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+@functools.cache
+def wheels(machine: str, *, collector: bool = False) -> Path:
+    """A directory filled by deploy/fetch-wheels.sh for ``machine`` and CPython 3.11
+    (the agent's wheels; with ``collector`` the collector's too), once per process."""
+    d = Path(tempfile.mkdtemp(prefix=f"wheels-{machine}-", dir=cache_dir()))
+    atexit.register(shutil.rmtree, d, True)
+    argv = ["bash", str(FETCH_WHEELS), str(d), "--arch", machine, "--python-version", BOOKWORM_PYTHON, "--glibc", "2.36"]
+    if collector:
+        argv.append("--collector")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False, env={**os.environ, "PYTHON": sys.executable})
     if proc.returncode != 0:
-        if "No matching distribution" in proc.stderr:
-            raise NoWheel(f"an agent dependency has no CPython {BOOKWORM_PYTHON} wheel for {machine}:\n{proc.stderr[-2000:]}")
-        raise DownloadFailed(f"cannot download wheels from PyPI: {proc.stderr.strip()[-300:]}")
-    (d / ".complete").touch()
+        if "has no wheel" in proc.stderr:
+            raise NoWheel(f"fetch-wheels.sh: a dependency has no CPython {BOOKWORM_PYTHON} wheel for {machine}:\n{proc.stderr[-2000:]}")
+        raise DownloadFailed(f"fetch-wheels.sh could not fill a wheel directory: {proc.stderr.strip()[-500:]}")
     return d
 
 
@@ -170,22 +179,28 @@ mount --rbind /proc "$R/proc"
 mount --rbind /dev "$R/dev"
 mount --rbind /sys "$R/sys"
 [ -z "$SOCK" ] || mount --bind "$SOCK" "$R/run/docker.sock"
-exec chroot "$R" /usr/bin/env -i PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
-    PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels "$@"
+exec chroot "$R" /usr/bin/env -i PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
 """
 
 
 @dataclass(frozen=True)
 class Chroot:
-    """Commands in an extracted rootfs, in a private namespace (QEMU registered there for a foreign arch)."""
+    """Commands in an extracted rootfs, in a private namespace (QEMU registered there for a foreign arch).
+
+    With ``network=False`` the commands run in a network namespace of their own:
+    no interface but a loopback that is down, so no name resolves and no host
+    answers (an air-gapped host). The Docker socket, a file, still works.
+    """
 
     root: Path
     qemu: str | None
     docker_socket: str = ""  # bound to /run/docker.sock inside
+    network: bool = True
 
     def argv(self, *command: str) -> list[str]:
         qemu = ["--qemu", self.qemu] if self.qemu else []
-        return [sys.executable, str(USERNS), *qemu, "--", "bash", "-c", CHROOT, "chroot", str(self.root), self.docker_socket, *command]
+        offline = [] if self.network else ["unshare", "--net"]
+        return [*offline, sys.executable, str(USERNS), *qemu, "--", "bash", "-c", CHROOT, "chroot", str(self.root), self.docker_socket, *command]
 
     def run(self, *command: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.argv(*command), capture_output=True, text=True, timeout=timeout, check=False)

@@ -3,6 +3,13 @@
 At-least-once: an event leaves the spool only when the collector's Ack names
 it. Reconnects with capped, jittered backoff; keepalive pings every 60 s keep
 the stream alive through NAT devices that forget idle flows after 5 minutes.
+
+The backoff starts over only once the collector has taken something (an
+acknowledged batch left the spool) or a stream stayed up for ``STABLE_AFTER``
+seconds: a collector that welcomes agents while its store fails is retried
+less and less often, not every half second. A failure is said once, then
+summarised (the same failure from another angle, such as a write on a call the
+collector already ended, is reported as the call's own status).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from agent import selfstats
 from agent.delivery.backoff import Backoff
 from agent.delivery.spool import Spool
 from agent.delivery.stream_errors import explain
-from agent.errors import ConfigError
+from agent.errors import ConfigError, SpoolError
 from enoexec import __version__
 from enoexec.logsetup import Repeats
 from enoexec.v1 import enoexec_pb2 as pb
@@ -35,6 +42,7 @@ KEEPALIVE_OPTIONS = (
     ("grpc.http2.max_pings_without_data", 0),
 )
 ACK_TIMEOUT = 30.0
+STABLE_AFTER = 60.0  # seconds a stream must live for the backoff to start over without an ack
 
 
 class Sender:
@@ -50,7 +58,9 @@ class Sender:
         heartbeat_interval: float = 15.0,
         backoff: Backoff | None = None,
         self_stats: Callable[[], selfstats.SelfStats] = selfstats.read,
+        inventory: Callable[[], pb.ImageInventory | None] = lambda: None,
     ) -> None:
+        self._inventory = inventory
         self._target = target
         self._spool = spool
         self._host_facts = host_facts
@@ -64,6 +74,7 @@ class Sender:
         self._batch_id = 0
         self._self_stats = self_stats
         self._failures = Repeats(logger, "collector unreachable", every=300.0)
+        self._spool_failures = Repeats(logger, "spool cannot be written", every=300.0)
         self.fatal: ConfigError | None = None  # a refusal retrying cannot fix; run() returned
         self.failed = asyncio.Event()  # set with ``fatal``
 
@@ -95,6 +106,8 @@ class Sender:
 
     def _beat(self) -> pb.Heartbeat:
         beat = pb.Heartbeat(spool=self._spool_stats(), resources=self._resources())
+        if (inventory := self._inventory()) is not None:
+            beat.inventory.CopyFrom(inventory)
         beat.time.FromDatetime(datetime.now(UTC))
         return beat
 
@@ -103,17 +116,16 @@ class Sender:
         while not self._stopping.is_set():
             try:
                 await self._session()
-            except grpc.aio.AioRpcError as e:
-                failure = explain(e.code().name, e.details() or "", self._target, tls=self._credentials is not None)
-                if failure.permanent:
-                    self.fatal = ConfigError(failure.message)
-                    self.failed.set()
+            except _CallEnded as e:
+                if self._failed_call(e.code, e.details):
                     return
-                self._failures.failed(failure.message, target=self._target, code=e.code().name)
-            except (TimeoutError, ConnectionError, asyncio.InvalidStateError) as e:
-                # InvalidStateError: grpc.aio refuses a write on a call the collector
-                # already ended (e.g. it shut down while this stream was idle).
+            except grpc.aio.AioRpcError as e:
+                if self._failed_call(e.code(), e.details() or ""):
+                    return
+            except (TimeoutError, ConnectionError) as e:
                 self._failures.failed(f"stream to {self._target} ended: {e or type(e).__name__}", target=self._target)
+            except SpoolError as e:  # a full or read-only --state-dir: acked events cannot leave it
+                self._spool_failures.failed(str(e))
             except Exception:  # the sender must never die for good: events would pile up unsent
                 logger.exception("collector stream failed", extra={"target": self._target})
             if self._stopping.is_set():
@@ -123,31 +135,56 @@ class Sender:
             except TimeoutError:
                 pass
 
+    def _failed_call(self, code: grpc.StatusCode, details: str) -> bool:
+        """Say a failed call; True when retrying cannot help (``fatal`` is set)."""
+        failure = explain(code.name, details, self._target, tls=self._credentials is not None)
+        if failure.permanent:
+            self.fatal = ConfigError(failure.message)
+            self.failed.set()
+            return True
+        self._failures.failed(failure.message, target=self._target, code=code.name)
+        return False
+
     async def _session(self) -> None:
         async with self._channel() as channel:
             call = pb_grpc.CollectorStub(channel).Stream(metadata=self._metadata)
             try:
-                hello = pb.Hello(
-                    agent_version=__version__, host=self._host_facts(),
-                    spool=await asyncio.to_thread(self._spool_stats), resources=await asyncio.to_thread(self._resources),
-                )
-                await call.write(pb.AgentMessage(hello=hello))
-                welcome = await asyncio.wait_for(call.read(), ACK_TIMEOUT)
-                if welcome is grpc.aio.EOF or not welcome.HasField("welcome"):
-                    raise ConnectionError("collector closed the stream before its welcome")
-                max_batch = welcome.welcome.max_batch_events or self._batch_size
-                batch_size = max(1, min(self._batch_size, max_batch))
-                self._backoff.reset()
-                self._failures.recovered("connected again", target=self._target)
-                logger.info("collector connected", extra={"target": self._target, "collector_version": welcome.welcome.collector_version})
-                await self._pump(call, batch_size)
+                await self._converse(call)
+            except asyncio.InvalidStateError:
+                # grpc.aio refuses a write on a call that already ended (nothing listens,
+                # or the collector ended it while this stream was idle): its status says why.
+                raise _CallEnded(await call.code(), await call.details() or "") from None
             finally:
                 call.cancel()
 
+    async def _converse(self, call: grpc.aio.StreamStreamCall) -> None:
+        hello = pb.Hello(
+            agent_version=__version__, host=self._host_facts(),
+            spool=await asyncio.to_thread(self._spool_stats), resources=await asyncio.to_thread(self._resources),
+        )
+        if (inventory := self._inventory()) is not None:
+            hello.inventory.CopyFrom(inventory)
+        await call.write(pb.AgentMessage(hello=hello))
+        welcome = await asyncio.wait_for(call.read(), ACK_TIMEOUT)
+        if welcome is grpc.aio.EOF or not welcome.HasField("welcome"):
+            raise ConnectionError("collector closed the stream before its welcome")
+        max_batch = welcome.welcome.max_batch_events or self._batch_size
+        batch_size = max(1, min(self._batch_size, max_batch))
+        # The failure, if any, is over only once the collector takes something (``_settled``).
+        logger.info("collector connected", extra={"target": self._target, "collector_version": welcome.welcome.collector_version})
+        await self._pump(call, batch_size)
+
+    def _settled(self) -> None:
+        """The collector works: it took a batch, or the stream lived ``STABLE_AFTER`` seconds."""
+        self._backoff.reset()
+        self._failures.recovered("connected again", target=self._target)
+
     async def _pump(self, call: grpc.aio.StreamStreamCall, batch_size: int) -> None:
         loop = asyncio.get_running_loop()
-        last_beat = loop.time()
+        last_beat = welcomed = loop.time()
         while True:
+            if loop.time() - welcomed >= STABLE_AFTER:
+                self._settled()
             pending = await asyncio.to_thread(self._spool.peek, batch_size)
             if pending:
                 await self._send_batch(call, pending)
@@ -180,4 +217,15 @@ class Sender:
         for r in reply.ack.rejected:
             logger.warning("collector rejected event", extra={"event_id": r.event_id, "reason": r.reason})
         removed = await asyncio.to_thread(self._spool.ack, done)
+        self._settled()
+        self._spool_failures.recovered("acknowledged events removed again")
         logger.debug("batch acknowledged", extra={"batch_id": self._batch_id, "events": len(pending), "removed": removed})
+
+
+class _CallEnded(Exception):
+    """The call had already ended when the sender wrote to it; its status."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name} {details}")
+        self.code = code
+        self.details = details

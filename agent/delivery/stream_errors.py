@@ -43,6 +43,11 @@ def explain(code: str, details: str, target: str, *, tls: bool) -> StreamFailure
     if tls and ("wrong_version_number" in low or "ssl handshake failed" in low or "handshake" in low and "ssl" in low):
         return StreamFailure(False, f"TLS handshake with the collector at {target} failed: if the collector runs with "
                                     f"--insecure, pass --insecure here too; else check --tls-ca ({_tail(d)})")
+    if "cancelling all calls" in low or "server shutdown" in low:
+        return StreamFailure(False, f"the collector at {target} ended the stream: it is stopping or restarting")
+    if "store is unavailable" in low:
+        return StreamFailure(False, f"the collector at {target} cannot store events now (its database is "
+                                    "unavailable); it is retried with backoff")
     if "connection refused" in low:
         return StreamFailure(False, f"nothing answers at {target} (collector down or restarting?)")
     return StreamFailure(False, f"collector stream to {target} failed: {code} {_tail(d)}".strip())

@@ -46,6 +46,7 @@ def host_pb(h: HostFacts) -> pb.HostFacts:
         emulators=[emulator_pb(e) for e in h.emulators],
         hostname=h.hostname,
         runnable_platforms=list(h.runnable_platforms),
+        cpu_level=h.cpu_level,
         engine=h.engine,
         engine_version=h.engine_version,
     )
@@ -99,6 +100,13 @@ def binary_pb(b: BinaryFacts) -> pb.BinaryFacts:
         requested_path=b.requested_path,
         error=b.error,
         truncated=b.truncated,
+        size=b.size,
+        missing=b.missing,
+        libc=b.libc,
+        image_libc=b.image_libc,
+        isa_level=b.isa_level,
+        load_align=b.load_align,
+        damage=b.damage,
     )
 
 
@@ -114,6 +122,7 @@ def event_pb(e: Event) -> pb.Event:
         explanation=e.explanation,
         evidence=e.evidence,
         backfilled=e.backfilled,
+        failure=e.failure,
     )
 
 
@@ -123,7 +132,7 @@ def event_pb(e: Event) -> pb.Event:
 _CUTTABLE = (
     ("container", "cmd"), ("container", "entrypoint"), ("container", "runtime_message"), ("container", "name"),
     ("binary", "shebang"), ("binary", "description"), ("binary", "error"), ("binary", "path"),
-    ("binary", "requested_path"), ("binary", "interpreter"), ("image", "ref"), ("image", "repo_digests"),
+    ("binary", "requested_path"), ("binary", "interpreter"), ("binary", "missing"), ("binary", "damage"), ("image", "ref"), ("image", "repo_digests"),
     ("", "explanation"),
 )
 MIN_KEPT = 32  # characters a cut string keeps at least

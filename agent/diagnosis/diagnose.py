@@ -17,6 +17,7 @@ Evidence, strongest first (recorded in ``Event.evidence``):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -28,22 +29,23 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
-from agent.diagnosis import classify, entrypoint, runtime_message
+from agent.diagnosis import entrypoint, judging, runtime_message
+from agent.diagnosis.judging import FILE_ONLY, RUNTIME_MESSAGE
 from agent.engine.binaries import BinaryReader, binary_facts, inspect_binary
 from agent.engine.exits import HELPER_LABEL, Exit, alias_of, event_id, exit_key, parse_docker_time
 from agent.engine.images import ImageInspector
 from agent.errors import DockerUnavailable
-from agent.model import BinaryFacts, ContainerFacts, Event, HostFacts, ImageFacts
+from agent.model import ContainerFacts, Event, HostFacts
+from enoexec.causes import EMULATED_WARNING
+from enoexec.judge import lookalike
 
 __all__ = [
-    "HELPER_LABEL", "Diagnoser", "Exit", "Outcome", "binary_facts", "event_id", "exit_key",
+    "FILE_ONLY", "HELPER_LABEL", "RUNTIME_MESSAGE", "Diagnoser", "Exit", "Outcome", "binary_facts", "event_id", "exit_key",
     "inspect_binary", "parse_docker_time",
 ]
 
 logger = logging.getLogger(__name__)
 
-RUNTIME_MESSAGE = "runtime_message"
-FILE_ONLY = "file_only"
 LOG_TAIL = 20
 # How long the diagnosis of a vanished container waits for its create-time inspect.
 REMEMBER_WAIT = 2.0
@@ -184,6 +186,36 @@ class Diagnoser:
         ours = exit.source == "state" or bool(alias)  # the state read belongs to this exit
         return Outcome(outcome.key, self._judge(exit, subject, self._host(), ours), outcome.aliases)
 
+    def emulated(self, container_id: str, when: datetime) -> Event | None:
+        """The warning for a container that started and runs its entrypoint through
+        QEMU (binfmt_misc), or ``None``. Costs nothing on a host that emulates nothing;
+        else one inspect and one read of the entrypoint (cached per image)."""
+        host = self._host()
+        if not host.emulated_platforms:
+            return None
+        attrs = self._inspect(container_id)
+        if attrs is None or HELPER_LABEL in ((attrs.get("Config") or {}).get("Labels") or {}):
+            return None
+        config = attrs.get("Config") or {}
+        argv = entrypoint.argv(config.get("Entrypoint"), config.get("Cmd"))
+        binary = self.binaries.read(
+            attrs.get("Image", ""), argv, container_id=attrs["Id"], path_env=entrypoint.path_from_env(config.get("Env")),
+            workdir=config.get("WorkingDir") or "/",
+        )
+        warning = lookalike.emulated(binary, host)
+        if warning is None:
+            return None
+        ref = config.get("Image") or ""
+        container = ContainerFacts(
+            id=attrs["Id"], name=(attrs.get("Name") or "").lstrip("/"), exit_code=0, runtime_message="",
+            finished_at=when, entrypoint=tuple(config.get("Entrypoint") or ()), cmd=tuple(config.get("Cmd") or ()),
+        )
+        return Event(
+            event_id=emulated_event_id(host.host_id, attrs["Id"]), time=when, host=host, container=container,
+            image=self._images.facts(ref, attrs.get("Image", ""), lookup_registry=False), binary=binary,
+            cause=warning.cause, explanation=warning.explanation, evidence=FILE_ONLY, failure=EMULATED_WARNING,
+        )
+
     def _subject(self, exit: Exit, attrs: dict[str, Any] | None, known: dict[str, Any] | None) -> _Subject | None:
         if attrs is not None or known is not None:
             a = attrs or known or {}
@@ -204,38 +236,29 @@ class Diagnoser:
         argv = entrypoint.argv(s.config.get("Entrypoint"), s.config.get("Cmd"))
         argv0 = argv[0] if argv else ""
         failure: runtime_message.RuntimeFailure | None = None
+        log = ""
         if s.readable:
-            log = self._log_tail(s.container_id, exit.time if exit.source == "event" else None)
-            failure = runtime_message.find(log or "", argv0)
+            log = self._log_tail(s.container_id, exit.time if exit.source == "event" else None) or ""
+            failure = runtime_message.find(log, argv0, any_error=True)
             daemon_error = str(s.state.get("Error") or "")
             if failure is None and ours and "exec format error" in daemon_error.lower():
                 # Older engines put the runtime's failure in State.Error instead of the log.
                 failure = runtime_message.RuntimeFailure("daemon", "", daemon_error.strip()[:500])
-        if failure is not None and failure.enoexec and not failure.glued:
-            evidence, decisive_only = RUNTIME_MESSAGE, False
-        elif failure is not None and failure.enoexec:
-            evidence, decisive_only = RUNTIME_MESSAGE, True
-        elif exit.exit_code in runtime_message.EXEC_FAILURE_EXIT_CODES:
-            evidence, decisive_only = FILE_ONLY, True
-        else:
-            return None
+        plan = judging.plan(exit.exit_code, failure, log, _ran(s.state) if ours else None)
+        if plan is None:
+            return None  # not of the family: no file is read
         if self._lookup_registry:  # in the background, while the entrypoint is read
             self._images.prefetch(s.config.get("Image") or exit.image_ref)
         binary = self.binaries.read(
             s.image_id, argv, container_id=s.container_id if s.readable else None,
             path_env=entrypoint.path_from_env(s.config.get("Env")), workdir=s.config.get("WorkingDir") or "/",
-            named_path=failure.path if failure is not None else "",
+            named_path=failure.path if failure is not None else "", deep=plan.deep,
         )
         ref = s.config.get("Image") or exit.image_ref
         image = self._images.facts(ref, s.image_id, lookup_registry=False)
-        verdict = classify.classify(binary, host, image)
-        if verdict.cause == classify.RUNNABLE:
-            # The kernel runs this file here: whatever printed the message, it was
-            # not the runtime failing to execute it.
-            logger.debug("not an exec format error container=%s reason=%s", s.container_id[:12], verdict.explanation)
+        verdict = judging.verdict(plan, binary, host, image)
+        if verdict is None:
             return None
-        if decisive_only and verdict.cause == classify.UNKNOWN:
-            return None  # no runtime message and no deciding file: nothing to report
         if self._lookup_registry:
             image = replace(image, available_platforms=self._images.available_platforms(ref))
         container = ContainerFacts(
@@ -248,14 +271,7 @@ class Diagnoser:
             cmd=tuple(s.config.get("Cmd") or ()),
             removed=not s.readable or s.auto_remove,
         )
-        return self._event(exit, host, container, image, binary, evidence)
-
-    def _event(self, exit: Exit, host: HostFacts, container: ContainerFacts, image: ImageFacts, binary: BinaryFacts,
-               evidence: str) -> Event | None:
-        assert exit.time is not None
-        verdict = classify.classify(binary, host, image)
-        if verdict.cause == classify.RUNNABLE:
-            return None
+        diagnosis, failure_kind, evidence = verdict
         return Event(
             event_id=event_id(host.host_id, container.id, exit.time),
             time=exit.time,
@@ -263,11 +279,24 @@ class Diagnoser:
             container=container,
             image=image,
             binary=binary,
-            cause=verdict.cause,
-            explanation=verdict.explanation,
+            cause=diagnosis.cause,
+            explanation=diagnosis.explanation,
             evidence=evidence,
             backfilled=exit.backfilled,
+            failure=failure_kind,
         )
+
+
+def _ran(state: dict[str, Any]) -> timedelta | None:
+    """How long the container ran before this exit, from its state."""
+    started = parse_docker_time(str(state.get("StartedAt") or ""))
+    finished = parse_docker_time(str(state.get("FinishedAt") or ""))
+    return finished - started if started is not None and finished is not None else None
+
+
+def emulated_event_id(host_id: str, container_id: str) -> str:
+    """One emulation warning per container, however often it restarts."""
+    return hashlib.sha256(f"{host_id}\0{container_id}\0emulated".encode()).hexdigest()[:32]
 
 
 def seen_keys(outcome: Outcome) -> tuple[str, ...]:

@@ -42,6 +42,24 @@ _CRUN = re.compile(
     r"Exec format error$"
 )
 
+# What Go (runc) and strerror (crun, tini) call the errnos execve(2) fails with,
+# lower-cased: a runtime line naming a file and one of these is the runtime's.
+EXEC_ERRORS = (
+    "exec format error", "no such file or directory", "permission denied", "text file busy",
+    "argument list too long", "input/output error", "operation not permitted", "not a directory",
+    "too many levels of symbolic links", "file name too long", "cannot allocate memory", "is a directory",
+    "bad address", "invalid argument",
+)
+ENOEXEC = "exec format error"
+ENOENT = "no such file or directory"
+_ERRORS = "|".join(re.escape(e) for e in EXEC_ERRORS)
+_RUNC_10_ANY = re.compile(r'^standard_init_linux\.go:\d+: exec user process caused:? "?(?P<error>' + _ERRORS + r')"?$', re.I)
+_RUNC_11_ANY = re.compile(r"^exec (?P<path>\S(?:.*\S)?): (?P<error>" + _ERRORS + r")$", re.I)
+_CRUN_ANY = re.compile(
+    r"^exec container process (?:\(missing dynamic library\?\) )?[`'](?P<path>[^`']+)[`']: (?P<error>" + _ERRORS + r")$",
+    re.I,
+)
+
 # Exit codes a container gets when its entrypoint cannot be executed: runc 1.0/1.1
 # and crun 1, runc 1.2+ 255, tini 1 or 127 (see above), shells 126.
 EXEC_FAILURE_EXIT_CODES = frozenset({1, 126, 127, 255})
@@ -58,6 +76,7 @@ class RuntimeFailure:
     # execvp's shell fallback): only the file can then decide.
     enoexec: bool = True
     glued: bool = False  # found at the end of a line other output ran into
+    error: str = ENOEXEC  # the errno's words, lower-cased ("no such file or directory")
 
 
 def last_line(log: str | bytes) -> str:
@@ -84,7 +103,23 @@ def parse(line: str) -> RuntimeFailure | None:
         return RuntimeFailure("runc", m.group("path"), line)
     m = _TINI.match(line)
     if m:
-        return RuntimeFailure("tini", m.group("path"), line, enoexec=m.group("error").lower() == "exec format error")
+        error = m.group("error").lower()
+        return RuntimeFailure("tini", m.group("path"), line, enoexec=error == ENOEXEC, error=error)
+    return None
+
+
+def parse_other(line: str) -> RuntimeFailure | None:
+    """The runtime's line for an exec that failed with another errno than ENOEXEC
+    (``exec /app: no such file or directory``, ``... permission denied``), or ``None``."""
+    line = line.strip()
+    for runtime, pattern in (("runc-1.0", _RUNC_10_ANY), ("crun", _CRUN_ANY), ("runc", _RUNC_11_ANY)):
+        m = pattern.match(line)
+        if m:
+            error = m.group("error").lower()
+            if error == ENOEXEC:
+                return None
+            path = m.groupdict().get("path") or ""
+            return RuntimeFailure(runtime, path, line, enoexec=False, error=error)
     return None
 
 
@@ -111,13 +146,14 @@ def names_entrypoint(failure: RuntimeFailure, argv0: str) -> bool:
     return failure.path == argv0 or failure.path.endswith("/" + argv0)
 
 
-def find(log: str | bytes, argv0: str | None = None) -> RuntimeFailure | None:
+def find(log: str | bytes, argv0: str | None = None, *, any_error: bool = False) -> RuntimeFailure | None:
     """The runtime failure in a container's log, judged on its last line only.
 
-    With ``argv0`` given, the line must also name that entrypoint.
+    With ``argv0`` given, the line must also name that entrypoint. With
+    ``any_error``, a runtime line with another errno counts too (``enoexec`` False).
     """
     line = last_line(log)
-    failure = parse(line) or parse_glued(line)
+    failure = parse(line) or parse_glued(line) or (parse_other(line) if any_error else None)
     if failure is None:
         return None
     if argv0 is not None and not names_entrypoint(failure, argv0):

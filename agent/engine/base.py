@@ -57,8 +57,10 @@ class Engine(Protocol):
         """The one diagnosis, over this engine's answers."""
 
     def watcher(self, on_exit: Callable[[Exit], None], on_connect: Callable[[], None], *,
-                stop: threading.Event, clock: Callable[[], datetime]) -> Watch:
-        """A watch handing every non-zero exit to ``on_exit`` and calling ``on_connect`` after each (re)connect."""
+                stop: threading.Event, clock: Callable[[], datetime],
+                on_start: Callable[[str, datetime], None] | None = None) -> Watch:
+        """A watch handing every non-zero exit to ``on_exit`` and calling ``on_connect`` after each (re)connect;
+        ``on_start`` hears of started containers where the engine tells (the emulation check)."""
 
     def replay_exits(self, since: datetime, until: datetime) -> list[Exit]:
         """Exits the engine's own event record holds for [since, until], oldest first ([] if it keeps none)."""

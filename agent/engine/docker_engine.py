@@ -63,8 +63,9 @@ class DockerEngine:
             self._quick.submit(self._diagnoser.remember, container_id)
 
     def watcher(self, on_exit: Callable[[Exit], None], on_connect: Callable[[], None], *,
-                stop: threading.Event, clock: Callable[[], datetime]) -> Watcher:
-        return Watcher(self.api, on_exit, on_connect, stop=stop, on_create=self._on_create, clock=clock)
+                stop: threading.Event, clock: Callable[[], datetime],
+                on_start: Callable[[str, datetime], None] | None = None) -> Watcher:
+        return Watcher(self.api, on_exit, on_connect, stop=stop, on_create=self._on_create, on_start=on_start, clock=clock)
 
     def replay_exits(self, since: datetime, until: datetime) -> list[Exit]:
         return replay_exits(self.api, since, until)

@@ -1,11 +1,12 @@
 """The file-reading interface every engine gives diagnosis (fsspec's AbstractFileSystem, in small).
 
-An engine implements one method, ``_entry(path)``: what is at ``path`` inside the
-container's root filesystem, without following a final symlink. ``read`` (follow
-symlinks inside the container, bounded) and ``find`` (look ``argv[0]`` up the way
-runc does) are the same for every engine, so the file diagnosis judges is found
-alike whether Docker's archive endpoint or containerd's snapshot directories
-answer. Only the head of a file is ever read; nothing is executed.
+An engine implements one method, ``_entry(path, tail)``: what is at ``path`` inside
+the container's root filesystem, without following a final symlink. ``read``
+(follow symlinks inside the container, bounded) and ``find`` (look ``argv[0]`` up
+the way runc does) are the same for every engine, so the file diagnosis judges is
+found alike whether Docker's archive endpoint or containerd's snapshot directories
+answer. Only the head of a file (and its tail when asked) is ever read; nothing is
+executed.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from dataclasses import dataclass
 from agent.diagnosis import entrypoint
 
 HEAD_BYTES = 4096
-
-# What ``_entry`` answers: ("file", head, mode), ("link", target, 0), ("dir", "", 0),
-# ("missing", "", 0), ("other", "", 0) or ("error", message, 0).
-Entry = tuple[str, bytes | str, int]
+# The end of a file (where an ELF keeps its section headers and .ARM.attributes) is
+# read only when asked, and only from files up to this size: the archive endpoint
+# streams the whole file to get there.
+TAIL_MAX_FILE = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -30,40 +31,50 @@ class FileHead:
     data: bytes = b""
     error: str = ""  # "" when data is valid
     missing: bool = False
-    mode: int = 0  # permission bits of a regular file
+    mode: int = 0  # permission bits of a regular file, FIFO or device
+    size: int = -1  # the file's size from its tar header; -1 unknown
+    tail: bytes = b""  # its last bytes, when asked for and the file is longer than the head
+    directory: bool = False
 
     @property
     def executable(self) -> bool:
-        """What Go's ``exec.LookPath`` (runc) accepts: a file with an execute bit."""
-        return not self.error and bool(self.mode & 0o111)
+        """What Go's ``exec.LookPath`` (runc) accepts: any non-directory with an
+        execute bit (a FIFO or device too: runc then fails to execute it)."""
+        return not self.missing and not self.directory and bool(self.mode & 0o111)
+
+
+# What ``_entry`` answers: (kind, value, mode, size, tail) with kind "file" (value: the head),
+# "link" (value: the target), "dir", "missing", "other" (mode: its bits) or "error" (value: why).
+Entry = tuple[str, bytes | str, int, int, bytes]
 
 
 class FileReader(abc.ABC):
     """Reads the heads of files inside one container's root filesystem."""
 
     @abc.abstractmethod
-    def _entry(self, path: str) -> Entry:
+    def _entry(self, path: str, tail: int = 0) -> Entry:
         """What is at ``path`` (symlinks in its directories resolved, the last one not)."""
 
-    def read(self, path: str, *, max_links: int = entrypoint.MAX_SYMLINKS) -> FileHead:
-        """The head of ``path``, following symlinks inside the container.
+    def read(self, path: str, *, max_links: int = entrypoint.MAX_SYMLINKS, tail: int = 0) -> FileHead:
+        """The head of ``path`` (and its last ``tail`` bytes), following symlinks
+        inside the container.
 
         Raises ContainerGone if the container disappears meanwhile."""
         current = path
         for _ in range(max_links + 1):
-            kind, value, mode = self._entry(current)
+            kind, value, mode, size, end = self._entry(current, tail)
             if kind == "file" and isinstance(value, bytes):
-                return FileHead(current, value, mode=mode)
+                return FileHead(current, value, mode=mode, size=size, tail=end)
             if kind == "link":
                 current = entrypoint.follow(current, str(value))
                 continue
             if kind == "missing":
                 return FileHead(current, error=f"{current}: no such file", missing=True)
             if kind == "dir":
-                return FileHead(current, error=f"{current} is a directory")
+                return FileHead(current, error=f"{current} is a directory", directory=True)
             if kind == "error":
                 return FileHead(current, error=str(value))
-            return FileHead(current, error=f"{current} is not a regular file")
+            return FileHead(current, error=f"{current} is not a regular file", mode=mode)
         return FileHead(current, error=f"{path}: too many levels of symbolic links (>{max_links})")
 
     def find(self, argv0: str, path_env: str, workdir: str = "/") -> tuple[str, FileHead]:

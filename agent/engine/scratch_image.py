@@ -45,6 +45,7 @@ class File:
     data: bytes = b""
     mode: int = 0o755
     link: str = ""  # symlink target
+    fifo: bool = False  # a named pipe (with ``mode``) instead of a regular file
 
 
 def _layer(files: Sequence[File]) -> bytes:
@@ -63,6 +64,9 @@ def _layer(files: Sequence[File]) -> bytes:
             ti = tarfile.TarInfo(f.path.strip("/"))
             if f.link:
                 ti.type, ti.linkname, ti.mode = tarfile.SYMTYPE, f.link, 0o777
+                tar.addfile(ti)
+            elif f.fifo:
+                ti.type, ti.mode = tarfile.FIFOTYPE, f.mode
                 tar.addfile(ti)
             else:
                 ti.size, ti.mode = len(f.data), f.mode

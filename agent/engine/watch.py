@@ -35,8 +35,9 @@ RESUME_OVERLAP = timedelta(seconds=1)
 
 
 class Watcher:
-    """Runs in its own thread; hands each non-zero exit to ``on_exit`` and each
-    created container's id to ``on_create``."""
+    """Runs in its own thread; hands each non-zero exit to ``on_exit``, each
+    created container's id to ``on_create`` and each started one's (with the
+    time it started) to ``on_start``."""
 
     def __init__(
         self,
@@ -46,6 +47,7 @@ class Watcher:
         *,
         stop: threading.Event,
         on_create: Callable[[str], None] | None = None,
+        on_start: Callable[[str, datetime], None] | None = None,
         backoff: Backoff | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -53,6 +55,7 @@ class Watcher:
         self._on_exit = on_exit
         self._on_connect = on_connect
         self._on_create = on_create
+        self._on_start = on_start
         self._stop = stop
         self._backoff = backoff or Backoff(base=0.2, cap=5.0)
         self._clock = clock
@@ -71,7 +74,7 @@ class Watcher:
                     pass
 
     def _subscribe(self) -> Any:
-        events = ["die", "create"] if self._on_create else ["die"]
+        events = ["die", *(["create"] if self._on_create else []), *(["start"] if self._on_start else [])]
         filters = {"type": "container", "event": events}
         if self.last_event is None:
             self.last_event = self._clock()
@@ -80,6 +83,11 @@ class Watcher:
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         self.last_event = max(self.last_event or event_time(event), event_time(event))
+        if event.get("Action") == "start":
+            attrs = (event.get("Actor") or {}).get("Attributes") or {}
+            if self._on_start is not None and HELPER_LABEL not in attrs:
+                self._on_start((event.get("Actor") or {}).get("ID") or event.get("id", ""), event_time(event))
+            return
         if event.get("Action") == "create":
             attrs = (event.get("Actor") or {}).get("Attributes") or {}
             if self._on_create is not None and HELPER_LABEL not in attrs:

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from agent.host import binfmt
+from agent.host import binfmt, cpulevel
 from agent.host.binfmt import signature as binfmt_signature
 from agent.host.cpuinfo import CpuInfo, cpu_model, lacks_aarch32, parse_cpuinfo
 from agent.model import HostFacts
@@ -104,6 +104,7 @@ def gather(
         emulators=emulators,
         hostname=hostname,
         runnable_platforms=tuple(dict.fromkeys(p for p in runnable if p)),
+        cpu_level=cpulevel.cpu_level(un.machine, cpu),
     )
 
 

@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -127,18 +127,13 @@ async def fetch_platforms(
     RegistryRefused when ``allowed`` does not permit a URL it would open.
     """
     image = parse_reference(ref)
-    host = image.registry.rsplit(":", 1)[0] if not image.registry.endswith("]") else image.registry
-    insecure = host in insecure_registries or image.registry in insecure_registries
-    base = f"{'http' if insecure else 'https'}://{image.registry}/v2/{image.repository}"
-    if allowed.disabled:
-        raise RegistryRefused("registry look-ups are disabled (--check-registries is empty); pass --platform")
-    allowed.check_url(base, f"registry {image.registry}", plain_http=insecure)
+    base, insecure = endpoint(image, allowed, insecure_registries)
     own = session is None
     if session is None:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
     try:
         async with asyncio.timeout(timeout):
-            return await _platforms(_Client(session, image, base, allowed), image)
+            return await _platforms(Client(session, image, base, allowed), image)
     except TimeoutError as e:
         raise RegistryError(
             f"registry {image.registry} did not answer within {timeout:g}s for {image}; "
@@ -154,7 +149,18 @@ async def fetch_platforms(
             await session.close()
 
 
-async def _platforms(client: _Client, image: ImageRef) -> tuple[str, ...]:
+def endpoint(image: ImageRef, allowed: RegistryPolicy, insecure_registries: Collection[str]) -> tuple[str, bool]:
+    """The repository's base URL and whether it is plain HTTP; RegistryRefused unless ``allowed``."""
+    host = image.registry.rsplit(":", 1)[0] if not image.registry.endswith("]") else image.registry
+    insecure = host in insecure_registries or image.registry in insecure_registries
+    base = f"{'http' if insecure else 'https'}://{image.registry}/v2/{image.repository}"
+    if allowed.disabled:
+        raise RegistryRefused("registry look-ups are disabled (--check-registries is empty); pass --platform")
+    allowed.check_url(base, f"registry {image.registry}", plain_http=insecure)
+    return base, insecure
+
+
+async def _platforms(client: Client, image: ImageRef) -> tuple[str, ...]:
     manifest, content_type = await client.get_json(f"manifests/{image.reference}", _ACCEPT)
     media = manifest.get("mediaType") or content_type
     if media in (OCI_INDEX, DOCKER_LIST) or "manifests" in manifest:
@@ -193,7 +199,7 @@ def _from_index(entries: list[Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-class _Client:
+class Client:
     """GETs under one repository, with an anonymous Bearer token once one is demanded."""
 
     def __init__(self, session: aiohttp.ClientSession, image: ImageRef, base: str, allowed: RegistryPolicy) -> None:
@@ -205,13 +211,41 @@ class _Client:
         self._allowed = allowed
         self._token = ""
 
-    async def get_json(self, path: str, accept: str) -> tuple[dict[str, Any], str]:
+    async def get_bytes(self, path: str, accept: str) -> tuple[bytes, str]:
+        """The body (at most 4 MiB) and content type of ``path`` under the repository."""
         url = f"{self._base}/{path}"
         status, challenge, content_type, body = await self._get(url, accept)
         if status == 401 and not self._token and challenge.lower().startswith("bearer "):
             self._token = await self._fetch_token(challenge)
             status, challenge, content_type, body = await self._get(url, accept)
         self._raise_for_status(status, path)
+        return body, content_type
+
+    async def stream(self, path: str, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
+        """A blob's bytes as they arrive (after the token and redirects), for reading only its start."""
+        url = f"{self._base}/{path}"
+        for _ in range(2 * _MAX_REDIRECTS + 2):
+            headers = {"Accept": "*/*"}
+            if self._token and urlsplit(url)[:2] == self._origin:
+                headers["Authorization"] = f"Bearer {self._token}"
+            async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
+                if resp.status == 200:
+                    async for data in resp.content.iter_chunked(chunk):
+                        yield data
+                    return
+                challenge = resp.headers.get("WWW-Authenticate", "")
+                status, target = resp.status, urljoin(url, resp.headers.get("Location", ""))
+            if status == 401 and not self._token and challenge.lower().startswith("bearer "):
+                self._token = await self._fetch_token(challenge)
+            elif status in _REDIRECTS:
+                self._allowed.check_url(target, f"a redirect from registry {self._image.registry}", plain_http=self._plain)
+                url = target
+            else:
+                self._raise_for_status(status, path)
+        raise RegistryError(f"registry {self._image.registry} redirected more than {_MAX_REDIRECTS} times for {path}")
+
+    async def get_json(self, path: str, accept: str) -> tuple[dict[str, Any], str]:
+        body, content_type = await self.get_bytes(path, accept)
         try:
             doc = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:

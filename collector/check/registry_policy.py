@@ -72,10 +72,13 @@ class RegistryPolicy:
 
         ``plain_http``: http:// is acceptable (the registry itself is spoken to over
         plain HTTP, a loopback test registry); otherwise only https:// is."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
+        except ValueError:  # a port that is no number ('+50317'), a broken [IPv6] host
+            raise RegistryRefused(f"{what} {url!r} is not a valid URL; refused") from None
         if parts.scheme not in (("https", "http") if plain_http else ("https",)) or not parts.hostname:
             raise RegistryRefused(f"{what} {url!r} is not an HTTPS URL; refused")
-        port = parts.port or _DEFAULT_PORTS[parts.scheme]
         if not self.allows(parts.hostname, port):
             raise RegistryRefused(
                 f"{what} is on {_bracket(parts.hostname)}:{port}, which --check-registries "

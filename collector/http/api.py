@@ -7,10 +7,10 @@ and call the store in a worker thread; they only convert data.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,16 +19,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from collector import auth
-from collector.check import fleetcheck
+from collector.check import imagecheck
 from collector.check.registry import parse_reference
 from collector.errors import InvalidReference, RegistryError, RegistryRefused, StoreError
-from collector.http import hints_view
+from collector.http import check_view, hints_view
 from collector.ingest import ingest
 from collector.ingest.agent_resources import ResourceBoard, resources_json
+from collector.ingest.inventory import InventoryBoard, images_json
 from collector.ingest.presence import Presence, overlay
 from collector.store.store import Store
 from enoexec import limits, platforms
-from enoexec.causes import CAUSES
+from enoexec.causes import CAUSES, FAILURES
+from enoexec.logsetup import Repeats
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ MAX_PARAM = 512
 PROBE_EVERY = 1.0  # seconds between write probes behind /readyz
 
 PlatformLookup = Callable[[str], Any]  # async: ref -> tuple[str, ...]
+ImageReader = Callable[[str], Awaitable[imagecheck.ImageRead]]  # ref -> every platform's entrypoint
 
 
 class BadRequest(ValueError):
@@ -56,7 +59,7 @@ def _param(query: Mapping[str, str], name: str) -> str | None:
 
 def parse_events_query(query: Mapping[str, str]) -> dict[str, Any]:
     """Filters for /api/v1/events; BadRequest names the bad parameter."""
-    known = {"limit", "host", "image", "cause", "since"}
+    known = {"limit", "host", "image", "cause", "failure", "since"}
     unknown = sorted(set(query) - known)
     if unknown:
         raise BadRequest(f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
@@ -72,6 +75,10 @@ def parse_events_query(query: Mapping[str, str]) -> dict[str, Any]:
     if cause is not None and cause not in CAUSES:
         raise BadRequest(f"cause: expected one of {', '.join(sorted(CAUSES))}, got {cause!r}")
     out["cause"] = cause
+    failure = _param(query, "failure")
+    if failure is not None and failure not in FAILURES:
+        raise BadRequest(f"failure: expected one of {', '.join(sorted(FAILURES))}, got {failure!r}")
+    out["failure"] = failure
     since = _param(query, "since")
     if since is not None:
         out["since"] = parse_time(since)
@@ -137,18 +144,9 @@ def container_emulated(facts: dict[str, Any]) -> tuple[str, ...]:
     }))
 
 
-def capabilities(hosts: list[Any]) -> list[fleetcheck.HostCapability]:
-    return [
-        fleetcheck.HostCapability(
-            h.host_id, h.platform, bool((h.facts or {}).get("can_run_32bit", False)), container_emulated(h.facts or {})
-        )
-        for h in hosts
-    ]
-
-
 def _http_error(e: web.HTTPException, request: web.Request) -> str:
     if e.status == 404:
-        return f"no such path {request.path!r}; see /api/v1/events, /api/v1/hosts, /api/v1/hints, /api/v1/check"
+        return f"no such path {request.path!r}; see /api/v1/events, /api/v1/hosts, /api/v1/hints, /api/v1/check, /api/v1/images"
     if e.status == 405:
         return f"method {request.method} is not allowed on {request.path}; allowed: {e.headers.get('Allow', '')}"
     return e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
@@ -161,16 +159,25 @@ class Api:
         registry: CollectorRegistry,
         *,
         lookup_platforms: PlatformLookup,
+        read_image: ImageReader | None = None,
         tokens: auth.Tokens | None = None,
         protect_metrics: bool = False,
         resources: ResourceBoard | None = None,
         presence: Presence | None = None,
+        inventory: InventoryBoard | None = None,
+        on_forget: Callable[[str], None] = lambda host_id: None,
+        writer_failure: Callable[[], str] = lambda: "",
     ) -> None:
+        self._inventory = inventory or InventoryBoard()
+        self._writer_failure = writer_failure
+        self._store_failures = Repeats(logger, "API reads failing", every=300.0)
+        self._on_forget = on_forget
         self._resources = resources or ResourceBoard()
         self._store = store
         self._presence = presence or Presence()
         self._registry = registry
         self._lookup = lookup_platforms
+        self._read_image = read_image
         self._tokens = tokens
         self._protect_metrics = protect_metrics
         self.draining = False  # set at shutdown: /readyz says 503 so balancers move away
@@ -193,6 +200,7 @@ class Api:
             web.get("/api/v1/hosts", self.hosts),
             web.get("/api/v1/hints", self.hints),
             web.get("/api/v1/check", self.check),
+            web.get("/api/v1/images", self.images),
             web.delete("/api/v1/hosts/{host_id}", self.forget_host),
         ])
         return app
@@ -201,17 +209,24 @@ class Api:
     async def _errors(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
         """Every error is a JSON object ``{"error": "..."}``, unknown paths and methods too."""
         try:
-            return await handler(request)
+            response = await handler(request)
+            if self._store_failures.failing and request.path.startswith("/api/"):
+                self._store_failures.recovered("working again")
+            return response
         except BadRequest as e:
             return web.json_response({"error": str(e)}, status=400)
         except StoreError as e:
-            logger.error("store unavailable path=%s error=%s", request.path, e)
+            self._store_failures.failed(str(e), path=request.path)
             return web.json_response({"error": "store unavailable"}, status=503)
         except web.HTTPException as e:
             if e.status < 400:
                 raise
             headers = {k: v for k, v in e.headers.items() if k in ("Allow", "WWW-Authenticate")}
             return web.json_response({"error": _http_error(e, request)}, status=e.status, headers=headers)
+        except Exception as e:  # a bug: one line at ERROR (the traceback at DEBUG), a JSON 500 to the client
+            logger.error("request failed path=%s error=%s: %s", request.path, type(e).__name__, str(e)[:200])
+            logger.debug("request failed path=%s", request.path, exc_info=True)
+            return web.json_response({"error": f"the collector failed on {request.path}; see its log"}, status=500)
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
@@ -232,7 +247,8 @@ class Api:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """Ready when the store commits a write (not merely answers), probed at most once a second."""
+        """Ready when the writer's last transaction committed and the store commits a
+        write (not merely answers), probed at most once a second."""
         if self.draining:
             return web.json_response({"status": "draining"}, status=503)
         async with self._probe_lock:
@@ -243,8 +259,11 @@ class Api:
                 except StoreError as e:
                     self._probe_error = str(e)
                 self._probed_at = time.monotonic()
-        if self._probe_error:
-            return web.json_response({"status": "unavailable", "error": self._probe_error}, status=503)
+        # The writer's own last result first: a probe can commit in free pages while
+        # the writer cannot grow the file.
+        error = self._writer_failure() or self._probe_error
+        if error:
+            return web.json_response({"status": "unavailable", "error": error}, status=503)
         return web.json_response({"status": "ready"})
 
     async def events(self, request: web.Request) -> web.Response:
@@ -272,6 +291,12 @@ class Api:
         groups = await asyncio.to_thread(self._store.hint_groups)
         return web.json_response({"hints": [hints_view.group_json(g) for g in groups]})
 
+    async def images(self, request: web.Request) -> web.Response:
+        """Images on connected agents' hosts that cannot run there, grouped by image, cause and host platform."""
+        if request.query:
+            raise BadRequest(f"unknown parameter {sorted(request.query)[0]!r}; /api/v1/images takes none")
+        return web.json_response({"images": images_json(self._inventory.snapshot())})
+
     async def forget_host(self, request: web.Request) -> web.Response:
         host_id = request.match_info["host_id"]
         if not limits.valid_host_id(host_id):
@@ -282,6 +307,8 @@ class Api:
         else:
             outcome = await asyncio.to_thread(
                 lambda: self._store.forget_host(host_id, released_here=local is not None))
+        if outcome == "unknown" and local is not None:
+            outcome = "forgotten"  # known here only: not yet written to the store
         if outcome != "connected":
             self._presence.forget(host_id)  # a disconnect not yet written must not bring it back
         if outcome == "unknown":
@@ -291,6 +318,7 @@ class Api:
                 {"error": f"host {host_id!r} is connected: stop its agent first (a running agent would register again)"},
                 status=409,
             )
+        self._on_forget(host_id)
         logger.info("host forgotten host_id=%s peer=%s", host_id, request.remote)
         return web.json_response({"host_id": host_id, "forgotten": True})
 
@@ -309,21 +337,30 @@ class Api:
             if not (ingest.valid_platform(norm) and platforms.is_known(norm)):
                 raise BadRequest(f"platform: expected os/arch[/variant] with a known architecture, such as linux/arm64, got {p!r}")
             offered.append(norm)
-        source = "query"
-        if not offered:
+        hosts = overlay(await asyncio.to_thread(self._store.hosts), self._presence.local())
+        facts = [imagecheck.host_facts(h.host_id, h.platform, h.facts or {}) for h in hosts]
+        recorded: list[dict[str, Any]] = []
+        for name in imagecheck.names_of(image):  # "nginx" and "nginx:latest" are one image
+            recorded += await asyncio.to_thread(functools.partial(self._store.events, image=name, limit=1000))
+        seen = imagecheck.seen_from_events(recorded)
+        if offered:
+            answers = imagecheck.label_answer(offered, facts, seen, image)
+            return web.json_response(check_view.answer_json(image, answers, platforms=offered, source="query", seen=seen))
+        if self._read_image is None:  # label only: the registry's platforms
             try:
                 offered = list(await self._lookup(image))
             except RegistryRefused as e:
                 return web.json_response({"error": str(e)}, status=403)
             except RegistryError as e:
                 return web.json_response({"error": str(e)}, status=502)
-            source = "registry"
-        hosts = overlay(await asyncio.to_thread(self._store.hosts), self._presence.local())
-        verdicts = fleetcheck.check(offered, capabilities(hosts))
-        return web.json_response({
-            "image": image,
-            "platforms": offered,
-            "platforms_from": source,
-            "hosts": [asdict(v) for v in verdicts],
-            "cannot_run": [asdict(v) for v in verdicts if not v.runnable],
-        })
+            answers = imagecheck.label_answer(offered, facts, seen, image)
+            return web.json_response(check_view.answer_json(image, answers, platforms=offered, source="registry", seen=seen))
+        try:
+            read = await self._read_image(image)
+        except RegistryRefused as e:
+            return web.json_response({"error": str(e)}, status=403)
+        except RegistryError as e:
+            return web.json_response({"error": str(e)}, status=502)
+        answers = imagecheck.answer(read, facts, seen)
+        return web.json_response(check_view.answer_json(
+            image, answers, platforms=[p.platform for p in read.platforms], source="registry", read=read, seen=seen))

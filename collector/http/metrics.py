@@ -8,6 +8,7 @@ test can give each case its own ``CollectorRegistry``.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
@@ -15,11 +16,15 @@ from datetime import datetime, timedelta
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from collector.errors import StoreError
 from collector.ingest.presence import Presence, overlay
 from collector.ingest.stats import Stats
 from collector.store import recent_exits
 from collector.store.records import HostRecord
 from collector.store.store import Store, utcnow
+from enoexec.logsetup import Repeats
+
+logger = logging.getLogger(__name__)
 
 OTHER = "_other"
 # How far back enoexec_last_exit_timestamp_seconds looks: the image alert's window, so a
@@ -59,8 +64,25 @@ class FleetCollector(Collector):
         self._presence = presence or Presence()
         self._cap = max_image_labels
         self._clock = clock
+        self._failures = Repeats(logger, "metrics without the store", every=300.0)
 
     def collect(self) -> Iterator[Metric]:
+        """The store's families from one read of each, or, when the store fails, only
+        the process's own with ``enoexec_collector_store_up 0``: a scrape still answers."""
+        try:
+            families = list(self._from_store())
+        except StoreError as e:
+            self._failures.failed(str(e))
+            families = []
+        else:
+            self._failures.recovered("working again")
+        yield GaugeMetricFamily("enoexec_collector_store_up",
+                                "1 if this scrape read the store; 0 if it failed, and only this process's own metrics follow.",
+                                value=1 if families else 0)
+        yield from families
+        yield from self._own()
+
+    def _from_store(self) -> Iterator[Metric]:
         keep = allowed_images(self._store.image_first_seen(), self._cap)
 
         def img(name: str) -> str:
@@ -76,6 +98,19 @@ class FleetCollector(Collector):
         for labels, value in sorted(folded.items()):
             exits.add_metric(list(labels), value)
         yield exits
+
+        starts = CounterMetricFamily(
+            "enoexec_start_failures",
+            "Containers that died at start of a look-alike of exec format error (missing loader or interpreter, "
+            "CRLF #!, corrupt file, CPU level, page size), by cause and platforms.",
+            labels=["cause", "host_platform", "image_platform", "binary_platform", "image"],
+        )
+        folded = defaultdict(int)
+        for c in self._store.start_failure_counts():
+            folded[(c.cause, c.host_platform, c.image_platform, c.binary_platform, img(c.image))] += c.count
+        for labels, value in sorted(folded.items()):
+            starts.add_metric(list(labels), value)
+        yield starts
 
         host_exits = CounterMetricFamily("enoexec_host_exits", "Exec format error exits per host.", labels=["host", "host_platform"])
         for h in self._store.host_exit_counts():
@@ -114,6 +149,7 @@ class FleetCollector(Collector):
                 hint_info.add_metric(list(key), 1)
         yield hint_info
 
+    def _own(self) -> Iterator[Metric]:
         received, duplicate, rejected, streams = self._stats.snapshot()
         yield GaugeMetricFamily("enoexec_agents_connected", "Agents with at least one open stream on this collector.",
                                 value=self._presence.connected())
@@ -125,6 +161,15 @@ class FleetCollector(Collector):
         for reason, n in sorted(rejected.items()):
             rej.add_metric([reason], n)
         yield rej
+        clamped = CounterMetricFamily(
+            "enoexec_collector_clamped_values",
+            "Numbers agents reported about themselves (spool, resources) that were out of range "
+            "(NaN, infinite, negative, too large) and were clamped, by field, since this collector started.",
+            labels=["field"],
+        )
+        for name, n in sorted(self._stats.clamped_snapshot().items()):
+            clamped.add_metric([name], n)
+        yield clamped
         yield CounterMetricFamily(
             "enoexec_collector_throttled_seconds",
             "Seconds agents' acks were delayed because they sent faster than --agent-rate.",
@@ -132,8 +177,9 @@ class FleetCollector(Collector):
         )
 
     def _last_exits(self, img: Callable[[str], str]) -> Iterator[Metric]:
-        rows = self._store.recent_exits(self._clock() - LAST_EXIT_WINDOW)
-        yield from recent_exits.family(rows, img)
+        since = self._clock() - LAST_EXIT_WINDOW
+        for failure in recent_exits.NAMES:
+            yield from recent_exits.family(self._store.recent_exits(since, failure=failure), img, failure=failure)
 
     @staticmethod
     def _host_metrics(hosts: list[HostRecord]) -> Iterator[Metric]:

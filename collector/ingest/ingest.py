@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from collector.store import eventcodec
 from collector.store.records import EventRecord
 from enoexec import platforms
-from enoexec.causes import CAUSES
+from enoexec.causes import CAUSES, EXEC_FORMAT_ERROR, FAILURES
 from enoexec.hints import hint_for
 from enoexec.limits import MAX_EVENT_BYTES, MAX_ID, MAX_LABEL, valid_event_id
 from enoexec.v1 import enoexec_pb2 as pb
@@ -69,6 +69,8 @@ def check(event: pb.Event, host_id: str, now: datetime) -> str:
         return "host_mismatch"
     if event.cause not in CAUSES:
         return "bad_cause"
+    if event.failure and event.failure not in FAILURES:
+        return "bad_failure"
     if not event.HasField("time") or not _valid_timestamp(event.time):
         return "bad_time"
     if event.container.HasField("finished_at") and not _valid_timestamp(event.container.finished_at):
@@ -110,6 +112,7 @@ def record(event: pb.Event) -> EventRecord:
     (its host and image facts move out of it, see :mod:`collector.store.eventcodec`)."""
     hint_id = hint_id_of(event)
     backfilled = event.backfilled
+    failure = event.failure or EXEC_FORMAT_ERROR
     host_id, host_platform = event.host.host_id, _platform(event.host.platform)
     image_ref, image_platform = image_label(event.image.ref), _platform(event.image.declared_platform)
     body, host, image = eventcodec.split(event)
@@ -129,6 +132,7 @@ def record(event: pb.Event) -> EventRecord:
         image_facts_ref=eventcodec.ref(image),
         image_facts=image,
         backfilled=backfilled,
+        failure=failure,
         kube_namespace=event.container.kubernetes.namespace if event.container.HasField("kubernetes") else "",
     )
 

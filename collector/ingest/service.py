@@ -12,14 +12,17 @@ import grpc
 
 from collector import auth
 from collector.errors import StoreError
-from collector.ingest import ingest
+from collector.ingest import ingest, reported
 from collector.ingest.agent_resources import ResourceBoard
+from collector.ingest.host_cap import HostCap
+from collector.ingest.inventory import InventoryBoard
 from collector.ingest.presence import Presence
 from collector.ingest.ratelimit import TokenBucket
 from collector.ingest.stats import Stats
 from collector.ingest.writer import GroupWriter
 from enoexec import __version__, limits
 from enoexec.eventjson import to_json
+from enoexec.logsetup import Repeats
 from enoexec.v1 import enoexec_pb2 as pb
 from enoexec.v1 import enoexec_pb2_grpc as pb_grpc
 
@@ -59,8 +62,13 @@ class CollectorService(pb_grpc.CollectorServicer):
         hello_timeout: float = HELLO_TIMEOUT,
         clock: Callable[[], datetime] = utcnow,
         resources: ResourceBoard | None = None,
+        inventory: InventoryBoard | None = None,
+        host_cap: HostCap | None = None,
     ) -> None:
         self._resources = resources or ResourceBoard()
+        self._inventory = inventory or InventoryBoard()
+        self._host_cap = host_cap if host_cap is not None else HostCap(10_000)
+        self._new_hosts_refused = Repeats(logger, "new hosts refused", every=300.0)
         self._stats = stats
         self._presence = presence
         self._writer = writer
@@ -84,6 +92,14 @@ class CollectorService(pb_grpc.CollectorServicer):
         try:
             async for reply in self._serve(request_iterator, context):
                 yield reply
+        except StoreError:  # the one place a stream meets the store's failure (the writer says it)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
+        except (grpc.RpcError, grpc.aio.BaseError):
+            raise  # an abort on purpose (AbortError), or the agent went away
+        except Exception as e:  # a bug: a status and one line, never a traceback in the agent's face
+            logger.error("stream failed peer=%s error=%s: %s", context.peer(), type(e).__name__, str(e)[:200])
+            logger.debug("stream failed", exc_info=True)
+            await context.abort(grpc.StatusCode.INTERNAL, "the collector failed on this stream; see its log")
         finally:
             self._stats.stream(-1)
 
@@ -109,10 +125,24 @@ class CollectorService(pb_grpc.CollectorServicer):
             self._stats.reject(reason)
             logger.warning("agent refused host_id=%s reason=%s peer=%s", host_id, reason, context.peer())
             await context.abort(code, message)
+        if not self._host_cap.admit(host_id):
+            self._stats.reject("too_many_hosts")
+            self._new_hosts_refused.failed(f"the collector knows {self._host_cap.max_hosts} hosts, its --max-hosts",
+                                           host_id=host_id, peer=context.peer())
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"the collector knows {self._host_cap.max_hosts} hosts, its --max-hosts; "
+                                "retire hosts (enoexec-collector forget) or raise --max-hosts")
+        if self._writer.failure:
+            # Nothing it sends could be stored: its agent backs off instead of reconnecting
+            # in a loop. The writer says the outage once; each refusal is only counted.
+            self._stats.reject("store_unavailable")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
 
+        self._stats.clamp(reported.clamp(hello))
         self._presence.hello(host_id, ingest.label(hello.host.platform), to_json(hello.host),
                              spool_events=hello.spool.events, dropped_total=hello.spool.dropped_total)
         self._resources.report(host_id, context, hello)
+        self._inventory.report(host_id, hello.host.platform, context, hello)
         logger.info("agent connected host_id=%s platform=%s agent_version=%s peer=%s",
                     host_id, hello.host.platform, hello.agent_version, context.peer())
         bucket = self._buckets.setdefault(host_id, TokenBucket(self._rate, self._burst))
@@ -124,12 +154,15 @@ class CollectorService(pb_grpc.CollectorServicer):
                     yield pb.CollectorMessage(ack=await self._batch(msg.batch, host_id, context))
                 elif msg.HasField("heartbeat"):
                     await self._throttle(bucket, 1)
+                    self._stats.clamp(reported.clamp(msg.heartbeat))
                     spool = msg.heartbeat.spool
                     self._presence.heartbeat(host_id, msg.heartbeat, spool_events=spool.events,
                                              dropped_total=spool.dropped_total)
                     self._resources.report(host_id, context, msg.heartbeat)
+                    self._inventory.report(host_id, hello.host.platform, context, msg.heartbeat)
         finally:
             self._resources.forget(host_id, context)
+            self._inventory.forget(host_id, context)
             self._presence.bye(host_id)
             logger.info("agent disconnected host_id=%s", host_id)
 
@@ -145,10 +178,7 @@ class CollectorService(pb_grpc.CollectorServicer):
             self._stats.reject("batch_too_large", len(batch.events))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"batch of {len(batch.events)} events; at most {self._max_batch}")
         good, bad = ingest.split(batch, host_id, self._clock())
-        try:
-            new = await self._writer.write(good) if good else set()
-        except StoreError:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the collector's store is unavailable; retry later")
+        new = await self._writer.write(good) if good else set()  # StoreError: see Stream
         self._presence.seen(host_id)
         backfilled = sum(1 for r in good if r.backfilled and r.event_id in new)
         if backfilled:

@@ -18,6 +18,7 @@ class Stats:
     streams: int = 0  # open agent streams, including those still waiting for their Hello
     throttled_seconds: float = 0.0
     backfilled: Counter[str] = field(default_factory=Counter)  # per host, this process
+    clamped: Counter[str] = field(default_factory=Counter)  # agents' self-reported numbers out of range, by field
     # Counted exits of Kubernetes pods per (namespace, cause), this process; at most
     # MAX_NAMESPACES namespaces, the rest folded into "_other" (no series per pod).
     pod_exits: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -48,6 +49,15 @@ class Stats:
     def backfilled_snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self.backfilled)
+
+    def clamp(self, fields: list[str]) -> None:
+        if fields:
+            with self._lock:
+                self.clamped.update(fields)
+
+    def clamped_snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.clamped)
 
     def reject(self, reason: str, n: int = 1) -> None:
         with self._lock:

@@ -59,9 +59,24 @@ def _compact_events_and_hint_aggregates(conn: Connection) -> None:
     aggregates.rebuild(conn)
 
 
+def _start_failures(conn: Connection) -> None:
+    """Schema 3: events say how the container died (``failure``); look-alikes of exec
+    format error are counted in their own table."""
+    if "failure" not in {c["name"] for c in inspect(conn).get_columns("events")}:
+        conn.execute(text("ALTER TABLE events ADD COLUMN failure VARCHAR"))
+    schema.start_failure_counts.create(conn, checkfirst=True)
+
+
+def _replica_leases(conn: Connection) -> None:
+    """Schema 4: replicas hold leases on their ids (collector.store.replicas)."""
+    schema.replicas.create(conn, checkfirst=True)
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "events, counters, images and hosts", _create_baseline),
     Step(2, "events keep host facts by reference; hint group aggregates", _compact_events_and_hint_aggregates),
+    Step(3, "failure kind on events; start failure counters", _start_failures),
+    Step(4, "replica leases", _replica_leases),
 )
 
 

@@ -25,8 +25,15 @@ from sqlalchemy import Connection, Text, func, select, type_coerce
 
 from collector.store import eventcodec
 from collector.store.schema import events, shared_facts
+from enoexec.causes import EMULATED_WARNING, EXEC_FORMAT_ERROR, START_FAILURE
 
 NAME = "enoexec_last_exit_timestamp_seconds"
+# The same gauge for the other failure kinds: (name, what it times).
+NAMES = {
+    EXEC_FORMAT_ERROR: (NAME, "exec format error exit"),
+    START_FAILURE: ("enoexec_last_start_failure_timestamp_seconds", "start failure (look-alike of exec format error)"),
+    EMULATED_WARNING: ("enoexec_last_emulated_start_timestamp_seconds", "container start under QEMU emulation"),
+}
 LABELS = ("image", "host_platform", "cause", "host", "hint", "hint_title")
 # The payload is stored as compact, key-sorted JSON (schema.JSONText); an escaped
 # occurrence inside a string value cannot match this pattern.
@@ -44,9 +51,13 @@ class RecentExit:
     last_exit: datetime
 
 
-def read(conn: Connection, since: datetime) -> list[RecentExit]:
-    """Latest non-back-filled exit per (image, host platform, cause, host) since ``since``."""
-    recent = events.c.time >= since
+def read(conn: Connection, since: datetime, *, failure: str = EXEC_FORMAT_ERROR) -> list[RecentExit]:
+    """Latest non-back-filled event per (image, host platform, cause, host) since ``since``
+    of one failure kind (exec format errors: also those stored before schema 3)."""
+    kind = events.c.failure == failure
+    if failure == EXEC_FORMAT_ERROR:
+        kind = kind | events.c.failure.is_(None)
+    recent = (events.c.time >= since) & kind
     # ``backfilled`` column since schema 2; the payload text for events stored before
     live = events.c.backfilled.is_not(True) & type_coerce(events.c.payload, Text).not_like(_BACKFILLED)
     group = (events.c.image_ref, events.c.host_platform, events.c.cause)
@@ -85,11 +96,13 @@ def _title(payload: Any) -> str:
     return str(hint.get("title", "")) if isinstance(hint, dict) else ""
 
 
-def family(rows: Iterable[RecentExit], image_label: Callable[[str], str] = str) -> Iterator[GaugeMetricFamily]:
+def family(rows: Iterable[RecentExit], image_label: Callable[[str], str] = str, *,
+           failure: str = EXEC_FORMAT_ERROR) -> Iterator[GaugeMetricFamily]:
     """The gauge; ``image_label`` folds images past the label cap into ``_other``."""
+    name, what = NAMES[failure]
     gauge = GaugeMetricFamily(
-        NAME,
-        "Time of the latest exec format error exit per image, host platform, cause and host, "
+        name,
+        f"Time of the latest {what} per image, host platform, cause and host, "
         "for exits in the last 30 minutes, the alert window (read from the shared store: the same on every replica).",
         labels=list(LABELS),
     )

@@ -174,6 +174,8 @@ events = Table(
     Column("image_facts_ref", String, nullable=True),  # -> shared_facts.ref
     # A fresh agent's report of an exit from before it started: stored, never paged on.
     Column("backfilled", Boolean, nullable=True),
+    # "start_failure" for a look-alike; NULL (events before schema 3) or "exec_format_error" for ENOEXEC.
+    Column("failure", String, nullable=True),
     Index("ix_events_time", "time"),
     Index("ix_events_host_id", "host_id"),
     Index("ix_events_image_ref", "image_ref"),
@@ -184,6 +186,20 @@ events = Table(
 # by what it inserted itself; summed over replicas they equal the distinct events.
 exit_counts = Table(
     "exit_counts",
+    metadata,
+    Column("replica_id", String, primary_key=True),
+    Column("cause", String, primary_key=True),
+    Column("host_platform", String, primary_key=True),
+    Column("image_platform", String, primary_key=True),
+    Column("binary_platform", String, primary_key=True),
+    Column("image", String, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+# Look-alikes (failure "start_failure") are counted apart, so enoexec_exits_total keeps
+# counting exec format errors only.
+start_failure_counts = Table(
+    "start_failure_counts",
     metadata,
     Column("replica_id", String, primary_key=True),
     Column("cause", String, primary_key=True),
@@ -265,4 +281,15 @@ write_probe = Table(
     Column("replica_id", String, primary_key=True),
     Column("checked_at", UTCDateTime, nullable=False),
     Column("probes", BigInteger, nullable=False),  # grows on every probe, so each one changes the row
+)
+
+# One row per replica id: its lease, renewed while its collector runs (collector.store.replicas).
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("replica_id", String, primary_key=True),
+    Column("instance", String, nullable=False),  # the holding process, random per start
+    Column("beats", BigInteger, nullable=False),  # grows with every renewal: a live holder moves it
+    Column("released", Boolean, nullable=False),  # its holder stopped cleanly
+    Column("renewed_at", UTCDateTime, nullable=False),  # the holder's clock; for people, not for liveness
 )

@@ -13,11 +13,11 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError, SQLAlchemyError, StatementError
 
 from collector.errors import StoreError
 from collector.store import aggregates, eventcodec, hint_queries, migrations, recent_exits, records, writes
@@ -30,10 +30,14 @@ from collector.store.schema import (
     images,
     make_engine,
     shared_facts,
+    start_failure_counts,
     write_probe,
 )
+from enoexec.causes import EXEC_FORMAT_ERROR
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -100,8 +104,10 @@ class Store:
                 if isinstance(cause, (TypeError, ValueError)):  # a bad value (naive datetime), not the database
                     raise cause from e
             first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            transient = isinstance(e, (OperationalError, InterfaceError, InternalError)) or not isinstance(e, StatementError)
             raise StoreError(
-                f"database {self._where} failed: {first_line}; check that it is reachable and writable"
+                f"database {self._where} failed: {first_line}; check that it is reachable and writable",
+                transient=transient,
             ) from e
 
     @contextlib.contextmanager
@@ -147,6 +153,17 @@ class Store:
         with self._read() as conn:
             return [records.ExitCount(*row) for row in conn.execute(query)]
 
+    def start_failure_counts(self, replica_id: str | None = None) -> list[records.ExitCount]:
+        """This replica's (or the named one's) start failure (look-alike) counters."""
+        c = start_failure_counts.c
+        query = (
+            select(c.cause, c.host_platform, c.image_platform, c.binary_platform, c.image, c.count)
+            .where(c.replica_id == (replica_id or self.replica_id))
+            .order_by(c.cause, c.host_platform, c.image_platform, c.binary_platform, c.image)
+        )
+        with self._read() as conn:
+            return [records.ExitCount(*row) for row in conn.execute(query)]
+
     def host_exit_counts(self, replica_id: str | None = None) -> list[records.HostExitCount]:
         c = host_exit_counts.c
         query = (
@@ -173,6 +190,7 @@ class Store:
         image: str | None = None,
         cause: str | None = None,
         since: datetime | None = None,
+        failure: str | None = None,
     ) -> list[dict[str, Any]]:
         """Event payloads, newest first (by time, then event_id)."""
         if limit < 1:
@@ -189,6 +207,10 @@ class Store:
             query = query.where(events.c.image_ref == image)
         if cause is not None:
             query = query.where(events.c.cause == cause)
+        if failure == EXEC_FORMAT_ERROR:  # also those stored before the failure kind existed
+            query = query.where(events.c.failure.is_(None) | (events.c.failure == failure))
+        elif failure is not None:
+            query = query.where(events.c.failure == failure)
         if since is not None:
             query = query.where(events.c.time >= since)
         query = query.order_by(events.c.time.desc(), events.c.event_id.desc()).limit(limit)
@@ -203,10 +225,11 @@ class Store:
         with self._read() as conn:
             return hint_queries.read(conn, example_hosts, samples=samples)
 
-    def recent_exits(self, since: datetime) -> list[recent_exits.RecentExit]:
-        """Latest exit per (image, host platform, cause, host) since ``since``, for alerting."""
+    def recent_exits(self, since: datetime, *, failure: str = EXEC_FORMAT_ERROR) -> list[recent_exits.RecentExit]:
+        """Latest event per (image, host platform, cause, host) since ``since`` of one
+        failure kind, for alerting (exec format errors unless said otherwise)."""
         with self._read() as conn:
-            return recent_exits.read(conn, since)
+            return recent_exits.read(conn, since, failure=failure)
 
     def prune(self, older_than: datetime) -> int:
         """Delete events older than ``older_than``; counters stay (they only ever grow),
@@ -310,6 +333,11 @@ class Store:
             for r in rows
         ]
 
+    def host_ids(self) -> list[str]:
+        """Every known host id."""
+        with self._read() as conn:
+            return list(conn.execute(select(hosts.c.host_id)).scalars())
+
     def forget_host(self, host_id: str, *, released_here: bool = False) -> str:
         """Retire a host: "forgotten", "unknown", or "connected" (a live stream holds it: kept).
 
@@ -336,6 +364,11 @@ class Store:
         return sorted(gone)
 
     # -- lifecycle ------------------------------------------------------------
+
+    def in_transaction(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` in one write transaction; database errors as StoreError."""
+        with self._write() as conn:
+            return work(conn)
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers."""

@@ -21,7 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from collector.store import aggregates
 from collector.store.records import EventRecord, HostRow
-from collector.store.schema import exit_counts, host_exit_counts, hosts, images, shared_facts
+from collector.store.schema import exit_counts, host_exit_counts, hosts, images, shared_facts, start_failure_counts
+from enoexec.causes import EXEC_FORMAT_ERROR, START_FAILURE
 
 
 @functools.lru_cache(maxsize=8)
@@ -30,11 +31,14 @@ def _statements(dialect: str, replica_id: str) -> dict[str, Any]:
     than running it on a few rows)."""
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
     exits, host_exits, host = ins(exit_counts), ins(host_exit_counts), ins(hosts)
+    starts = ins(start_failure_counts)
     ex, t = host.excluded, hosts.c
     return {
         "facts": ins(shared_facts).on_conflict_do_nothing(index_elements=[shared_facts.c.ref]),
         "exits": exits.on_conflict_do_update(index_elements=list(exit_counts.primary_key),
                                              set_={"count": exit_counts.c.count + exits.excluded.count}),
+        "starts": starts.on_conflict_do_update(index_elements=list(start_failure_counts.primary_key),
+                                               set_={"count": start_failure_counts.c.count + starts.excluded.count}),
         "host_exits": host_exits.on_conflict_do_update(
             index_elements=list(host_exit_counts.primary_key),
             set_={"count": host_exit_counts.c.count + host_exits.excluded.count}),
@@ -58,7 +62,8 @@ def _statements(dialect: str, replica_id: str) -> dict[str, Any]:
 
 
 _COLUMNS = ("event_id", "time", "host_id", "host_platform", "image_ref", "image_platform", "binary_platform",
-            "cause", "hint_id", "payload", "replica_id", "body", "host_ref", "image_facts_ref", "backfilled")
+            "cause", "hint_id", "payload", "replica_id", "body", "host_ref", "image_facts_ref", "backfilled",
+            "failure")
 _SQLITE_INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _CHUNK = 500  # ids per IN (...) lookup, well under SQLite's variable limit
 
@@ -95,7 +100,7 @@ def store_events(conn: Connection, events_in: Sequence[EventRecord], replica_id:
     return new
 
 
-_PG_TYPES = ("text", "timestamptz", *["text"] * 9, "bytea", "text", "text", "boolean")
+_PG_TYPES = ("text", "timestamptz", *["text"] * 9, "bytea", "text", "text", "boolean", "text")
 _PG_INSERT = (
     f"INSERT INTO events ({', '.join(_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _PG_TYPES)}) "
@@ -113,7 +118,7 @@ def _postgres_insert(conn: Connection, ordered: Sequence[EventRecord], replica_i
         [e.host_platform for e in ordered], [e.image_ref for e in ordered], [e.image_platform for e in ordered],
         [e.binary_platform for e in ordered], [e.cause for e in ordered], [e.hint_id for e in ordered],
         [""] * n, [replica_id] * n, [e.body for e in ordered], [e.host_ref for e in ordered],
-        [e.image_facts_ref for e in ordered], [e.backfilled for e in ordered],
+        [e.image_facts_ref for e in ordered], [e.backfilled for e in ordered], [e.failure for e in ordered],
     ]
     with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(_PG_INSERT, columns)
@@ -135,7 +140,7 @@ def _sqlite_insert(conn: Connection, ordered: Sequence[EventRecord], replica_id:
         rows = [
             (e.event_id, _sqlite_time(e.time), e.host_id, e.host_platform, e.image_ref, e.image_platform,
              e.binary_platform, e.cause, e.hint_id, "", replica_id, e.body, e.host_ref, e.image_facts_ref,
-             e.backfilled)
+             e.backfilled, e.failure)
             for e in ordered if e.event_id not in existing
         ]
         cursor.executemany(_SQLITE_INSERT, rows)
@@ -151,16 +156,22 @@ def count(conn: Connection, fresh: Sequence[EventRecord], replica_id: str) -> No
     fresh = [e for e in fresh if not e.backfilled]
     if not fresh:
         return
-    exits = Counter((e.cause, e.host_platform, e.image_platform, e.binary_platform, e.image_ref) for e in fresh)
-    conn.execute(stmts["exits"], [
-        {"replica_id": replica_id, "cause": c, "host_platform": h, "image_platform": i, "binary_platform": b,
-         "image": img, "count": n}
-        for (c, h, i, b, img), n in sorted(exits.items())
-    ])
-    per_host = Counter((e.host_id, e.host_platform) for e in fresh)
-    conn.execute(stmts["host_exits"], [
-        {"replica_id": replica_id, "host": h, "host_platform": p, "count": n} for (h, p), n in sorted(per_host.items())
-    ])
+    # Emulation warnings (failure "emulated") are stored and listed, never counted as exits.
+    enoexec = [e for e in fresh if e.failure == EXEC_FORMAT_ERROR]
+    for stmt, chosen in (("exits", enoexec), ("starts", [e for e in fresh if e.failure == START_FAILURE])):
+        counted = Counter((e.cause, e.host_platform, e.image_platform, e.binary_platform, e.image_ref) for e in chosen)
+        if counted:
+            conn.execute(stmts[stmt], [
+                {"replica_id": replica_id, "cause": c, "host_platform": h, "image_platform": i, "binary_platform": b,
+                 "image": img, "count": n}
+                for (c, h, i, b, img), n in sorted(counted.items())
+            ])
+    per_host = Counter((e.host_id, e.host_platform) for e in enoexec)
+    if per_host:
+        conn.execute(stmts["host_exits"], [
+            {"replica_id": replica_id, "host": h, "host_platform": p, "count": n}
+            for (h, p), n in sorted(per_host.items())
+        ])
     first_seen: dict[str, datetime] = {}
     for e in fresh:
         first_seen[e.image_ref] = min(first_seen.get(e.image_ref, e.time), e.time)

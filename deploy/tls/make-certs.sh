@@ -7,6 +7,7 @@ set -euo pipefail
 PROG=$(basename "$0")
 DAYS=${DAYS:-825}
 CA_DAYS=${CA_DAYS:-3650}
+INSTALLED_CA=/etc/enoexec/tls  # where deploy/install.sh --collector makes its CA
 
 usage() {
     cat <<USAGE
@@ -15,6 +16,10 @@ Usage:
   $PROG collector DIR HOSTNAME [IP...]  make DIR/collector-HOSTNAME.{key,crt}
   $PROG agent DIR HOST_ID               make DIR/agent-HOST_ID.{key,crt}
   $PROG --help
+
+DIR holds the CA (ca.crt, ca.key) and receives the certificates: the one
+given to '$PROG ca', or $INSTALLED_CA on the host where
+'install.sh --collector' made a local CA.
 
 The collector certificate is for TLS servers, with HOSTNAME as CN and DNS
 subject alternative name and each IP as an IP SAN: agents must connect to one
@@ -68,7 +73,10 @@ refuse_existing() {
 require_ca() {
     local dir=$1
     if [ ! -f "$dir/ca.crt" ] || [ ! -f "$dir/ca.key" ]; then
-        die "no CA in $dir: run '$PROG ca $dir' first"
+        local here=""
+        [ ! -f "$INSTALLED_CA/ca.key" ] || [ "$(cd "$dir" 2>/dev/null && pwd)" = "$INSTALLED_CA" ] \
+            || here=" (this host's CA, made by install.sh --collector, is in $INSTALLED_CA)"
+        die "no CA in $dir (ca.crt and ca.key)$here: give the directory that holds the CA (install.sh --collector keeps it in $INSTALLED_CA on the collector's host), or make a new CA with '$PROG ca $dir'"
     fi
 }
 

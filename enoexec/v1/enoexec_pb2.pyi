@@ -28,16 +28,18 @@ class CollectorMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("agent_version", "host", "spool", "resources")
+    __slots__ = ("agent_version", "host", "spool", "resources", "inventory")
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     SPOOL_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     host: HostFacts
     spool: SpoolStats
     resources: AgentResources
-    def __init__(self, agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., spool: _Optional[_Union[SpoolStats, _Mapping]] = ..., resources: _Optional[_Union[AgentResources, _Mapping]] = ...) -> None: ...
+    inventory: ImageInventory
+    def __init__(self, agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., spool: _Optional[_Union[SpoolStats, _Mapping]] = ..., resources: _Optional[_Union[AgentResources, _Mapping]] = ..., inventory: _Optional[_Union[ImageInventory, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("collector_version", "max_batch_events")
@@ -48,14 +50,46 @@ class Welcome(_message.Message):
     def __init__(self, collector_version: _Optional[str] = ..., max_batch_events: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("time", "spool", "resources")
+    __slots__ = ("time", "spool", "resources", "inventory")
     TIME_FIELD_NUMBER: _ClassVar[int]
     SPOOL_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     spool: SpoolStats
     resources: AgentResources
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spool: _Optional[_Union[SpoolStats, _Mapping]] = ..., resources: _Optional[_Union[AgentResources, _Mapping]] = ...) -> None: ...
+    inventory: ImageInventory
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spool: _Optional[_Union[SpoolStats, _Mapping]] = ..., resources: _Optional[_Union[AgentResources, _Mapping]] = ..., inventory: _Optional[_Union[ImageInventory, _Mapping]] = ...) -> None: ...
+
+class ImageInventory(_message.Message):
+    __slots__ = ("unrunnable", "images_judged")
+    UNRUNNABLE_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_JUDGED_FIELD_NUMBER: _ClassVar[int]
+    unrunnable: _containers.RepeatedCompositeFieldContainer[UnrunnableImage]
+    images_judged: int
+    def __init__(self, unrunnable: _Optional[_Iterable[_Union[UnrunnableImage, _Mapping]]] = ..., images_judged: _Optional[int] = ...) -> None: ...
+
+class UnrunnableImage(_message.Message):
+    __slots__ = ("image", "image_id", "image_platform", "binary_platform", "cause", "explanation", "hint", "fix", "path")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    BINARY_PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    HINT_FIELD_NUMBER: _ClassVar[int]
+    FIX_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    image_id: str
+    image_platform: str
+    binary_platform: str
+    cause: str
+    explanation: str
+    hint: str
+    fix: str
+    path: str
+    def __init__(self, image: _Optional[str] = ..., image_id: _Optional[str] = ..., image_platform: _Optional[str] = ..., binary_platform: _Optional[str] = ..., cause: _Optional[str] = ..., explanation: _Optional[str] = ..., hint: _Optional[str] = ..., fix: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class SpoolStats(_message.Message):
     __slots__ = ("events", "dropped_total", "bytes")
@@ -122,7 +156,7 @@ class Emulator(_message.Message):
     def __init__(self, name: _Optional[str] = ..., platform: _Optional[str] = ..., interpreter: _Optional[str] = ..., flags: _Optional[str] = ..., enabled: _Optional[bool] = ...) -> None: ...
 
 class HostFacts(_message.Message):
-    __slots__ = ("host_id", "platform", "kernel_machine", "kernel_release", "docker_version", "docker_platform", "default_runtime", "runtime_version", "cpu_model", "page_size", "memory_bytes", "can_run_32bit", "emulators", "hostname", "runnable_platforms", "engine", "engine_version")
+    __slots__ = ("host_id", "platform", "kernel_machine", "kernel_release", "docker_version", "docker_platform", "default_runtime", "runtime_version", "cpu_model", "page_size", "memory_bytes", "can_run_32bit", "emulators", "hostname", "runnable_platforms", "cpu_level", "engine", "engine_version")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
     KERNEL_MACHINE_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +172,7 @@ class HostFacts(_message.Message):
     EMULATORS_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     RUNNABLE_PLATFORMS_FIELD_NUMBER: _ClassVar[int]
+    CPU_LEVEL_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     ENGINE_VERSION_FIELD_NUMBER: _ClassVar[int]
     host_id: str
@@ -155,9 +190,10 @@ class HostFacts(_message.Message):
     emulators: _containers.RepeatedCompositeFieldContainer[Emulator]
     hostname: str
     runnable_platforms: _containers.RepeatedScalarFieldContainer[str]
+    cpu_level: str
     engine: str
     engine_version: str
-    def __init__(self, host_id: _Optional[str] = ..., platform: _Optional[str] = ..., kernel_machine: _Optional[str] = ..., kernel_release: _Optional[str] = ..., docker_version: _Optional[str] = ..., docker_platform: _Optional[str] = ..., default_runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., cpu_model: _Optional[str] = ..., page_size: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., can_run_32bit: _Optional[bool] = ..., emulators: _Optional[_Iterable[_Union[Emulator, _Mapping]]] = ..., hostname: _Optional[str] = ..., runnable_platforms: _Optional[_Iterable[str]] = ..., engine: _Optional[str] = ..., engine_version: _Optional[str] = ...) -> None: ...
+    def __init__(self, host_id: _Optional[str] = ..., platform: _Optional[str] = ..., kernel_machine: _Optional[str] = ..., kernel_release: _Optional[str] = ..., docker_version: _Optional[str] = ..., docker_platform: _Optional[str] = ..., default_runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., cpu_model: _Optional[str] = ..., page_size: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., can_run_32bit: _Optional[bool] = ..., emulators: _Optional[_Iterable[_Union[Emulator, _Mapping]]] = ..., hostname: _Optional[str] = ..., runnable_platforms: _Optional[_Iterable[str]] = ..., cpu_level: _Optional[str] = ..., engine: _Optional[str] = ..., engine_version: _Optional[str] = ...) -> None: ...
 
 class ContainerFacts(_message.Message):
     __slots__ = ("id", "name", "exit_code", "runtime_message", "finished_at", "entrypoint", "cmd", "removed", "kubernetes")
@@ -214,7 +250,7 @@ class ImageFacts(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., id: _Optional[str] = ..., declared_platform: _Optional[str] = ..., repo_digests: _Optional[_Iterable[str]] = ..., available_platforms: _Optional[_Iterable[str]] = ..., available_platforms_known: _Optional[bool] = ...) -> None: ...
 
 class BinaryFacts(_message.Message):
-    __slots__ = ("path", "kind", "platform", "shebang", "interpreter", "description", "source", "requested_path", "error", "truncated")
+    __slots__ = ("path", "kind", "platform", "shebang", "interpreter", "description", "source", "requested_path", "error", "truncated", "size", "missing", "libc", "image_libc", "isa_level", "load_align", "damage")
     PATH_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +261,13 @@ class BinaryFacts(_message.Message):
     REQUESTED_PATH_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    LIBC_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_LIBC_FIELD_NUMBER: _ClassVar[int]
+    ISA_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    LOAD_ALIGN_FIELD_NUMBER: _ClassVar[int]
+    DAMAGE_FIELD_NUMBER: _ClassVar[int]
     path: str
     kind: str
     platform: str
@@ -235,10 +278,17 @@ class BinaryFacts(_message.Message):
     requested_path: str
     error: str
     truncated: bool
-    def __init__(self, path: _Optional[str] = ..., kind: _Optional[str] = ..., platform: _Optional[str] = ..., shebang: _Optional[str] = ..., interpreter: _Optional[str] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., requested_path: _Optional[str] = ..., error: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
+    size: int
+    missing: str
+    libc: str
+    image_libc: str
+    isa_level: int
+    load_align: int
+    damage: str
+    def __init__(self, path: _Optional[str] = ..., kind: _Optional[str] = ..., platform: _Optional[str] = ..., shebang: _Optional[str] = ..., interpreter: _Optional[str] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., requested_path: _Optional[str] = ..., error: _Optional[str] = ..., truncated: _Optional[bool] = ..., size: _Optional[int] = ..., missing: _Optional[str] = ..., libc: _Optional[str] = ..., image_libc: _Optional[str] = ..., isa_level: _Optional[int] = ..., load_align: _Optional[int] = ..., damage: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "time", "host", "container", "image", "binary", "cause", "explanation", "evidence", "backfilled")
+    __slots__ = ("event_id", "time", "host", "container", "image", "binary", "cause", "explanation", "evidence", "backfilled", "failure")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +299,7 @@ class Event(_message.Message):
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     BACKFILLED_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     time: _timestamp_pb2.Timestamp
     host: HostFacts
@@ -259,4 +310,5 @@ class Event(_message.Message):
     explanation: str
     evidence: str
     backfilled: bool
-    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., container: _Optional[_Union[ContainerFacts, _Mapping]] = ..., image: _Optional[_Union[ImageFacts, _Mapping]] = ..., binary: _Optional[_Union[BinaryFacts, _Mapping]] = ..., cause: _Optional[str] = ..., explanation: _Optional[str] = ..., evidence: _Optional[str] = ..., backfilled: _Optional[bool] = ...) -> None: ...
+    failure: str
+    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., container: _Optional[_Union[ContainerFacts, _Mapping]] = ..., image: _Optional[_Union[ImageFacts, _Mapping]] = ..., binary: _Optional[_Union[BinaryFacts, _Mapping]] = ..., cause: _Optional[str] = ..., explanation: _Optional[str] = ..., evidence: _Optional[str] = ..., backfilled: _Optional[bool] = ..., failure: _Optional[str] = ...) -> None: ...

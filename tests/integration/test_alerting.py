@@ -113,7 +113,7 @@ def test_first_exit_of_a_never_seen_image_reaches_the_webhook(stack: Stack) -> N
     assert ann["runbook_url"].endswith("README.md#alert-enoexecexecformaterrors")
     # one alert for both hosts and both replicas, whose annotations name both hosts
     active = procs.get_json(f"http://127.0.0.1:{stack.prom.port}/api/v1/alerts")["data"]["alerts"]
-    mine = [a for a in active if a["labels"].get("image") == stack.first_image]
+    mine = [a for a in active if a["labels"].get("image") == stack.first_image and a["labels"]["alertname"] == "EnoexecExecFormatErrors"]
     assert len(mine) == 1 and mine[0]["state"] == "firing", mine
     assert mine[0]["annotations"]["hosts"] == ", ".join(HOSTS)
 
@@ -157,3 +157,16 @@ def test_the_alert_stays_firing_across_a_collector_restart(stack: Stack) -> None
     assert not _alert_for(stack.hook, stack.first_image, status="resolved")
     new = stack.hook.notifications[notified:]
     assert not [a for n in new for a in n["alerts"] if a["labels"].get("image") == stack.first_image], new
+
+
+def test_images_the_hosts_cannot_run_are_a_latent_alert_of_their_own(stack: Stack) -> None:
+    """The agents judged both images when they were loaded, before they ran: EnoexecUnrunnableImages, warning."""
+    def latent() -> list[dict[str, Any]]:
+        return stack.prom.query('ALERTS{alertname="EnoexecUnrunnableImages",alertstate="firing"}')
+
+    procs.wait_for(lambda: {stack.first_image, stack.loop_image} <= {s["metric"]["image"] for s in latent()},
+                   timeout=60, what="EnoexecUnrunnableImages for both images")
+    firing = {s["metric"]["image"]: s["metric"] for s in latent()}
+    assert firing[stack.first_image]["severity"] == "warning" and firing[stack.first_image]["cause"] == "arch_mismatch"
+    assert firing[stack.first_image]["host_platform"] == "linux/amd64"
+    assert any(a["labels"].get("alertname") == "EnoexecUnrunnableImages" for a in stack.hook.alerts())

@@ -285,6 +285,22 @@ def test_serve_refuses_a_db_in_a_missing_directory(tmp_path: Path) -> None:
     assert not db.parent.exists()
 
 
+@pytest.mark.parametrize("flag", ["--http-token-file", "--tokens-file"])
+def test_serve_refuses_a_token_file_without_a_token(tmp_path: Path, flag: str) -> None:
+    """An empty token file started, bound 0.0.0.0:9469 and answered 401 to everything."""
+    empty = tmp_path / "tokens"
+    empty.write_text("# no tokens yet\n\n")
+    http_port = procs.free_port()
+    tls = ["--insecure"] if flag == "--http-token-file" else []
+    out = collector_cli("serve", *tls, "--db", str(tmp_path / "c.db"), flag, str(empty),
+                        "--grpc-listen", f"127.0.0.1:{procs.free_port()}", "--http-listen", f"127.0.0.1:{http_port}",
+                        timeout=30)
+    assert out.returncode == 2, out.stderr
+    assert only_line(out) == (f"enoexec-collector: error: {flag} {empty} holds no token, so every request would be "
+                              "refused; add a line made by 'enoexec-collector token NAME'")
+    assert not (tmp_path / "c.db").exists()
+
+
 def test_serve_on_an_address_of_another_host_prints_only_our_line(tmp_path: Path) -> None:
     out = collector_cli("serve", "--insecure", "--db", str(tmp_path / "c.db"), "--grpc-listen", "10.255.255.1:17469",
                     "--http-listen", f"127.0.0.1:{procs.free_port()}", "--log-format", "json")

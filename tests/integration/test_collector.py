@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests import fleet, procs
+from tests import fleet, images, procs
 from tests.fleet import ScriptedAgent
 from tests.pg import create_database
-from tests.registry import local_registry, push_multiplatform_index
+from tests.registry import local_registry, push_layer_index, push_multiplatform_index, tar_layer
 
 AMD64, ARM64, ARMV7 = "linux/amd64", "linux/arm64", "linux/arm/v7"
 API, AGENT, CRON = "shop/api:1.4", "edge/agent:2", "tools/cron:3"
@@ -334,21 +334,30 @@ def test_hints_and_check_commands(collector: Callable[..., procs.Proc]) -> None:
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == procs.get_json(base + "/api/v1/hints")
 
-    out = cli("check", API, "--platform", AMD64, "--url", base)
+    # A label alone: an image the fleet has no exits of.
+    out = cli("check", "shop/new:1", "--platform", AMD64, "--url", base)
     assert out.returncode == 1, out.stdout + out.stderr
     lines = {line.split()[1]: line.split()[0] for line in out.stdout.splitlines() if line.startswith("  ")}
     assert lines == {"x86-1": "ok", "x86-2": "ok", "graviton-1": "FAIL", "pi-1": "FAIL"}, out.stdout
     assert "2 host(s) could not run it" in out.stdout
 
-    out = cli("check", API, "--platform", ARM64, "--platform", ARMV7, "--platform", AMD64, "--url", base)
+    out = cli("check", "shop/new:1", "--platform", ARM64, "--platform", ARMV7, "--platform", AMD64, "--url", base)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "every known host can run it" in out.stdout
 
+    # The fleet saw API die on both x86 hosts and the Pi: its exits override a label saying it runs there.
+    out = cli("check", API, "--platform", ARM64, "--platform", ARMV7, "--platform", AMD64, "--url", base)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "the fleet saw it fail 4 time(s) on 3 host(s)" in out.stdout, out.stdout
     out = cli("check", API, "--platform", AMD64, "--url", base, "--json")
     assert out.returncode == 1
     doc = json.loads(out.stdout)
     assert doc["platforms"] == [AMD64] and doc["platforms_from"] == "query"
-    assert {v["host_id"]: v["reason"] for v in doc["cannot_run"]} == {"graviton-1": "no_such_platform", "pi-1": "no_such_platform"}
+    assert {v["host_id"]: v["reason"] for v in doc["cannot_run"]} == {
+        "graviton-1": "no_such_platform", "pi-1": "no_such_platform", "x86-1": "seen", "x86-2": "seen"}
+    assert doc["seen"]["hosts"] == ["pi-1", "x86-1", "x86-2"] and doc["seen"]["causes"] == ["arch_mismatch"]
+    x86 = next(v for v in doc["cannot_run"] if v["host_id"] == "x86-1")
+    assert x86["cause"] == "arch_mismatch" and x86["detail"].startswith("seen failing on 1 host(s) since "), x86
 
     # A 32-bit image on a 64-bit host without 32-bit support.
     doc = json.loads(cli("check", AGENT, "--platform", ARMV7, "--url", base, "--json").stdout)
@@ -357,7 +366,7 @@ def test_hints_and_check_commands(collector: Callable[..., procs.Proc]) -> None:
     }
 
     # Platforms are normalized (x86_64 is linux/amd64); a malformed one is an error, not a verdict.
-    doc = json.loads(cli("check", API, "--platform", "x86_64", "--url", base, "--json").stdout)
+    doc = json.loads(cli("check", "shop/new:1", "--platform", "x86_64", "--url", base, "--json").stdout)
     assert doc["platforms"] == [AMD64] and len(doc["cannot_run"]) == 2
     out = cli("check", API, "--platform", "linux/arm/v7/extra", "--url", base)
     assert out.returncode == 2 and "--platform 'linux/arm/v7/extra'" in out.stderr and "Traceback" not in out.stderr, out.stderr
@@ -384,6 +393,23 @@ def test_check_asks_a_real_registry_for_the_platforms(collector: Callable[..., p
         }
         out = cli("check", ref, "--url", base)
         assert out.returncode == 1 and "(from registry)" in out.stdout and "1 host(s) could not run it" in out.stdout
+
+        # An index whose arm64 manifest carries an amd64 binary: the collector reads both entrypoints.
+        amd = images.elf(images.EM_X86_64)
+        push_layer_index(registry, "team/mislabeled", "1", [(AMD64, [tar_layer([("app", amd)])]),
+                                                           (ARM64, [tar_layer([("app", amd)])])], ["/app"])
+        out = cli("check", f"{registry}/team/mislabeled:1", "--url", base, "--json")
+        assert out.returncode == 1, out.stdout + out.stderr
+        doc = json.loads(out.stdout)
+        by_host = {v["host_id"]: v for v in doc["hosts"]}
+        assert by_host["graviton-1"]["status"] == "fails" and by_host["graviton-1"]["cause"] == "mislabeled_image"
+        assert "binary is linux/amd64" in by_host["graviton-1"]["detail"]
+        assert by_host["x86-1"]["status"] == "runs" and by_host["x86-1"]["binary_platform"] == AMD64
+        assert [e["binary_platform"] for e in doc["entrypoints"]] == [AMD64, AMD64] and doc["bytes_read"] > 0
+        again = json.loads(cli("check", f"{registry}/team/mislabeled:1", "--url", base, "--json").stdout)
+        assert again["cached"] and again["bytes_read"] == 0 and again["cannot_run"] == doc["cannot_run"]
+        text = cli("check", f"{registry}/team/mislabeled:1", "--url", base).stdout
+        assert "FAIL graviton-1" in text and "mislabeled_image" in text and "linux/arm64: /app is linux/amd64" in text, text
 
         missing = cli("check", f"{registry}/team/nothing:1", "--url", base)
         assert missing.returncode in (2, 3) and "no manifest" in missing.stderr, missing.stderr  # 4xx: 2; 5xx: 3

@@ -9,13 +9,16 @@ import errno
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
 from tests import fleet, procs, require
@@ -90,7 +93,7 @@ def check_api(col: procs.Proc, image: str, *platforms: str) -> tuple[int, dict]:
     return _json_error(f"http://127.0.0.1:{col.http}/api/v1/check?{query}")  # type: ignore[attr-defined]
 
 
-def test_check_contacts_only_allowed_registries_and_realms(collector: Callable[..., procs.Proc]) -> None:
+def test_check_contacts_only_allowed_registries_and_realms(collector: Callable[..., procs.Proc], tmp_path: Path) -> None:
     with local_registry() as registry, listener() as (internal, contacted):
         push_multiplatform_index(registry, "team/svc", "1.0", ["linux/amd64", "linux/arm64"])
         # Default list: public registries only. Neither the local registry nor an internal port is fetched.
@@ -106,14 +109,15 @@ def test_check_contacts_only_allowed_registries_and_realms(collector: Callable[.
         assert not contacted()
 
         # The operator allows the local registry: the real look-up works.
-        allowed = collector(None, None, None, "--check-registries", f"default,{registry}")
+        # (each collector its own database: two on one database would share a replica id)
+        allowed = collector(str(tmp_path / "allowed.db"), None, None, "--check-registries", f"default,{registry}")
         status, doc = check_api(allowed, f"{registry}/team/svc:1.0")
         assert status == 200 and sorted(doc["platforms"]) == ["linux/amd64", "linux/arm64"], doc
 
     # A registry whose Bearer realm points at another host: the realm is never fetched.
     with listener() as (realm_port, realm_contacted):
         with local_registry(token_realm=f"http://127.0.0.1:{realm_port}/token") as registry:
-            col = collector(None, None, None, "--check-registries", registry)
+            col = collector(str(tmp_path / "realm.db"), None, None, "--check-registries", registry)
             status, doc = check_api(col, f"{registry}/team/svc:1.0")
             assert status == 403, doc
             assert f"token realm 'http://127.0.0.1:{realm_port}/token'" in doc["error"], doc
@@ -197,6 +201,62 @@ def test_readyz_fails_while_the_sqlite_filesystem_is_full(collector: Callable[..
         assert _ready(col) == 503  # stays unready, not flapping
         (mnt / "filler").unlink()
         procs.wait_for(lambda: _ready(col) == 200, timeout=15, what="readyz 200 once space is back")
+        assert col.stop() == 0
+
+
+def _events(facts: Any, prefix: str, n: int) -> list[Any]:
+    return [fleet.event(facts, f"{prefix}-{i}", cause="arch_mismatch", image=f"shop/app{i}:1",
+                        image_platform="linux/arm64", binary_platform="linux/arm64") for i in range(n)]
+
+
+def _log_lines_since(col: procs.Proc, mark: int) -> list[str]:
+    return col.output()[mark:].splitlines()
+
+
+def test_readyz_follows_the_writer_when_a_probe_still_fits_and_the_outage_is_said_once(
+        collector: Callable[..., procs.Proc], tmp_path: Path) -> None:
+    """SQLite full while the write probe still commits in WAL pages it reuses: /readyz
+    answered 200 while the writer logged 'store unavailable' for every batch, and each
+    agent's reconnect added a connect and a disconnect line (302 lines in 38 s)."""
+    facts = fleet.host("full-1", "linux/amd64", machine="x86_64", can_run_32bit=True)
+    with small_tmpfs(tmp_path / "full") as mnt:
+        col = collector(str(mnt / "enoexec.db"), None, None, "--host-flush-seconds", "1")
+        with ScriptedAgent(col.grpc, facts) as a:  # type: ignore[attr-defined]
+            a.send(_events(facts, "before", 40))
+        # Another connection checkpoints (a backup tool would): the WAL restarts, so a
+        # small write fits in its pages, while a large one must grow the file.
+        with contextlib.closing(sqlite3.connect(mnt / "enoexec.db", timeout=10)) as db:
+            db.execute("PRAGMA wal_checkpoint(RESTART)")
+        _fill(mnt / "filler")
+        mark = len(col.output())
+        late = _events(facts, "late", 200)
+        with pytest.raises(grpc.RpcError) as failed, ScriptedAgent(col.grpc, facts) as a:  # type: ignore[attr-defined]
+            a.send(late)
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE, failed.value
+        status, doc = _json_error(f"http://127.0.0.1:{col.http}/readyz")  # type: ignore[attr-defined]
+        assert status == 503 and "full" in doc["error"], doc
+        # Agents that retry at once (no backoff at all, the worst case) are refused before
+        # their Hello is taken: no connect/disconnect lines, each refusal only counted.
+        for _ in range(30):
+            with pytest.raises(grpc.RpcError) as refused:
+                ScriptedAgent(col.grpc, facts)  # type: ignore[attr-defined]
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value
+            assert "store is unavailable" in (refused.value.details() or "")
+            assert _ready(col) == 503  # the probe would still commit; the writer's result decides
+        text = procs.metrics(col.http)  # type: ignore[attr-defined]
+        assert procs.total(text, "enoexec_collector_events_rejected_total", reason="store_unavailable") == 30
+
+        (mnt / "filler").unlink()
+        procs.wait_for(lambda: _ready(col) == 200, timeout=30, what="readyz 200 once the writer commits again")
+        with ScriptedAgent(col.grpc, facts) as a:  # type: ignore[attr-defined]
+            ack = a.send(late)  # the writer stored them on its own retry; the agent's resend is acked
+        assert sorted(ack.stored_event_ids) == sorted(e.event_id for e in late)
+        lines = _log_lines_since(col, mark)
+        outage = [x for x in lines if "agent connected" not in x and "agent disconnected" not in x]
+        assert len([x for x in lines if "agent connected" in x]) == 2, lines  # the failed stream and the last one
+        assert [json.loads(x)["msg"] for x in outage] == ["store unavailable: database sqlite+pysqlite:///"
+                                                          f"{mnt}/enoexec.db failed: database or disk is full; check that "
+                                                          "it is reachable and writable", "store unavailable: working again"], outage
         assert col.stop() == 0
 
 

@@ -49,12 +49,20 @@ CONTRACT_METRICS = frozenset({
     "enoexec_build_info",
     # added for alerting (#11): the latest exit per image, host platform, cause and host
     "enoexec_last_exit_timestamp_seconds",
+    # added for latent failures (#19): hosts holding an image that cannot run there
+    "enoexec_unrunnable_images",
+    # added for the look-alikes (#17): start failures beside the exec format errors
+    "enoexec_start_failures_total",
+    "enoexec_last_start_failure_timestamp_seconds",
+    "enoexec_last_emulated_start_timestamp_seconds",
 })
 # Prometheus's own series that rules and panels may use.
 PROMETHEUS_METRICS = frozenset({"up", "ALERTS"})
 
 EXPECTED_ALERTS = {
     "EnoexecExecFormatErrors",
+    "EnoexecUnrunnableImages",
+    "EnoexecStartFailures",
     "EnoexecCollectorDown",
     "EnoexecAgentDown",
     "EnoexecAgentDroppingEvents",
@@ -255,7 +263,8 @@ def test_dashboard_panels_and_variables() -> None:
     titles = {p["title"] for p in dash["panels"]}
     for title in ("Exits by cause", "Exits in range", "Exits by image and host platform", "Exits per host",
                   "Collector up", "Firing alerts", "Agent throttling", "Agent resources", "Hosts by platform",
-                  "Agents connected", "Agent last seen", "Agent spool depth and drops", "Active hints"):
+                  "Agents connected", "Agent last seen", "Agent spool depth and drops", "Active hints",
+                  "Images that cannot run on the hosts that hold them"):
         assert title in titles
     variables = {v["name"]: v for v in dash["templating"]["list"]}
     assert set(variables) == {"datasource", "cause", "host_platform"}
@@ -347,6 +356,11 @@ def test_unit_security_exposure(unit: str, tmp_path: Path) -> None:
     assert flagged <= allowed, flagged - allowed
     exposure = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", proc.stdout).group(1))  # type: ignore[union-attr]
     assert exposure <= 1.5, proc.stdout
+    # deploy/README.md states the measured figure.
+    stated = re.search(r"exposure ([\d.]+) agent, ([\d.]+) collector", " ".join((DEPLOY / "README.md").read_text().split()))
+    assert stated, "deploy/README.md no longer states the units' exposure"
+    want = stated.group(1) if unit == "enoexec-agent.service" else stated.group(2)
+    assert f"{exposure:.1f}" == want, f"{unit}: systemd-analyze security says {exposure:.1f}, deploy/README.md says {want}"
 
 
 # --- install.sh -------------------------------------------------------------
@@ -363,6 +377,8 @@ def test_install_script_syntax_and_help() -> None:
     (("--agent", "--collector-address", "no port"), "is not HOST:PORT"),
     (("--agent", "--prefix", "relative/dir"), "absolute path"),
     (("--bogus",), "unknown option"),
+    (("--agent", "--wheels"), "--wheels needs a directory"),
+    (("--uninstall", "--wheels", "/tmp"), "--wheels goes with an install"),
 ])
 def test_install_script_bad_usage(argv: tuple[str, ...], message: str) -> None:
     need("bash", "bash")
@@ -384,6 +400,81 @@ def test_install_script_dry_run_plan(tmp_path: Path) -> None:
     assert "/usr/local/share/doc/enoexec/README.md" in out
     assert "enoexec-collector.service" not in out
     assert not prefix.exists(), "--dry-run must change nothing"
+
+
+def test_install_script_dry_run_with_wheels(tmp_path: Path) -> None:
+    """--wheels DIR: pip is told to use DIR only, never an index."""
+    need("bash", "bash")
+    python = SYSTEM_PYTHON if Path(SYSTEM_PYTHON).exists() else sys.executable
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    missing = run(INSTALL, "--agent", "--collector", "--python", python, "--wheels", tmp_path / "absent", "--dry-run", check=False)
+    assert missing.returncode == 2 and "is not a directory" in missing.stderr and "fetch-wheels.sh" in missing.stderr
+    empty = run(INSTALL, "--agent", "--collector", "--python", python, "--wheels", wheels, "--dry-run", check=False)
+    assert empty.returncode == 2 and "holds no wheels" in empty.stderr and "fetch-wheels.sh" in empty.stderr
+    (wheels / "grpcio-1.85.3-cp311-cp311-linux_armv7l.whl").write_bytes(b"")
+    out = run(INSTALL, "--agent", "--collector", "--prefix", tmp_path / "opt", "--python", python, "--wheels", wheels, "--dry-run").stdout
+    assert f"-m pip install --prefer-binary --upgrade --no-index --find-links {wheels} {ROOT}\\[postgres\\]\n" in out  # printf %q
+
+
+# pip's own lines (pip 23) when it cannot reach its index; its last line is then only "No matching distribution".
+PIP_RETRY = "WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) after connection broken by "
+PIP_LOGS = {
+    "name": PIP_RETRY + "'NewConnectionError('<pip._vendor.urllib3.connection.HTTPSConnection object at 0x7f2f922ca410>: "
+            "Failed to establish a new connection: [Errno -3] Temporary failure in name resolution')': /simple/setuptools/",
+    "proxy": PIP_RETRY + "'ProxyError('Cannot connect to proxy.', NewConnectionError('<pip._vendor.urllib3.connection.HTTPSConnection "
+             "object at 0x7f0>: Failed to establish a new connection: [Errno 111] Connection refused'))': /simple/setuptools/",
+    "tls": PIP_RETRY + "'SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+           "self-signed certificate in certificate chain (_ssl.c:1006)'))': /simple/setuptools/",
+    "refused": "Looking in indexes: https://pypi.corp.example/simple\n" + PIP_RETRY + "'NewConnectionError('<pip._vendor.urllib3."
+               "connection.HTTPSConnection object at 0x7f0>: Failed to establish a new connection: [Errno 111] Connection refused')': /simple/setuptools/",
+    "missing": "ERROR: Could not find a version that satisfies the requirement grpcio>=1.85.1 (from versions: none)\n"
+               "ERROR: No matching distribution found for grpcio>=1.85.1",
+}
+
+
+@pytest.mark.parametrize("log,wheels,expected", [
+    ("name", "", r"^pip could not reach the package index https://pypi\.org/simple: name resolution failed \(Temporary failure in name resolution\).*fetch-wheels\.sh DIR.*--wheels DIR$"),
+    ("proxy", "", r"^pip could not reach the package index https://pypi\.org/simple: the proxy failed \(ProxyError\): check HTTPS_PROXY"),
+    ("tls", "", r"^pip could not reach the package index https://pypi\.org/simple: TLS failed \(SSLError\)"),
+    ("refused", "", r"^pip could not reach the package index https://pypi\.corp\.example/simple: Connection refused;"),
+    ("missing", "", r"^$"),  # a real resolution failure: pip's own lines say it
+    ("missing", "/media/w", r"^/media/w has no wheel of grpcio>=1\.85\.1 for this host \(CPython 3\.\d+ on \w+\): .*"
+                            r"deploy/fetch-wheels\.sh DIR --arch \w+ --python-version 3\.\d+, then"),
+])
+def test_install_script_names_the_cause_of_a_pip_failure(log: str, wheels: str, expected: str, tmp_path: Path) -> None:
+    """pip_failure_cause over pip's real messages: the cause its last line hides."""
+    bash = need("bash", "bash")
+    (tmp_path / "pip.log").write_text(PIP_LOGS[log] + "\n")
+    script = f'source {INSTALL}; WHEELS={wheels!r}; pip_failure_cause {tmp_path / "pip.log"} {sys.executable}'
+    proc = run(bash, "-c", script)
+    assert re.search(expected, proc.stdout.strip()), proc.stdout
+
+
+# --- fetch-wheels.sh ----------------------------------------------------------
+
+FETCH_WHEELS = DEPLOY / "fetch-wheels.sh"
+
+
+def test_fetch_wheels_help() -> None:
+    need("bash", "bash")
+    out = run(FETCH_WHEELS, "--help").stdout
+    assert "--arch" in out and "--python-version" in out and "--collector" in out and "install.sh" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    ((), "Usage:"),
+    (("DIR", "--arch", "sparc"), "unknown --arch 'sparc'"),
+    (("DIR", "--python-version", "2.7"), "not a CPython 3.11 or later"),
+    (("DIR", "--glibc", "2.5"), "not a glibc version 2.17 or later"),
+    (("DIR", "OTHER"), "one DIR only"),
+    (("DIR", "--bogus"), "unknown option"),
+])
+def test_fetch_wheels_bad_usage(argv: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    need("bash", "bash")
+    proc = run(FETCH_WHEELS, *(str(tmp_path / a) if a in ("DIR", "OTHER") else a for a in argv), check=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "DIR").exists()
 
 
 def test_install_script_uninstall_dry_run(tmp_path: Path) -> None:
@@ -491,6 +582,8 @@ def test_make_certs_needs_a_ca(tmp_path: Path) -> None:
     need("openssl", "openssl")
     proc = run(MAKE_CERTS, "agent", tmp_path, "web-02", check=False)
     assert proc.returncode == 2 and "make-certs.sh ca" in proc.stderr
+    # where the CA is: install.sh --collector makes one in /etc/enoexec/tls
+    assert f"no CA in {tmp_path}" in proc.stderr and "/etc/enoexec/tls" in proc.stderr, proc.stderr
 
 
 @pytest.fixture
@@ -546,10 +639,15 @@ def test_example_config_values() -> None:
     assert agent["state_dir"] == "/var/lib/enoexec"
     assert (agent["spool_max_events"], agent["reconcile_interval"], agent["heartbeat_interval"]) == (10000, 60, 15)
     assert agent["insecure"] is False
+    # Under systemd the log goes to the journal: the README's format for journald, not auto's JSON.
+    assert agent["log_format"] == "logfmt"
     collector = tomllib.loads((DEPLOY / "config" / "collector.toml").read_text())
     assert (collector["grpc_listen"], collector["http_listen"]) == ("0.0.0.0:7469", "0.0.0.0:9469")
     assert collector["db"] == "/var/lib/enoexec-collector/enoexec.db"
     assert (collector["retention_days"], collector["max_image_labels"]) == (30, 200)
+    assert collector["log_format"] == "logfmt"
+    logs = (ROOT / "README.md").read_text().split("## Logs", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"`logfmt`[^;]*suits journald", " ".join(logs.split())), "README 'Logs' no longer names journald's format"
 
 
 @pytest.mark.parametrize("module", ["agent.config", "collector.config"])

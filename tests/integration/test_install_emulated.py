@@ -2,9 +2,11 @@
 and a 64-bit Raspberry Pi (armhf, arm64), run under QEMU user emulation.
 
 Each rootfs is made by mmdebstrap from this machine's apt sources with no
-Recommends and no compiler. The agent's wheels are downloaded here for the
-target platform and installed offline (PIP_NO_INDEX), which proves no build
-step is needed. Inside the rootfs the installed agent then reads host facts
+Recommends and no compiler. deploy/fetch-wheels.sh fills a wheel directory
+here for the target platform (binary wheels only, which proves no build step
+is needed), and ``install.sh --wheels`` installs from it inside the rootfs in
+a network namespace of its own: no name resolves, no index answers, as on an
+air-gapped Pi. Inside the rootfs the installed agent then reads host facts
 and diagnoses a dead container from the Docker Engine on this machine (its
 socket bound in), and streams to a collector on this machine over loopback.
 
@@ -16,6 +18,7 @@ A Debian mirror outage skips with apt's message; an install failure fails.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import os
 import signal
@@ -60,7 +63,7 @@ def prerequisites() -> None:
 
 def wheels(machine: str) -> Path:
     try:
-        return rootfs.agent_wheels(machine)
+        return rootfs.wheels(machine)
     except rootfs.NoWheel as e:
         pytest.fail(str(e))
     except rootfs.DownloadFailed as e:
@@ -117,8 +120,9 @@ def test_agent_installs_and_runs_on_pi_userland(arch: str, tmp_path: Path, pi_ro
         assert chroot.run("groupadd", "-o", "-g", str(gid), "docker").returncode == 0
 
         started = time.monotonic()
-        install = chroot.run("bash", "/src/deploy/install.sh", "--agent", "--insecure",
-                             "--collector-address", f"127.0.0.1:{coll.grpc}", "--python", "/usr/bin/python3", timeout=1200)
+        offline = dataclasses.replace(chroot, network=False)
+        install = offline.run("bash", "/src/deploy/install.sh", "--agent", "--insecure", "--wheels", "/wheels",
+                              "--collector-address", f"127.0.0.1:{coll.grpc}", "--python", "/usr/bin/python3", timeout=1200)
         seconds = time.monotonic() - started
         print(f"\n{arch}: install.sh --agent took {seconds:.0f} s under emulation")
         assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]

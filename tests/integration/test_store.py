@@ -437,7 +437,10 @@ def make_schema_1_database(url: str) -> None:
 def test_a_schema_1_database_is_upgraded_in_place(open_store, store_url):
     make_schema_1_database(store_url)
     store = open_store(replica_id="r1")
-    assert schema_versions(store_url) == [1, 2]
+    assert schema_versions(store_url) == [1, 2, 3, 4]
+    # events stored before the failure kind existed are exec format errors
+    assert {r.host for r in store.recent_exits(T0 - timedelta(hours=1))} == {"h1", "h2"}
+    assert store.recent_exits(T0 - timedelta(hours=1), failure="start_failure") == []
 
     # old events read as they were stored; hint groups were built from them
     assert ids(store.events()) == ["old2", "old1", "old0"]
@@ -455,7 +458,7 @@ def test_a_schema_1_database_is_upgraded_in_place(open_store, store_url):
     assert (group.hosts, group.exits, group.example_hosts[0]) == (3, 4, "h3")
     store.close()
     open_store(replica_id="r1").close()  # reopening finds nothing left to do
-    assert schema_versions(store_url) == [1, 2]
+    assert schema_versions(store_url) == [1, 2, 3, 4]
 
 
 def test_prune_recomputes_the_hint_groups_it_shortened(open_store):

@@ -4,8 +4,9 @@ An amd64 rootfs with systemd (mmdebstrap from this machine's apt sources) is
 imported into the test Docker Engine and run with /sbin/init (systemd-nspawn
 --boot hangs on these machines and --privileged is refused, so: SYS_ADMIN,
 no seccomp, /run on tmpfs, the cgroup tree bound in, no network: the
-collector and agent talk over the container's loopback). The package and its
-wheels are copied in and installed offline. Then: install.sh --collector and
+collector and agent talk over the container's loopback). The checkout and the
+wheels deploy/fetch-wheels.sh fetched are copied in, and install.sh --wheels
+installs from them with no index. Then: install.sh --collector and
 --agent start both units with the certificates the installer made; a restart
 comes back; a hung main loop is killed by the watchdog; a config error stops
 the unit with exit status 2 instead of a restart loop; --uninstall removes it.
@@ -17,10 +18,8 @@ import io
 import json
 import os
 import subprocess
-import sys
 import tarfile
 import time
-import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,28 +32,17 @@ from tests import procs, require, rootfs
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
-PIP_OFFLINE = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/wheels"}
 UNITS = ("enoexec-collector", "enoexec-agent")
 
 
 def collector_wheels() -> Path:
-    """Every runtime dependency with the collector's extras, for CPython 3.11 on x86_64."""
-    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    extras = meta["project"]["optional-dependencies"]
-    reqs = meta["project"]["dependencies"] + extras["collector"] + extras["postgres"] + meta["build-system"]["requires"]
-    reqs = [r for r in reqs if not r.startswith("enoexec")]
-    d = rootfs.cache_dir() / f"wheels-x86_64-cp311-collector-{time.strftime('%Y-%m-%d')}"
-    if (d / ".complete").exists():
-        return d
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", "3.11",
-         "--platform=manylinux_2_36_x86_64", "--platform=manylinux2014_x86_64", "--dest", str(d), *reqs],
-        capture_output=True, text=True, timeout=600,
-    )
-    if proc.returncode != 0:
-        require.missing(f"cannot download wheels from PyPI: {proc.stderr.strip()[-500:]}")
-    (d / ".complete").touch()
-    return d
+    """deploy/fetch-wheels.sh's directory for x86_64 with the collector, CPython 3.11."""
+    try:
+        return rootfs.wheels("x86_64", collector=True)
+    except rootfs.NoWheel as e:
+        pytest.fail(str(e))
+    except rootfs.DownloadFailed as e:
+        require.missing(str(e))
 
 
 def tar_of(files: dict[str, Path]) -> bytes:
@@ -142,8 +130,9 @@ def is_active(box: Booted, unit: str) -> str:
 def test_units_start_restart_and_stop_on_config_error(booted: Booted) -> None:
     box = booted
     t0 = time.monotonic()
-    box.ok("bash /src/deploy/install.sh --collector --python /usr/bin/python3", PIP_OFFLINE)
-    box.ok("bash /src/deploy/install.sh --agent --collector-address 127.0.0.1:7469 --python /usr/bin/python3", PIP_OFFLINE)
+    # network none: no index; install.sh --wheels installs from what deploy/fetch-wheels.sh fetched.
+    box.ok("bash /src/deploy/install.sh --collector --python /usr/bin/python3 --wheels /wheels")
+    box.ok("bash /src/deploy/install.sh --agent --collector-address 127.0.0.1:7469 --python /usr/bin/python3 --wheels /wheels")
     print(f"\ninstall.sh --collector and --agent in the booted container: {time.monotonic() - t0:.0f} s")
     for unit in UNITS:
         assert is_active(box, unit) == "active", box.journal()
@@ -156,6 +145,13 @@ def test_units_start_restart_and_stop_on_config_error(booted: Booted) -> None:
         return rc == 0 and [h for h in json.loads(out)["hosts"] if h["host_id"] == "pi-test" and h.get("connected")]
 
     procs.wait_for(agent_seen, timeout=60, interval=1, what="the agent connected to the collector over TLS")
+
+    # The shipped configs log logfmt to the journal (README "Logs": logfmt suits journald), not JSON.
+    for unit in UNITS:
+        journal = box.ok(f"journalctl --no-pager -o cat -u {unit}").splitlines()
+        lines = [x for x in journal if x.startswith("ts=")]
+        assert lines and all(" level=" in x and " msg=" in x for x in lines), f"{unit} does not log logfmt:\n{box.journal()}"
+        assert not [x for x in journal if x.startswith('{"ts"')], f"{unit} logs JSON:\n{box.journal()}"
 
     # A restart comes back up (READY=1 again) with a new process.
     for unit in UNITS:

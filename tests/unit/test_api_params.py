@@ -10,21 +10,22 @@ from collector.http.api import MAX_LIMIT, BadRequest, parse_events_query, parse_
 
 
 def test_no_parameters_means_the_newest_hundred_unfiltered() -> None:
-    assert parse_events_query({}) == {"limit": 100, "host": None, "image": None, "cause": None}
+    assert parse_events_query({}) == {"limit": 100, "host": None, "image": None, "cause": None,
+                                     "failure": None}
 
 
 def test_every_filter_is_passed_through() -> None:
     q = parse_events_query({"limit": "7", "host": "pi-1", "image": "shop/api:1.4", "cause": "no_32bit_support",
-                            "since": "2026-11-28T10:00:00Z"})
+                            "failure": "start_failure", "since": "2026-11-28T10:00:00Z"})
     assert q == {
-        "limit": 7, "host": "pi-1", "image": "shop/api:1.4", "cause": "no_32bit_support",
+        "limit": 7, "host": "pi-1", "image": "shop/api:1.4", "cause": "no_32bit_support", "failure": "start_failure",
         "since": datetime(2026, 11, 28, 10, 0, tzinfo=UTC),
     }
 
 
 def test_empty_values_are_no_filter() -> None:
     assert parse_events_query({"host": "", "cause": "", "limit": "", "since": ""}) == {
-        "limit": 100, "host": None, "image": None, "cause": None,
+        "limit": 100, "host": None, "image": None, "cause": None, "failure": None,
     }
 
 
@@ -45,6 +46,7 @@ def test_limit_bounds_are_accepted(limit: str) -> None:
         ({"limit": "\u00b2"}, "limit"),  # SUPERSCRIPT TWO: isdigit(), yet int() raises ValueError
         ({"cause": "nope"}, "cause"),
         ({"cause": "ARCH_MISMATCH"}, "cause"),
+        ({"failure": "crash"}, "failure"),
         ({"since": "garbage"}, "since"),
         ({"since": "2026-13-01T00:00:00Z"}, "since"),
         ({"since": "1e400"}, "since"),

@@ -123,6 +123,8 @@ def test_a_repeated_failure_is_said_once_then_summarised(caplog: pytest.LogCaptu
          "is it the collector's HTTP port"),
         ("UNAVAILABLE", "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:1: Connection refused",
          False, False, "nothing answers"),
+        ("UNAVAILABLE", "Cancelling all calls", False, False, "it is stopping or restarting"),
+        ("UNAVAILABLE", "the collector's store is unavailable; retry later", False, False, "cannot store events now"),
     ],
 )
 def test_stream_failures_are_explained(code: str, details: str, tls: bool, permanent: bool, says: str) -> None:

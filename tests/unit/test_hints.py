@@ -295,4 +295,19 @@ def test_hint_ids_are_the_contract_ids() -> None:
         "fix_download",
         "fix_not_a_binary",
         "investigate",
+        # look-alikes
+        "add_loader",
+        "strip_crlf",
+        "add_interpreter",
+        "repull_image",
+        "match_cpu_level",
+        "match_page_size",
+        "run_native",
     }
+
+
+def test_every_cause_has_its_own_hint() -> None:
+    from enoexec.causes import CAUSES
+
+    for cause in CAUSES - {"unknown"}:
+        assert hint_for(cause=cause, image_ref="acme/app:1", host_platform="linux/amd64").id != "investigate", cause

@@ -24,9 +24,25 @@ def fixture(name: str, root: Path = HOSTS, **overrides) -> dict:
         "docker_info": json.loads((host / "docker-info.json").read_text()),
         "docker_version": json.loads((host / "docker-version.json").read_text()),
         "uname": lambda: un,
-        "page_size": 4096,
+        "page_size": int((host / "page_size").read_text()) if (host / "page_size").exists() else 4096,
     }
     return kwargs | overrides
+
+
+@pytest.mark.parametrize(
+    ("name", "platform", "cpu_level", "page_size", "cpu_model"),
+    [
+        # ARM1176 says "CPU architecture: 7"; its model name and core say ARMv6.
+        ("pi-zero-armv6", "linux/arm/v6", "armv6", 4096, "Raspberry Pi Zero W Rev 1.1"),
+        ("pi5-16k", "linux/arm64", "armv8", 16384, "Raspberry Pi 5 Model B Rev 1.0"),
+        # Sandy Bridge: AVX but no AVX2, BMI2, FMA: x86-64-v2.
+        ("x86-no-avx2", "linux/amd64", "x86-64-v2", 4096, "Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz"),
+        ("x86-qemu-aarch64", "linux/amd64", "x86-64-v3", 4096, "Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz"),
+    ],
+)
+def test_cpu_level_and_page_size_in_the_facts(name, platform, cpu_level, page_size, cpu_model):
+    facts = hostfacts.gather(**fixture(name))
+    assert (facts.platform, facts.cpu_level, facts.page_size, facts.cpu_model) == (platform, cpu_level, page_size, cpu_model)
 
 
 def test_pi_armv7l():
@@ -46,6 +62,7 @@ def test_pi_armv7l():
         emulators=(),
         hostname="pi-garage",
         runnable_platforms=ARM_32,
+        cpu_level="armv7",
     )
 
 
@@ -66,6 +83,7 @@ def test_pi_aarch64_kernel_with_32bit_userland_is_arm_v7_and_runs_arm64_too():
         emulators=(),
         hostname="pi-kitchen",
         runnable_platforms=(*ARM_32, "linux/arm64"),
+        cpu_level="armv8",
     )
 
 
@@ -86,6 +104,7 @@ def test_graviton2_runs_32bit_arm():
         emulators=(),
         hostname="ip-10-0-1-23.eu-west-1.compute.internal",
         runnable_platforms=("linux/arm64", *ARM_32),
+        cpu_level="armv8",
     )
 
 
@@ -106,6 +125,7 @@ def test_graviton4_has_no_aarch32_and_no_machine_id():
         emulators=(),
         hostname="ip-10-0-3-17",
         runnable_platforms=("linux/arm64",),
+        cpu_level="armv8",
     )
 
 
@@ -133,6 +153,7 @@ def test_x86_with_qemu_counts_only_fix_binary_emulators_as_runnable():
         hostname="build-07",
         # qemu-arm lacks F (no use inside containers); qemu-s390x is disabled.
         runnable_platforms=("linux/amd64", "linux/386", "linux/arm64"),
+        cpu_level="x86-64-v3",
     )
 
 

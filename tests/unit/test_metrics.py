@@ -176,3 +176,29 @@ def test_counters_survive_pruning_and_reopening(store: Store, db: str) -> None:
         assert exits(scrape(reopened), "edge/agent:2") == 2
     finally:
         reopened.close()
+
+
+def test_a_scrape_survives_a_store_failure_with_the_process_metrics_and_store_up_0(tmp_path: Path) -> None:
+    """A failing store made /metrics a 503: Prometheus then saw the collector as down."""
+    path = tmp_path / "gone.db"
+    store = Store(str(path))
+    stats = Stats()
+    stats.add(received=3, duplicate=1, rejected=Counter({"bad_cause": 2}))
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(store, stats, Presence(clock=lambda: NOW), clock=lambda: NOW))
+    store.write([ev("e1", minutes=1)])
+    assert registry.get_sample_value("enoexec_collector_store_up") == 1
+    assert registry.get_sample_value("enoexec_exits_total", {
+        "cause": "no_32bit_support", "host_platform": "linux/arm64", "image_platform": "linux/arm/v7",
+        "binary_platform": "linux/arm/v7", "image": "edge/agent:2"}) == 1
+
+    store.close()  # the database goes away: its file becomes a directory SQLite cannot open
+    for leftover in tmp_path.glob("gone.db*"):
+        leftover.unlink()
+    path.mkdir()
+    assert registry.get_sample_value("enoexec_collector_store_up") == 0
+    assert registry.get_sample_value("enoexec_collector_events_received_total") == 3
+    assert registry.get_sample_value("enoexec_collector_events_rejected_total", {"reason": "bad_cause"}) == 2
+    assert registry.get_sample_value("enoexec_exits_total", {
+        "cause": "no_32bit_support", "host_platform": "linux/arm64", "image_platform": "linux/arm/v7",
+        "binary_platform": "linux/arm/v7", "image": "edge/agent:2"}) is None

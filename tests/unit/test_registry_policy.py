@@ -51,3 +51,10 @@ def test_check_url_names_the_host_and_the_setting() -> None:
 def test_bad_entries_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match=repr(bad).replace("[", r"\[")):
         parse(bad)
+
+
+def test_a_malformed_url_is_refused_not_a_value_error() -> None:
+    policy = parse("127.0.0.1:5000")
+    for url in ("http://127.0.0.1:+50317/t", "https://[::1/t", "https://127.0.0.1:99999/t"):
+        with pytest.raises(RegistryRefused, match="not a valid URL"):
+            policy.check_url(url, "redirect Location", plain_http=True)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.diagnosis.sniff import Kind, Sniff, sniff
+from enoexec.judge.sniff import Kind, Sniff, sniff
 
 # --- builders --------------------------------------------------------------
 
@@ -94,6 +94,7 @@ def test_aarch64_executable_with_interpreter() -> None:
         interpreter="/lib/ld-linux-aarch64.so.1",
         description="ELF 64-bit LSB executable, ARM aarch64 (linux/arm64), "
         "interpreter /lib/ld-linux-aarch64.so.1",
+        phdr_end=64 + 56,
     )
 
 
@@ -282,7 +283,22 @@ def test_java_class_is_data_not_fat_macho() -> None:
 
 def test_script_with_shebang() -> None:
     assert sniff(b"#!/bin/sh -e\nexec app\n") == Sniff(
-        Kind.SCRIPT, shebang="/bin/sh -e", description="script, interpreter /bin/sh -e")
+        Kind.SCRIPT, shebang="/bin/sh -e", shebang_path="/bin/sh", description="script, interpreter /bin/sh -e")
+
+
+def test_the_kernel_keeps_a_carriage_return_in_the_interpreter_path() -> None:
+    assert sniff(b"#!/bin/sh\r\necho\r\n").shebang_path == "/bin/sh\r"
+    assert sniff(b"#! \t/usr/bin/env python3\n").shebang_path == "/usr/bin/env"
+
+
+@pytest.mark.parametrize(("data", "arg"), [
+    (b"#!/usr/bin/env python3\r\nprint(1)\r\n", "python3\r"),  # env looks for "python3\r"
+    (b"#!/bin/sh -e\r\n", "-e\r"),
+    (b"#!/bin/sh\r\n", ""),  # no argument: the interpreter path itself carries the CR
+    (b"#!/usr/bin/env python3\n", ""),
+])
+def test_the_argument_a_cr_lands_in(data: bytes, arg: str) -> None:
+    assert sniff(data).shebang_cr_arg == arg
 
 
 def test_script_with_crlf_says_so() -> None:

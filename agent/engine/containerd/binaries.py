@@ -20,14 +20,14 @@ from agent.model import BinaryFacts
 class SnapshotBinaryReader:
     def __init__(self, containers: ContainerdContainers, *, cache_size: int = 512) -> None:
         self._containers = containers
-        self._cache: OrderedDict[tuple[str, tuple[str, ...], str], BinaryFacts] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, tuple[str, ...], str, bool], BinaryFacts] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.archive_reads = 0
 
     def read(self, image_id: str, argv: tuple[str, ...], *, container_id: str | None, path_env: str, workdir: str,
-             named_path: str = "") -> BinaryFacts:
-        key = (image_id, argv, named_path)
+             named_path: str = "", deep: bool = False) -> BinaryFacts:
+        key = (image_id, argv, named_path, deep)
         with self._lock:
             if image_id and key in self._cache:
                 self._cache.move_to_end(key)
@@ -40,7 +40,7 @@ class SnapshotBinaryReader:
         if files is None:
             return BinaryFacts(argv0, "unreadable", source="image", requested_path=argv0,
                                error="neither the container's snapshot nor its image's layers can be read here")
-        facts = inspect_binary(files, argv0, path_env, workdir, source, named_path)
+        facts = inspect_binary(files, argv0, path_env, workdir, source, named_path, deep=deep)
         if facts.kind != "unreadable" and image_id:  # no image id: no key that names this file
             with self._lock:
                 self._cache[key] = facts

@@ -83,7 +83,9 @@ class ContainerdEngine:
                          lookup_registry=lookup_registry, image_fallback=image_fallback, clock=clock)
 
     def watcher(self, on_exit: Callable[[Exit], None], on_connect: Callable[[], None], *,
-                stop: threading.Event, clock: Callable[[], datetime]) -> ContainerdWatcher:
+                stop: threading.Event, clock: Callable[[], datetime],
+                on_start: Callable[[str, datetime], None] | None = None) -> ContainerdWatcher:
+        # on_start (the emulation warning on start) is not wired on containerd yet.
         def on_create(namespace: str, container_id: str) -> None:
             # Off the event thread: a `ctr run --rm` container is gone moments after its exit.
             self._quick.submit(self.containers.created, namespace, container_id)

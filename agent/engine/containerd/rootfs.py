@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent.diagnosis import entrypoint
-from agent.engine.file_reader import HEAD_BYTES, Entry, FileReader
+from agent.engine.file_reader import HEAD_BYTES, TAIL_MAX_FILE, Entry, FileReader
 
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 
@@ -107,7 +107,7 @@ class LayeredFiles(FileReader):
                 return None  # an opaque directory hides the layers below
         return None
 
-    def _entry(self, path: str) -> Entry:
+    def _entry(self, path: str, tail: int = 0) -> Entry:
         parts = [p for p in posixpath.normpath("/" + path).split("/") if p]
         resolved: list[str] = []
         links = 0
@@ -118,37 +118,42 @@ class LayeredFiles(FileReader):
                 continue
             found = self._lookup([*resolved, name])
             if found is None:
-                return ("missing", "", 0)
+                return ("missing", "", 0, -1, b"")
             host_path, st = found
             if not parts:
-                return self._final(host_path, st)
+                return self._final(host_path, st, tail)
             if stat.S_ISLNK(st.st_mode):
                 links += 1
                 if links > entrypoint.MAX_SYMLINKS:
-                    return ("error", f"{path}: too many levels of symbolic links", 0)
+                    return ("error", f"{path}: too many levels of symbolic links", 0, -1, b"")
                 target = entrypoint.follow("/" + "/".join([*resolved, name]), os.readlink(host_path))
                 parts = [p for p in target.split("/") if p] + parts
                 resolved = []
                 continue
             if not stat.S_ISDIR(st.st_mode):
-                return ("missing", "", 0)  # ENOTDIR
+                return ("missing", "", 0, -1, b"")  # ENOTDIR
             resolved.append(name)
-        return ("dir", "", 0)
+        return ("dir", "", 0, -1, b"")
 
-    def _final(self, host_path: Path, st: os.stat_result) -> Entry:
+    def _final(self, host_path: Path, st: os.stat_result, tail: int = 0) -> Entry:
         if stat.S_ISLNK(st.st_mode):
-            return ("link", os.readlink(host_path), 0)
+            return ("link", os.readlink(host_path), 0, -1, b"")
         if stat.S_ISDIR(st.st_mode):
-            return ("dir", "", 0)
+            return ("dir", "", 0, -1, b"")
         if not stat.S_ISREG(st.st_mode):
-            return ("other", "", 0)
+            return ("other", "", stat.S_IMODE(st.st_mode), -1, b"")
         try:
             fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
-                return ("missing", "", 0)
-            return ("error", f"cannot read {host_path}: {e.strerror}", 0)
+                return ("missing", "", 0, -1, b"")
+            return ("error", f"cannot read {host_path}: {e.strerror}", 0, -1, b"")
         try:
-            return ("file", os.read(fd, self._head), stat.S_IMODE(st.st_mode))
+            head = os.read(fd, self._head)
+            end = b""
+            if tail and len(head) < st.st_size <= TAIL_MAX_FILE:
+                start = max(len(head), st.st_size - tail)  # as the archive reader: the bytes after the head
+                end = os.pread(fd, st.st_size - start, start)
+            return ("file", head, stat.S_IMODE(st.st_mode), st.st_size, end)
         finally:
             os.close(fd)

@@ -22,8 +22,8 @@ import logging
 import re
 import struct
 
-from agent.diagnosis.elf import sniff_elf
-from agent.diagnosis.filekind import Kind, Sniff
+from enoexec.judge.elf import sniff_elf
+from enoexec.judge.filekind import Kind, Sniff
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ def sniff(data: bytes) -> Sniff:
         data = bytes(data)
         if not data:
             return Sniff(Kind.EMPTY, description="empty file (0 bytes)")
+        if not data.strip(b"\0"):
+            return Sniff(Kind.ZEROS, description=f"{len(data)} zero bytes")
         for magic, judge in _MAGICS:
             if data.startswith(magic) or (2 <= len(data) < len(magic) and magic.startswith(data)):
                 found = judge(data)
@@ -138,7 +140,8 @@ def _sniff_text(data: bytes) -> Sniff:
     data = data[:_TEXT_SAMPLE]
     text, encoding = _decode(data)
     if data.startswith(b"#!"):
-        return Sniff(Kind.SCRIPT, shebang=_line(text[2:]), description=_script_desc(text[2:]))
+        return Sniff(Kind.SCRIPT, shebang=_line(text[2:]), shebang_path=kernel_interpreter(data),
+                     shebang_cr_arg=_cr_argument(data), description=_script_desc(text[2:]))
     needle = "#!".encode(encoding)  # b"#\0!\0" in UTF-16-LE
     bang = data.find(needle, 1, 256)
     if bang > 0:
@@ -160,6 +163,27 @@ def _sniff_text(data: bytes) -> Sniff:
         first = _line(text.lstrip("\ufeff"))
         return Sniff(Kind.TEXT, description=f'{encoding} text, first line "{first[:80]}"')
     return Sniff(Kind.DATA, description=next((d for m, d in _DATA_MAGICS if data.startswith(m)), "data"))
+
+
+def kernel_interpreter(data: bytes) -> str:
+    """The interpreter path the kernel takes from a ``#!`` line (binfmt_script): after
+    spaces and tabs, up to the next space, tab, newline or NUL. A carriage return is
+    *not* an end: ``#!/bin/sh\r\n`` names ``/bin/sh\r``."""
+    line = data[2:256].split(b"\n", 1)[0].lstrip(b" \t")
+    for stop in (b" ", b"\t", b"\0"):
+        line = line.split(stop, 1)[0]
+    return line.decode("utf-8", "replace")
+
+
+def _cr_argument(data: bytes) -> str:
+    """With ``#!/usr/bin/env python3\r``, env looks for ``python3\r``: the last word of a
+    #! line that ends in CR and has arguments, CR kept; "" otherwise."""
+    line = data[2:256].split(b"\n", 1)[0]
+    words = line.replace(b"\t", b" ").split(b" ")
+    words = [w for w in words if w]
+    if len(words) < 2 or not line.endswith(b"\r") or words[-1] == b"\r":
+        return ""
+    return words[-1].decode("utf-8", "replace")
 
 
 def _line(text: str) -> str:

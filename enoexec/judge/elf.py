@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import struct
 
-from agent.diagnosis.filekind import Kind, Sniff
 from enoexec import platforms
+from enoexec.judge import elf_facts
+from enoexec.judge.elf_facts import cpu_arch_of_attributes
+from enoexec.judge.filekind import Kind, Sniff
 
 # --- ELF -------------------------------------------------------------------
 
@@ -62,9 +64,14 @@ def sniff_elf(data: bytes) -> Sniff:
         parts.append(f"interpreter {interp}")
     elif phnum and len(phdrs) == phnum and not any(p[0] == _PT_DYNAMIC for p in phdrs):
         parts.append("statically linked")
+    layout = elf_facts.load_layout(data)
+    isa = elf_facts.x86_isa_needed(data)
+    if isa > 1:
+        parts.append(f"needs x86-64-v{isa}")
     return Sniff(
         Kind.ELF, platform=platform, elf_class=cls, endianness=_endian(data, little),
         machine=machine, interpreter=interp, description=", ".join(parts), variant_guessed=guessed,
+        isa_level=isa, phdr_end=layout.phdr_end, load_end=layout.load_end, load_align=layout.load_align,
     )
 
 
@@ -88,50 +95,7 @@ def _table(data, order, cls, layouts, offset, entsize, count) -> list[tuple[int,
 def _arm_variant(data, order, cls, shoff, shentsize, shnum) -> str:
     for sh_type, offset, size in _table(data, order, cls, _SHDR, shoff, shentsize, shnum):
         if sh_type == _SHT_ARM_ATTRIBUTES and offset + size <= len(data):
-            cpu_arch = _cpu_arch(data[offset : offset + size], order)
+            cpu_arch = cpu_arch_of_attributes(data[offset : offset + size], order)
             if cpu_arch is not None:
                 return platforms.arm_variant_from_cpu_arch(cpu_arch)
     return ""
-
-
-def _uleb(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = buf[pos]  # IndexError on a short buffer: caught by _cpu_arch
-        value |= (byte & 0x7F) << shift
-        pos, shift = pos + 1, shift + 7
-        if byte < 0x80 or shift > 63:
-            return value, pos
-
-
-def _cpu_arch(buf: bytes, order: str) -> int | None:
-    """``Tag_CPU_arch`` from an ``.ARM.attributes`` section body (ARM IHI 0045)."""
-    if buf[:1] != b"A":
-        return None
-    pos = 1
-    try:
-        while pos + 4 < len(buf):
-            (length,) = struct.unpack_from(order + "I", buf, pos)
-            end, vendor_end = pos + length, buf.find(b"\0", pos + 4)
-            if length < 5 or end > len(buf) or not 0 <= vendor_end < end:
-                return None
-            sub = vendor_end + 1
-            while buf[pos + 4 : vendor_end] == b"aeabi" and sub < end:
-                tag, p = _uleb(buf, sub)
-                (size,) = struct.unpack_from(order + "I", buf, p)
-                sub_end, p = min(sub + size, end), p + 4
-                while tag == 1 and p < sub_end:  # Tag_File: attributes of the whole file
-                    attr, p = _uleb(buf, p)
-                    if attr == 6:  # Tag_CPU_arch
-                        return _uleb(buf, p)[0]
-                    if attr in (4, 5) or (attr > 32 and attr % 2):  # NTBS-valued
-                        p = buf.index(b"\0", p) + 1
-                    else:  # ULEB128-valued; Tag_compatibility (32) adds an NTBS
-                        p = _uleb(buf, p)[1]
-                        if attr == 32:
-                            p = buf.index(b"\0", p) + 1
-                sub = sub + size if size >= 5 else end
-            pos = end
-    except (IndexError, ValueError, struct.error):
-        pass
-    return None

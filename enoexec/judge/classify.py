@@ -7,11 +7,11 @@ tested with literal facts.
 
 from __future__ import annotations
 
-from agent.model import BinaryFacts, Diagnosis, HostFacts, ImageFacts
 from enoexec import platforms
 from enoexec.causes import (
     ARCH_MISMATCH,
     BOM_BEFORE_SHEBANG,
+    CORRUPT_FILE,
     EMPTY_FILE,
     FOREIGN_OS_BINARY,
     MISLABELED_IMAGE,
@@ -20,6 +20,7 @@ from enoexec.causes import (
     NOT_A_BINARY,
     UNKNOWN,
 )
+from enoexec.facts import BinaryFacts, Diagnosis, HostFacts, ImageFacts
 
 # A binary of a runnable platform that still failed: not an exec format error
 # we can explain, and most likely not one at all (see ``is_runnable``).
@@ -27,8 +28,20 @@ RUNNABLE = "runnable"
 
 
 def is_runnable(binary: BinaryFacts, host: HostFacts) -> bool:
-    """True if the kernel would execute this ELF on this host."""
-    return binary.kind == "elf" and bool(binary.platform) and binary.platform in _runnable(host)
+    """True if the kernel would execute this ELF on this host.
+
+    The kernel does not look at a 32-bit ARM ELF's architecture version: an armv7
+    binary on an ARMv6 board is executed, and dies of SIGILL later (a CPU-level
+    problem, :mod:`enoexec.judge.lookalike`), never of exec format error."""
+    if binary.kind != "elf" or not binary.platform:
+        return False
+    runnable = _runnable(host)
+    if binary.platform.startswith(_ARM32) and any(p.startswith(_ARM32) for p in runnable):
+        return True
+    return binary.platform in runnable
+
+
+_ARM32 = "linux/arm/"
 
 
 def _runnable(host: HostFacts) -> tuple[str, ...]:
@@ -63,6 +76,9 @@ def classify(binary: BinaryFacts, host: HostFacts, image: ImageFacts) -> Diagnos
         return Diagnosis(BOM_BEFORE_SHEBANG, f"{where} has bytes (a byte-order mark?) before its #! line")
     if kind == "text":
         return Diagnosis(MISSING_SHEBANG, f"{where} is a text script without a #! line")
+    if kind == "zeros":
+        return Diagnosis(CORRUPT_FILE, f"{where} holds nothing but zero bytes: the file was lost on this host "
+                                       f"(a crash or a full disk while it was written)")
     if kind in ("lfs_pointer", "html", "data"):
         what = {"lfs_pointer": "a Git LFS pointer", "html": "an HTML/XML page"}.get(kind, "data")
         return Diagnosis(NOT_A_BINARY, f"{where} is {what}, not an executable")
@@ -75,6 +91,8 @@ def classify(binary: BinaryFacts, host: HostFacts, image: ImageFacts) -> Diagnos
             MISLABELED_IMAGE,
             f"the image declares {image.declared_platform} but {where} is built for {bin_platform}",
         )
+    if is_runnable(binary, host) and binary.damage:
+        return Diagnosis(CORRUPT_FILE, f"{where} is damaged: {binary.damage}")
     if is_runnable(binary, host):
         return Diagnosis(
             RUNNABLE, f"{where} is built for {bin_platform}, which {host.platform} runs"

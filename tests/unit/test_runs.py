@@ -1,0 +1,56 @@
+"""The verdict before a container starts, from literal facts (enoexec.judge.runs and the agent's inventory judge)."""
+
+from __future__ import annotations
+
+from agent.inventory.judge import entry_of, judge
+from enoexec.facts import BinaryFacts, HostFacts, ImageFacts
+from enoexec.judge import runs
+
+AMD64 = HostFacts("x86", "linux/amd64", runnable_platforms=("linux/amd64", "linux/386"), can_run_32bit=True)
+ARM64 = HostFacts("graviton", "linux/arm64", runnable_platforms=("linux/arm64",))
+
+
+def elf(platform: str, path: str = "/app") -> BinaryFacts:
+    return BinaryFacts(path, "elf", platform)
+
+
+def test_a_mislabeled_binary_fails_where_the_label_points_and_names_the_binary() -> None:
+    v = runs.judge(runs.Entrypoint(elf("linux/amd64")), ARM64, ImageFacts("app:1", "sha256:x", "linux/arm64"))
+    assert v.status == runs.FAILS and v.cause == "mislabeled_image" and "binary is linux/amd64" in v.explanation
+    assert v.hint_id and v.fix
+
+
+def test_a_mislabeled_binary_that_runs_here_runs_with_a_note() -> None:
+    v = runs.judge(runs.Entrypoint(elf("linux/amd64")), AMD64, ImageFacts("app:1", "sha256:x", "linux/arm64"))
+    assert v.status == runs.RUNS and "declares linux/arm64" in v.note
+
+
+def test_32bit_on_a_host_without_32bit_support() -> None:
+    v = runs.judge(runs.Entrypoint(elf("linux/arm/v7")), ARM64, ImageFacts("app:1", "", "linux/arm/v7"))
+    assert v.status == runs.FAILS and v.cause == "no_32bit_support"
+
+
+def test_unreadable_is_unknown_and_no_command_is_unknown() -> None:
+    v = runs.judge(runs.Entrypoint(BinaryFacts("/app", "unreadable", error="the registry stalled")), AMD64, ImageFacts("a", ""))
+    assert v.status == runs.UNKNOWN and "stalled" in v.explanation
+    v = runs.judge(runs.Entrypoint(BinaryFacts("", "unreadable", error="x"), not_found=True), AMD64, ImageFacts("a", ""))
+    assert v.status == runs.UNKNOWN and "no command" in v.explanation
+
+
+def test_a_missing_interpreter_read_by_the_agent_is_a_finding_not_unknown() -> None:
+    # What BinaryReader returns for "#!/bin/bash" in an image without bash.
+    read = BinaryFacts("/bin/bash", "unreadable", shebang="/bin/bash", requested_path="/entry.sh", error="/bin/bash: no such file")
+    v = runs.judge(entry_of(read), AMD64, ImageFacts("a", ""))
+    assert v.status == runs.FAILS and v.cause == runs.MISSING_INTERPRETER and "/entry.sh needs the interpreter /bin/bash" in v.explanation
+
+
+def test_a_missing_entrypoint_is_not_found() -> None:
+    read = BinaryFacts("/app", "unreadable", requested_path="/app", error="/app: no such file")
+    assert runs.judge(entry_of(read), AMD64, ImageFacts("a", "")).cause == runs.NOT_FOUND
+
+
+def test_inventory_judge_reports_only_failures() -> None:
+    attrs = {"Os": "linux", "Architecture": "arm64", "Config": {"Entrypoint": ["/app"]}}
+    found = judge("demo:1", "sha256:1", attrs, elf("linux/arm64"), AMD64)
+    assert found is not None and found.cause == "arch_mismatch" and found.image_platform == "linux/arm64"
+    assert judge("native:1", "sha256:2", {**attrs, "Architecture": "amd64"}, elf("linux/amd64"), AMD64) is None
