@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from enoexec import causes
 from tests import containerd as ctrd
-from tests import cri, procs
+from tests import cri, elfs, images, procs
 from tests.images import File
 from tests.integration.test_containerd import ARM64_APP, TaskExits, _events, _exits, _load, containerd, ctrd_agent  # noqa: F401
 
@@ -85,3 +86,36 @@ def test_a_restarted_agent_finds_pod_exits_in_the_cri_plugins_records(containerd
     assert {e["container"]["id"] for e in evs} == {early, *before, *while_down}
     assert {e["container"]["id"] for e in evs if e.get("backfilled")} == {early}  # a checkpoint was there for the rest
     assert all(e["evidence"] == "runtime_message" for e in evs)  # the log files outlive the tasks
+
+
+MUSL = "/lib/ld-musl-x86_64.so.1"
+GLIBC = "/lib64/ld-linux-x86-64.so.2"
+LOOKALIKES = {
+    # name: (files, entrypoint, cause, failure)
+    "loader": ([File("/app", elfs.program(0, interp=MUSL)), File(GLIBC, elfs.program(0))], "/app",
+               causes.MISSING_LOADER, causes.START_FAILURE),
+    "crlf": ([File("/entrypoint.sh", b"#!/bin/sh\r\necho hi\r\n"), File("/bin/sh", elfs.program(0))], "/entrypoint.sh",
+             causes.CRLF_SHEBANG, causes.START_FAILURE),
+    "nopython": ([File("/run.py", b"#!/usr/bin/python3\nprint(1)\n")], "/run.py", causes.MISSING_INTERPRETER,
+                 causes.START_FAILURE),
+    "trunc": ([File("/app", elfs.program(0)[:64])], "/app", causes.CORRUPT_FILE, causes.EXEC_FORMAT_ERROR),
+}
+
+
+def test_look_alikes_in_pods_get_the_causes_docker_gives(containerd, kubelet, collector, ctrd_agent) -> None:  # noqa: F811
+    """The failures mistaken for exec format error (previous issue), on containerd through the
+    CRI plugin: the same diagnosis, since it never learns which engine it judges."""
+    col = collector()
+    ctrd_agent(col.grpc)
+    ids = {}
+    for name, (files, entry, _cause, _failure) in LOOKALIKES.items():
+        tag = f"enoexec-test/la-{name}:1"
+        containerd.load(images.archive(tag, files, architecture="amd64", entrypoint=[entry]))
+        ids[_crash(kubelet, kubelet.pod(f"la-{name}"), f"docker.io/{tag}", 0)] = name
+    url = f"http://127.0.0.1:{col.http}/api/v1/events?limit=100"
+    procs.wait_for(lambda: len(procs.get_json(url)["events"]) >= len(LOOKALIKES), timeout=60, what="every look-alike")
+    got = {ids[e["container"]["id"]]: e for e in procs.get_json(url)["events"]}
+    for name, (_files, _entry, cause, failure) in LOOKALIKES.items():
+        e = got[name]
+        assert (e["cause"], e["failure"]) == (cause, failure), e
+        assert e["container"]["kubernetes"]["pod"] == f"la-{name}"
