@@ -99,6 +99,9 @@ LOOKALIKES = {
     "nopython": ([File("/run.py", b"#!/usr/bin/python3\nprint(1)\n")], "/run.py", causes.MISSING_INTERPRETER,
                  causes.START_FAILURE),
     "trunc": ([File("/app", elfs.program(0)[:64])], "/app", causes.CORRUPT_FILE, causes.EXEC_FORMAT_ERROR),
+    # Cut inside the code: it crashes at once (SIGSEGV), judged from how long it ran (the CRI record's StartedAt).
+    "cut": ([File("/app", elfs.program(0, b"hello, this is more text\n")[:125])], "/app", causes.CORRUPT_FILE,
+            causes.START_FAILURE),
 }
 
 
@@ -119,3 +122,4 @@ def test_look_alikes_in_pods_get_the_causes_docker_gives(containerd, kubelet, co
         e = got[name]
         assert (e["cause"], e["failure"]) == (cause, failure), e
         assert e["container"]["kubernetes"]["pod"] == f"la-{name}"
+    assert got["cut"]["evidence"] == "exit_signal"

@@ -138,7 +138,7 @@ def test_the_description_carries_the_specs_argv_env_and_cwd() -> None:
                       identity=d.kube_identity(LABELS), status="stopped", exit_code=1, exited_at=when)
     assert desc["Config"]["Entrypoint"] == ["/app", "--serve"] and desc["Config"]["Cmd"] == []
     assert (desc["Config"]["Env"], desc["Config"]["WorkingDir"]) == (["PATH=/opt/bin", "A=1"], "/srv")
-    assert desc["State"] == {"Status": "stopped", "Running": False, "ExitCode": 1,
+    assert desc["State"] == {"Status": "stopped", "Running": False, "ExitCode": 1, "StartedAt": "",
                              "FinishedAt": "2026-12-05T00:33:58.682277Z", "Error": ""}
     assert (desc["Name"], desc["Image"]) == ("shop/web-7d9f/app", "sha256:abc")
     assert d.spec_json("types.containerd.io/opencontainers/runtime-spec/1/Spec", b"{\"process\": {}}") == {"process": {}}
@@ -195,6 +195,8 @@ def test_the_cri_status_record_names_the_exit_as_the_task_exit_did() -> None:
            b'"FinishedAt":1796430838682277666,"ExitCode":1,"Reason":"","Message":"","Resources":{"linux":{}}}')
     code, when = reconcile.cri_status(raw) or (0, None)
     assert code == 1 and when == datetime(2026, 12, 5, 0, 33, 58, 682277, tzinfo=UTC)
+    record = reconcile.cri_record(raw)
+    assert record is not None and record[2] == datetime(2026, 12, 5, 1, 0, 35, 752933, tzinfo=UTC)  # StartedAt
     assert reconcile.cri_status(b'{"Version":"v1","Pid":42,"FinishedAt":0,"ExitCode":0}') is None  # running
     assert reconcile.cri_status(b'{"Version":"v2","FinishedAt":5,"ExitCode":1}') is None
     assert reconcile.cri_status(b"not json") is None

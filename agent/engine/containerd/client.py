@@ -41,6 +41,7 @@ EVENT_TYPES: dict[str, Any] = {
     "containerd.events.TaskExit": task_events.TaskExit,
     "containerd.events.TaskCreate": task_events.TaskCreate,
     "containerd.events.TaskDelete": task_events.TaskDelete,
+    "containerd.events.TaskStart": task_events.TaskStart,
     "containerd.events.ContainerCreate": container_events.ContainerCreate,
 }
 

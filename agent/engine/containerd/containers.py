@@ -60,6 +60,7 @@ class Seen:
     lower: tuple[Path, ...] = ()
     stdout: str = ""
     description: dict[str, Any] | None = None
+    started: datetime | None = None  # the /tasks/start event's time
 
 
 def _when(ts: Any) -> datetime | None:
@@ -156,6 +157,10 @@ class ContainerdContainers:
             seen = self._seen.get(container_id)
         return seen is not None and seen.description is not None
 
+    def task_started(self, namespace: str, container_id: str, when: datetime) -> None:
+        """``/tasks/start``: when its process started (how long it ran tells a crash at start)."""
+        self._note(container_id, namespace=namespace, started=when)
+
     def forget(self, container_id: str) -> None:
         with self._lock:
             self._seen.pop(container_id, None)
@@ -172,16 +177,19 @@ class ContainerdContainers:
         task = self._client.task(namespace, container_id)
         image = self._images.resolve(namespace, c.image) if c.image else None
         status, code, when = "stopped", 0, None
+        with self._lock:
+            seen = self._seen.get(container_id)
+        started = seen.started if seen is not None else None
         if task is not None:
             status, code, when = STATUS.get(int(task.status), ""), int(task.exit_status), _when(task.exited_at)
         elif self._cri_root is not None and identity is not None:
             # The CRI plugin deletes a pod container's task at its exit and keeps the exit itself.
-            record = reconcile.cri_status_of(self._cri_root, container_id)
+            record = reconcile.cri_record_of(self._cri_root, container_id)
             if record is not None:
-                code, when = record
+                code, when, started = record[0], record[1], record[2] or started
         return d.describe(
             container_id, image_ref=c.image, image_id=(image or {}).get("Id", ""), spec=spec, labels=labels,
-            identity=identity, status=status, exit_code=code, exited_at=when,
+            identity=identity, status=status, exit_code=code, exited_at=when, started_at=started,
         ) | {"_snapshot": (c.snapshotter, c.snapshot_key), "_kube": identity}  # "_" keys: this engine's own
 
     def inspect_container(self, container_id: str) -> dict[str, Any] | None:

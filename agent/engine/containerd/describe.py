@@ -127,6 +127,7 @@ def describe(
     status: str = "",
     exit_code: int = 0,
     exited_at: datetime | None = None,
+    started_at: datetime | None = None,
     removed: bool = False,
 ) -> dict[str, Any]:
     """The container in the inspect shape diagnosis reads (see the module's docstring)."""
@@ -149,6 +150,7 @@ def describe(
             "Status": status,
             "Running": status in ("running", "paused", "pausing"),
             "ExitCode": exit_code,
+            "StartedAt": rfc3339(started_at),
             "FinishedAt": rfc3339(exited_at),
             "Error": "",
         },

@@ -94,6 +94,7 @@ class ContainerdEngine:
             self.client, self.namespaces, on_exit, on_connect, stop=stop, on_create=on_create,
             on_task_create=self.containers.task_created,
             on_namespace=lambda cid, ns: self.containers.noted(cid, ns),
+            on_task_start=self.containers.task_started,
         )
 
     def replay_exits(self, since: datetime, until: datetime) -> list[Exit]:

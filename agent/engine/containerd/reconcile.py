@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 STOPPED = 3
 
 
-def cri_status(data: bytes) -> tuple[int, datetime] | None:
-    """(exit code, finished at) from a CRI status file; ``None`` if it has not exited."""
+def cri_record(data: bytes) -> tuple[int, datetime, datetime | None] | None:
+    """(exit code, finished at, started at) from a CRI status file; ``None`` if it has not exited."""
     try:
         doc = json.loads(data)
     except ValueError:
@@ -46,19 +46,32 @@ def cri_status(data: bytes) -> tuple[int, datetime] | None:
         return None
     try:
         nanos, code = int(status["FinishedAt"]), int(status.get("ExitCode") or 0)
+        started = int(status.get("StartedAt") or 0)
     except (TypeError, ValueError):
         return None
-    return code, EPOCH + timedelta(microseconds=nanos // 1000)
+    return (code, EPOCH + timedelta(microseconds=nanos // 1000),
+            EPOCH + timedelta(microseconds=started // 1000) if started else None)
 
 
-def cri_status_of(cri_root: Path, container_id: str) -> tuple[int, datetime] | None:
+def cri_status(data: bytes) -> tuple[int, datetime] | None:
+    """(exit code, finished at) from a CRI status file; ``None`` if it has not exited."""
+    record = cri_record(data)
+    return None if record is None else (record[0], record[1])
+
+
+def cri_record_of(cri_root: Path, container_id: str) -> tuple[int, datetime, datetime | None] | None:
     """The CRI plugin's record of this container's exit, if it is readable here."""
     if "/" in container_id or container_id in (".", ".."):
         return None
     try:
-        return cri_status((cri_root / "containers" / container_id / "status").read_bytes())
+        return cri_record((cri_root / "containers" / container_id / "status").read_bytes())
     except OSError:
         return None
+
+
+def cri_status_of(cri_root: Path, container_id: str) -> tuple[int, datetime] | None:
+    record = cri_record_of(cri_root, container_id)
+    return None if record is None else (record[0], record[1])
 
 
 def task_exits(client: Any, namespaces: tuple[str, ...], since: datetime, until: datetime) -> list[tuple[str, Exit]]:

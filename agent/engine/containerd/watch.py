@@ -29,7 +29,7 @@ from enoexec.logsetup import Repeats
 
 logger = logging.getLogger(__name__)
 
-TOPICS = ("/tasks/exit", "/containers/create", "/tasks/create")
+TOPICS = ("/tasks/exit", "/containers/create", "/tasks/create", "/tasks/start")
 
 
 def filters(namespaces: Sequence[str], topics: Sequence[str] = TOPICS) -> list[str]:
@@ -64,6 +64,7 @@ class ContainerdWatcher:
         on_create: Callable[[str, str], None],
         on_task_create: Callable[[str, str, list[tuple[str, str, tuple[str, ...]]], str], None],
         on_namespace: Callable[[str, str], None],
+        on_task_start: Callable[[str, str, datetime], None] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self._client = client
@@ -73,6 +74,7 @@ class ContainerdWatcher:
         self._on_create = on_create
         self._on_task_create = on_task_create
         self._on_namespace = on_namespace
+        self._on_task_start = on_task_start
         self._stop = stop
         self._backoff = backoff or Backoff(base=0.2, cap=5.0)
         self._stream: Any = None
@@ -94,6 +96,9 @@ class ContainerdWatcher:
             return
         if env.topic == "/containers/create":
             self._on_create(env.namespace, e.id)
+        elif env.topic == "/tasks/start":
+            if self._on_task_start is not None and env.timestamp is not None:
+                self._on_task_start(env.namespace, e.container_id, exited_at(env.timestamp))
         elif env.topic == "/tasks/create":
             mounts = [(m.type, m.source, tuple(m.options)) for m in e.rootfs]
             self._on_task_create(env.namespace, e.container_id, mounts, e.io.stdout)
