@@ -4,6 +4,14 @@ VENV ?= .venv
 PYTHON ?= $(VENV)/bin/python
 # Generated code lands in the core package: protos/enoexec/v1/x.proto -> enoexec/v1/x_pb2.py.
 PROTOC = $(PYTHON) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
+# containerd's API (Apache-2.0, vendored by protos/third_party/containerd/vendor.py at a pinned tag)
+# generates apart from ours, imported as enoexec.third_party.containerd.api...: the virtual
+# include path maps that import prefix onto the vendored directory.
+CTRD_DIR := protos/third_party/containerd
+CTRD_PKG := enoexec/third_party/containerd
+CTRD_SRC = $(sort $(patsubst $(CTRD_DIR)/%,$(CTRD_PKG)/%,$(shell find $(CTRD_DIR)/api $(CTRD_DIR)/criapi -name '*.proto')))
+PROTOC_CTRD = $(PYTHON) -m grpc_tools.protoc -I$(CTRD_PKG)=$(CTRD_DIR) --python_out=. --pyi_out=. --grpc_python_out=. $(CTRD_SRC) \
+	&& find $(CTRD_PKG) -type d -exec touch {}/__init__.py \;
 
 .PHONY: venv proto proto-check lint test bench-smoke quickstart wheels
 
@@ -18,11 +26,14 @@ $(VENV)/.installed: pyproject.toml
 # Regenerate the protobuf and gRPC code from protos/.
 proto: venv
 	$(PROTOC)
+	$(PROTOC_CTRD)
 
 # Fail when the committed generated code differs from what `make proto` makes.
 proto-check: venv
 	$(PROTOC)
-	git diff --exit-code -- enoexec/v1/ || (echo "generated protobuf code is stale: run 'make proto' and commit" >&2; exit 1)
+	$(PROTOC_CTRD)
+	git diff --exit-code -- enoexec/v1/ $(CTRD_PKG)/ || (echo "generated protobuf code is stale: run 'make proto' and commit" >&2; exit 1)
+	test -z "$$(git status --porcelain -- enoexec/v1/ $(CTRD_PKG)/)" || (echo "generated protobuf code is not committed: run 'make proto' and commit" >&2; exit 1)
 
 # Static checks: unused names and import order (ruff), types (mypy).
 lint: venv

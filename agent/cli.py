@@ -9,13 +9,14 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 # Only what parsing needs: each command imports its own modules, so --help and
 # facts pay for neither asyncio nor grpc nor protobuf (see benchmarks/agent_imports_bench.py).
 from agent import config
-from agent.errors import ConfigError, DockerUnavailable, NoSuchContainer
+from agent.errors import ConfigError, DockerUnavailable, EngineUnavailable, NoSuchContainer
 from enoexec import __version__, clikit, text
 from enoexec.errors import EXIT_FINDING, EXIT_OK
 
@@ -47,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     diag.add_argument("container", metavar="CONTAINER", help="container name or id")
     diag.add_argument("--json", action="store_true", help="print the event JSON the collector would receive")
     diag.add_argument("--docker-host", metavar="URL", help="Docker Engine URL (default $DOCKER_HOST, then the local socket)")
+    add_engine_arguments(diag)
     diag.add_argument("--host-id", metavar="ID", help="host id to report (default /etc/machine-id, then the hostname)")
     diag.add_argument("--no-registry", action="store_true", help="do not ask the registry which platforms the image offers")
     diag.add_argument("--no-lookup-registry", dest="no_registry", action="store_true", help=argparse.SUPPRESS)
@@ -54,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     facts.add_argument("--json", action="store_true", help="print JSON")
     facts.add_argument("--docker-host", metavar="URL", help="Docker Engine URL (default $DOCKER_HOST, then the local socket)")
     facts.add_argument("--host-id", metavar="ID", help="host id to report")
+    facts.add_argument("--runtime", choices=("auto", "docker", "containerd"), help="engine to ask (default $ENOEXEC_RUNTIME, then auto)")
+    facts.add_argument("--containerd-address", metavar="SOCKET", help="containerd's socket (default /run/containerd/containerd.sock, then k3s's)")
     demo = sub.add_parser("demo", help="run a foreign-architecture image built here, to see an exit caught",
                           description="Build an image for another CPU from scratch (no registry), load it and run it once. A running agent reports the exit within seconds.")
     demo.add_argument("--platform", choices=DEMO_PLATFORMS, metavar="PLATFORM",
@@ -61,6 +65,22 @@ def parser() -> argparse.ArgumentParser:
                            "(default: the first this host neither runs nor emulates)")
     demo.add_argument("--docker-host", metavar="URL", help="Docker Engine URL (default $DOCKER_HOST, then the local socket)")
     return p
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", choices=("auto", "docker", "containerd"), help="engine to ask (default $ENOEXEC_RUNTIME, then auto)")
+    p.add_argument("--containerd-address", metavar="SOCKET", help="containerd's socket (default /run/containerd/containerd.sock, then k3s's)")
+    p.add_argument("--containerd-namespaces", metavar="NS,NS", help="containerd namespaces to look in (default k8s.io,default)")
+    p.add_argument("--containerd-root", metavar="DIR", help="containerd's root directory (default /var/lib/containerd)")
+    p.add_argument("--cri-log-root", metavar="DIR", help="where pods' logs are (default /var/log/pods)")
+
+
+def _engine_choice(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str]:
+    from agent.engine import registry
+
+    runtime = args.runtime or env.get("ENOEXEC_RUNTIME") or "auto"
+    address = args.containerd_address or env.get("ENOEXEC_CONTAINERD_ADDRESS", "")
+    return registry.choose(runtime, _docker_url(args, env), address)
 
 
 def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -122,12 +142,12 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         backoff = Backoff(base=1.0, cap=30.0)
-        docker_down = Repeats(logger, "waiting for the Docker Engine", every=300.0)
+        docker_down = Repeats(logger, "waiting for the container engine", every=300.0)
         while not stop.is_set():
             try:
                 agent = await asyncio.to_thread(Agent, cfg)
-            except DockerUnavailable as e:
-                docker_down.failed(str(e), docker_host=cfg.docker_host)
+            except EngineUnavailable as e:
+                docker_down.failed(str(e), runtime=cfg.runtime, docker_host=cfg.docker_host)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=backoff.next())
                 except TimeoutError:
@@ -153,6 +173,9 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_diagnose(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     url = _docker_url(args, env)
     host_id = config.check_host_id(args.host_id or env.get("ENOEXEC_HOST_ID", ""))
+    engine, address = _engine_choice(args, env)
+    if engine == "containerd":
+        return _diagnose_containerd(args, env, address, host_id)
     import docker.errors
     import requests.exceptions
 
@@ -189,6 +212,49 @@ def cmd_diagnose(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+def _diagnose_containerd(args: argparse.Namespace, env: Mapping[str, str], address: str, host_id: str) -> int:
+    from datetime import datetime
+
+    from agent import render
+    from agent.delivery import wire
+    from agent.engine.containerd.engine import ContainerdEngine
+    from agent.engine.exits import Exit, parse_docker_time
+    from enoexec import eventjson
+
+    try:
+        namespaces = config.namespaces(args.containerd_namespaces or env.get("ENOEXEC_CONTAINERD_NAMESPACES") or "k8s.io,default")
+    except ValueError as e:
+        raise ConfigError(f"--containerd-namespaces: {e}") from None
+    engine = ContainerdEngine(
+        address, namespaces=namespaces,
+        root=Path(args.containerd_root or env.get("ENOEXEC_CONTAINERD_ROOT") or "/var/lib/containerd"),
+        cri_log_root=Path(args.cri_log_root or env.get("ENOEXEC_CRI_LOG_ROOT") or "/var/log/pods"),
+    )
+    try:
+        engine.client.ping()
+        attrs = engine.containers.inspect_container(args.container)
+        if attrs is None:
+            raise NoSuchContainer(f"no such container: {args.container} (in namespaces {','.join(namespaces)} of containerd at {address})")
+        host = engine.facts(host_id, Path("/proc"))
+        state = attrs["State"]
+        if state.get("Running"):
+            return _outcome(args, attrs["Id"], EXIT_STILL_RUNNING, f"{args.container}: still running; nothing to diagnose")
+        diagnoser = engine.diagnoser(lambda: host, lookup_registry=not args.no_registry, image_fallback=True,
+                                     clock=lambda: datetime.now(UTC), daemon=False)
+        when = parse_docker_time(state.get("FinishedAt", ""))
+        outcome = diagnoser.diagnose(Exit(attrs["Id"], int(state.get("ExitCode", 0)), attrs["Config"]["Image"], time=when))
+        if outcome.event is None:
+            message = f"{args.container}: exit code {state.get('ExitCode')}; not an exec format error"
+            return _outcome(args, attrs["Id"], EXIT_NOT_EXEC_FORMAT, message)
+        event = engine.enrich(outcome.event)
+    finally:
+        engine.close()
+    doc = eventjson.to_json(wire.event_pb(event))
+    doc["hint"] = render.hint_json(event)
+    print(json.dumps(doc, indent=2) if args.json else render.event_text(event))
+    return EXIT_OK
+
+
 def _outcome(args: argparse.Namespace, container_id: str, code: int, message: str) -> int:
     """A ``diagnose`` outcome that is not an event: one line, or its JSON."""
     if args.json:
@@ -205,8 +271,18 @@ def cmd_facts(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     url = _docker_url(args, env)
     host_id = config.check_host_id(args.host_id or env.get("ENOEXEC_HOST_ID", ""))
+    engine, address = _engine_choice(args, env)
     try:
-        host = gather_facts(docker_client(url), host_id)
+        if engine == "containerd":
+            from agent.engine.containerd.engine import ContainerdEngine
+
+            ctrd = ContainerdEngine(address)
+            try:
+                host = ctrd.facts(host_id, Path("/proc"))
+            finally:
+                ctrd.close()
+        else:
+            host = gather_facts(docker_client(url), host_id)
     except DockerUnavailable as e:  # the host's own facts are still worth showing
         logger.warning("without the Docker Engine's view: %s", e)
         from agent.host import hostfacts

@@ -19,8 +19,24 @@ from enoexec.settings import (
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
+def namespaces(value: str) -> tuple[str, ...]:
+    """containerd namespaces from ``k8s.io,default``; Docker's own ``moby`` is refused."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    names = tuple(dict.fromkeys(str(n).strip() for n in items if str(n).strip()))
+    if not names:
+        raise ValueError("name at least one namespace, e.g. k8s.io,default")
+    if "moby" in names:
+        raise ValueError("'moby' is Docker's own namespace: watch Docker with --runtime docker, or it is counted twice")
+    return names
+
+
 OPTIONS = (
     Option("collector", host_port, "localhost:7469", "collector gRPC address HOST:PORT (default localhost:7469)"),
+    Option("runtime", str, "auto", "container engine to watch: docker, containerd, or auto (an explicit --containerd-address, then /run/containerd/containerd.sock or k3s's /run/k3s/containerd/containerd.sock unless Docker's socket is there; default auto)"),
+    Option("containerd_address", str, "", "containerd's socket (default /run/containerd/containerd.sock, then k3s's /run/k3s/containerd/containerd.sock)"),
+    Option("containerd_namespaces", namespaces, ("k8s.io", "default"), "containerd namespaces to watch, comma-separated; 'moby' (Docker's own) is refused (default k8s.io,default)"),
+    Option("containerd_root", Path, Path("/var/lib/containerd"), "containerd's root directory, where the CRI plugin keeps each pod container's last exit (default /var/lib/containerd; k3s: /var/lib/rancher/k3s/agent/containerd)"),
+    Option("cri_log_root", Path, Path("/var/log/pods"), "where the kubelet has pods' logs written (default /var/log/pods)"),
     Option("docker_host", str, "", "Docker Engine URL, e.g. unix:///var/run/docker.sock (default $DOCKER_HOST, then the local socket)"),
     Option("state_dir", Path, Path("/var/lib/enoexec"), "directory for the spool and checkpoint (default /var/lib/enoexec)"),
     Option("host_id", str, "", "this host's id in the fleet (default /etc/machine-id, then the hostname)"),
@@ -65,6 +81,11 @@ class AgentConfig:
     tls_key: Path | None
     token_file: Path | None
     image_inventory: bool = True
+    runtime: str = "docker"
+    containerd_address: str = ""
+    containerd_namespaces: tuple[str, ...] = ("k8s.io", "default")
+    containerd_root: Path = Path("/var/lib/containerd")
+    cri_log_root: Path = Path("/var/log/pods")
 
     def token(self) -> str | None:
         """The bearer token, read from its file when needed (never logged)."""
@@ -123,6 +144,8 @@ def build(args: argparse.Namespace, env: Mapping[str, str]) -> AgentConfig:
         values["docker_host"] = docker_url(env.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST, "DOCKER_HOST")
     else:
         docker_url(values["docker_host"])
+    if values["runtime"] not in ("auto", "docker", "containerd"):
+        raise ConfigError(f"--runtime {values['runtime']!r}: use docker, containerd or auto")
     check_host_id(values["host_id"])
     check_state_dir(values["state_dir"])
     check_tls(values["tls_ca"], values["tls_cert"], values["tls_key"], values["insecure"], values["token_file"])

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from enoexec.errors import ConfigError, EnoexecError, NotFound, Unavailable
 
-__all__ = ["AgentError", "ConfigError", "ContainerGone", "DockerUnavailable", "NoSuchContainer", "SpoolError"]
+__all__ = ["AgentError", "ConfigError", "ContainerGone", "ContainerdUnavailable", "DockerUnavailable", "EngineUnavailable", "NoSuchContainer", "SpoolError"]
 
 
 class AgentError(EnoexecError):
     """Root of every error the agent raises on purpose; the message says what to do."""
 
 
-class DockerUnavailable(AgentError, Unavailable):
+class EngineUnavailable(AgentError, Unavailable):
+    """The container engine (Docker or containerd) could not be reached or answered an error."""
+
+
+class DockerUnavailable(EngineUnavailable):
     """The Docker Engine could not be reached or answered an error."""
+
+
+class ContainerdUnavailable(EngineUnavailable):
+    """containerd could not be reached or answered an error."""
 
 
 class SpoolError(AgentError):

@@ -11,7 +11,19 @@ from datetime import datetime
 
 from enoexec.facts import BinaryFacts, Diagnosis, Emulator, HostFacts, ImageFacts
 
-__all__ = ["BinaryFacts", "ContainerFacts", "Diagnosis", "Emulator", "Event", "HostFacts", "ImageFacts"]
+__all__ = ["BinaryFacts", "ContainerFacts", "Diagnosis", "Emulator", "Event", "HostFacts", "ImageFacts",
+           "KubernetesPod"]
+
+
+@dataclass(frozen=True)
+class KubernetesPod:
+    """The pod container an exit belongs to, from the labels containerd keeps."""
+
+    pod: str
+    namespace: str
+    container: str
+    pod_uid: str = ""
+    restart_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,7 @@ class ContainerFacts:
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
     removed: bool = False
+    kubernetes: KubernetesPod | None = None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,9 @@ def event_text(event: Event) -> str:
                else "the registry's platforms not known (not asked, or no answer)")
     lines = [
         f"container  {c.name or c.id[:12]} ({c.id[:12]}) exit {c.exit_code}{' [removed]' if c.removed else ''}",
+        *([f"pod        {c.kubernetes.namespace}/{c.kubernetes.pod} container {c.kubernetes.container}"
+           + (f" attempt {c.kubernetes.restart_count}" if c.kubernetes.restart_count is not None else "")]
+          if c.kubernetes is not None else []),
         f"runtime    {c.runtime_message or '(no runtime message could be read: log driver without reading, or the container is gone)'}",
         f"failure    {FAILURES.get(event.failure, event.failure)}",
         f"cause      {event.cause}: {event.explanation}",
@@ -60,7 +63,8 @@ def event_text(event: Event) -> str:
         f"kind       {b.description or b.kind}" + (f"; error: {b.error}" if b.error else ""),
         *([f"read       {_file_facts(b)}"] if _file_facts(b) else []),
         f"image      {i.ref or '-'} ({i.id[:19] or '-'}) declares {i.declared_platform or 'no platform'}; {offered}",
-        f"host       {h.host_id} {h.platform}, kernel {h.kernel_release} ({h.kernel_machine}), docker {h.docker_version or '?'}",
+        f"host       {h.host_id} {h.platform}, kernel {h.kernel_release} ({h.kernel_machine}), "
+        + (f"{h.engine} {h.engine_version or '?'}" if h.engine and h.engine != "docker" else f"docker {h.docker_version or '?'}"),
         f"runs       {', '.join(h.runnable_platforms) or h.platform}"
         + (f"; cpu {h.cpu_level}" if h.cpu_level else "") + f"; pages {h.page_size}",
         "",
@@ -78,7 +82,8 @@ def host_text(h: HostFacts, *, binfmt_mounted: bool = True) -> str:
         ("hostname", h.hostname),
         ("platform", h.platform),
         ("kernel", f"{h.kernel_release} ({h.kernel_machine})"),
-        ("docker", f"{h.docker_version or '?'} ({h.docker_platform or '?'})"),
+        *([("engine", f"{h.engine} {h.engine_version or '?'}")] if h.engine and h.engine != "docker" else
+          [("docker", f"{h.docker_version or '?'} ({h.docker_platform or '?'})")]),
         ("runtime", f"{h.default_runtime or '?'} {h.runtime_version}".strip()),
         ("cpu", h.cpu_model or "?"),
         ("cpu level", h.cpu_level or "?"),

@@ -1,9 +1,10 @@
-"""The agent daemon: watch Docker, diagnose exits, spool them, stream them.
+"""The agent daemon: watch the container engine, diagnose exits, spool them, stream them.
 
-Threads: the Docker event stream (blocking docker-py) runs in its own thread
-and hands exits to the asyncio loop; exits are diagnosed concurrently in a
-bounded pool of Docker threads (in order per container), spool writes run in
-worker threads; the gRPC stream runs on the loop.
+The engine (Docker or containerd, ``agent.engine.registry``) is behind one
+boundary (``agent.engine.base.Engine``). Threads: the engine's event stream runs
+in its own thread and hands exits to the asyncio loop; exits are diagnosed
+concurrently in a bounded pool of engine threads (in order per container),
+spool writes run in worker threads; the gRPC stream runs on the loop.
 """
 
 from __future__ import annotations
@@ -16,23 +17,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import docker.errors
 import grpc
-import requests.exceptions
 
 from agent.config import AgentConfig
 from agent.delivery import wire
 from agent.delivery.sender import Sender
 from agent.delivery.spool import Spool
-from agent.diagnosis.diagnose import Diagnoser, Outcome, seen_keys
+from agent.diagnosis.diagnose import Outcome, seen_keys
 from agent.engine import exits as ex
-from agent.engine.connect import docker_client, gather_facts
+from agent.engine.base import Engine
 from agent.engine.exits import Exit
-from agent.engine.images import DAEMON_WAIT, ImageInspector
 from agent.engine.ordered import OrderedPool
-from agent.engine.reconcile import InspectCache, replay_exits, state_exits
-from agent.engine.watch import Watcher
-from agent.errors import ConfigError, DockerUnavailable, SpoolError
+from agent.engine.registry import open_engine
+from agent.errors import ConfigError, DockerUnavailable, EngineUnavailable, SpoolError
 from agent.host import hostfacts
 from agent.inventory import runner as inventory_runner
 from agent.inventory.scan import Inventory
@@ -73,28 +70,28 @@ class Agent:
         config: AgentConfig,
         *,
         api: Any | None = None,
+        engine: Engine | None = None,
         spool: Spool | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         parallel: int = PARALLEL_EXITS,
     ) -> None:
         self.config = config
-        self.api = api or docker_client(config.docker_host)
+        self.engine = engine or open_engine(config, api=api)
+        self.api = getattr(self.engine, "api", None)  # the Docker client, when the engine is Docker
         self._clock = clock
         self._proc_root = config.proc_root
-        self.host = gather_facts(self.api, config.host_id, self._proc_root)
+        self.host = self.engine.facts(config.host_id, self._proc_root)
         self.spool = spool or Spool(
             config.state_dir / "spool.db", max_events=config.spool_max_events, max_bytes=config.spool_max_bytes
         )
         self._claim_host_id()
         self._binfmt = hostfacts.binfmt_signature(self._proc_root)
-        self.diagnoser = Diagnoser(
-            self.api, lambda: self.host, lookup_registry=config.lookup_registry,
-            images=ImageInspector(self.api, wait=DAEMON_WAIT),
-            image_fallback=config.image_fallback, clock=clock,
+        self.diagnoser = self.engine.diagnoser(
+            lambda: self.host, lookup_registry=config.lookup_registry, image_fallback=config.image_fallback, clock=clock,
         )
         self._stop_thread = threading.Event()
         self.inventory = (Inventory(self.api, lambda: self.host, stop=self._stop_thread)
-                          if config.image_inventory and config.image_fallback else None)
+                          if config.image_inventory and config.image_fallback and self.api is not None else None)
         self.sender = Sender(
             config.collector,
             self.spool,
@@ -106,11 +103,11 @@ class Agent:
             inventory=lambda: inventory_runner.report_pb(self.inventory) if self.inventory else None,
         )
         self._parallel = parallel
-        self._docker = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="docker")
-        # Inspecting a just-created container races ``--rm``: its own threads, no queue.
-        self._quick = ThreadPoolExecutor(max_workers=4, thread_name_prefix="docker-create")
+        self._docker = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix=self.engine.name)
+        self._unavailable: tuple[type[BaseException], ...] = (EngineUnavailable, *self.engine.unavailable)
+        # Checking a just-started container for emulation: its own threads, off the event thread.
+        self._quick = ThreadPoolExecutor(max_workers=2, thread_name_prefix="start-check")
         self._pool: OrderedPool | None = None
-        self._inspected = InspectCache()
         self._started = clock()
         self._reconcile_now = asyncio.Event()
         self._deferred: list[Exit] = []
@@ -149,20 +146,20 @@ class Agent:
         )
 
     async def handle(self, exit: Exit) -> Outcome | None:
-        """Diagnose, spool and remember one exit; ``None`` when Docker could not be asked."""
+        """Diagnose, spool and remember one exit; ``None`` when the engine could not be asked."""
         if await asyncio.to_thread(self._already_handled, exit):
             return Outcome(exit.key)
         loop = asyncio.get_running_loop()
         try:
             outcome = await loop.run_in_executor(self._docker, self.diagnoser.diagnose, exit)
-        except DockerUnavailable as e:
+        except self._unavailable as e:
             # Its identity is in hand: diagnose it when the engine answers again
             # (the container, and its log up to the die, are still there then).
             logger.warning("diagnosis deferred container=%s error=%s", exit.container_id[:12], e)
             self._deferred.append(exit)
             return None
         if outcome.event is not None:
-            ev = outcome.event
+            ev = self.engine.enrich(outcome.event)
             message = wire.fit(wire.event_pb(ev), MAX_EVENT_BYTES)
             if await asyncio.to_thread(self.spool.put, ev.event_id, message.SerializeToString()):
                 logger.info(
@@ -209,7 +206,7 @@ class Agent:
     def submit(self, exit: Exit) -> asyncio.Task[Outcome | None]:
         """Handle ``exit`` concurrently with other containers' exits, after this container's earlier ones."""
         assert self._pool is not None
-        self._inspected.forget(exit.container_id)
+        self.engine.forget(exit.container_id)
         return self._pool.submit(exit.container_id, lambda: self._handle_logged(exit))
 
 
@@ -227,16 +224,16 @@ class Agent:
         deferred, self._deferred = self._deferred, []
         try:
             new, ok_deferred = await self._handle_all(deferred, fresh)
-            replayed = await asyncio.to_thread(replay_exits, self.api, since, started)
+            replayed = await asyncio.to_thread(self.engine.replay_exits, since, started)
             new_replayed, ok = await self._handle_all(replayed, fresh)
-            found = await asyncio.to_thread(state_exits, self.api, since, until, self._inspected)
+            found = await asyncio.to_thread(self.engine.state_exits, since, until)
             new_found, ok_found = await self._handle_all(found, fresh)
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        except self._unavailable as e:
             logger.warning("reconciliation deferred error=%s", str(e).splitlines()[0][:200])
             return 0
         new += new_replayed + new_found
         if not (ok and ok_found and ok_deferred):
-            return new  # Docker went away: keep the checkpoint, retry later
+            return new  # the engine went away: keep the checkpoint, retry later
         # Replays overlap the next pass by STATE_GRACE; exits met twice are named alike.
         await asyncio.to_thread(self.spool.set_state, CHECKPOINT_KEY, until.isoformat())
         await asyncio.to_thread(self.spool.prune_seen, (started - SEEN_RETENTION).timestamp())
@@ -279,7 +276,7 @@ class Agent:
             sig = await asyncio.to_thread(hostfacts.binfmt_signature, self._proc_root)
             if sig != self._binfmt:
                 self._binfmt = sig
-                self.host = await asyncio.to_thread(gather_facts, self.api, self.config.host_id, self._proc_root)
+                self.host = await asyncio.to_thread(self.engine.facts, self.config.host_id, self._proc_root)
                 logger.info("host facts refreshed reason=binfmt emulated=%s", ",".join(self.host.emulated_platforms) or "-")
 
     # -- lifecycle --------------------------------------------------------------
@@ -296,31 +293,25 @@ class Agent:
             if self.host.emulated_platforms:
                 self._quick.submit(self._check_emulated, container_id, when, loop)
 
-        def on_create(container_id: str) -> None:
-            # Straight from the event thread to its own threads: an --rm container
-            # may be gone a few hundred milliseconds later.
-            self.diagnoser.expect(container_id)
-            self._quick.submit(self.diagnoser.remember, container_id)
-
         first_connect = True
 
         def on_connect() -> None:
             nonlocal first_connect
-            self._inspected.clear()  # what happened while disconnected is unknown
+            self.engine.reset()  # what happened while disconnected is unknown
             loop.call_soon_threadsafe(self._reconcile_now.set)
             if not first_connect:
-                # A reconnect may follow a daemon upgrade: refresh what Docker says.
+                # A reconnect may follow a daemon upgrade: refresh what the engine says.
                 # (The first connect follows the gathering in __init__.)
-                self.host = gather_facts(self.api, self.config.host_id, self._proc_root)
+                self.host = self.engine.facts(self.config.host_id, self._proc_root)
             first_connect = False
 
-        watcher = Watcher(self.api, on_exit, on_connect, stop=self._stop_thread, on_create=on_create,
-                          on_start=on_start, clock=self._clock)
-        thread = threading.Thread(target=watcher.run, name="docker-events", daemon=True)
+        watcher = self.engine.watcher(on_exit, on_connect, stop=self._stop_thread, clock=self._clock, on_start=on_start)
+        thread = threading.Thread(target=watcher.run, name=f"{self.engine.name}-events", daemon=True)
         thread.start()
         logger.info(
-            "agent started host_id=%s platform=%s collector=%s docker_host=%s state_dir=%s",
-            self.host.host_id, self.host.platform, self.config.collector, self.config.docker_host, self.config.state_dir,
+            "agent started host_id=%s platform=%s collector=%s engine=%s address=%s state_dir=%s",
+            self.host.host_id, self.host.platform, self.config.collector, self.engine.name, self.engine.address,
+            self.config.state_dir,
         )
         tasks = [
             asyncio.create_task(self.sender.run(), name="sender"),
@@ -328,9 +319,9 @@ class Agent:
             asyncio.create_task(self._refresh_facts(), name="facts"),
             asyncio.create_task(notify.watchdog(), name="watchdog"),  # pings while this loop turns
         ]
-        if self.inventory is not None:
+        if self.inventory is not None and self.api is not None:
             tasks.append(asyncio.create_task(inventory_runner.run(self.inventory, self.api, self._stop_thread), name="inventory"))
-        notify.ready(f"watching {self.config.docker_host}")
+        notify.ready(f"watching {self.engine.name} at {self.engine.address}")
         try:
             await stop.wait()
         finally:
@@ -350,6 +341,7 @@ class Agent:
             await asyncio.to_thread(thread.join, SHUTDOWN_GRACE)
             self._docker.shutdown(wait=False, cancel_futures=True)
             self._quick.shutdown(wait=False, cancel_futures=True)
+            self.engine.close()
             left = self.spool.stats().events
             self.spool.close()
             logger.info("agent stopped spooled=%d", left)

@@ -14,6 +14,7 @@ from datetime import timedelta
 import grpc
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from collector import auth, listen
@@ -180,6 +181,10 @@ class Collector:
             ),
             server,
         )
+        # grpc.health.v1 (Kubernetes gRPC probes, grpc_health_probe, meshes): SERVING while
+        # the collector takes streams, NOT_SERVING from the moment it starts draining.
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         creds = server_credentials(self.config)
         try:
             if creds is None:
@@ -192,6 +197,8 @@ class Collector:
             await asyncio.to_thread(self.lease.release)
             raise ConfigError(listen.cannot_listen("--grpc-listen", self.config.grpc_listen)) from None
         await server.start()
+        for service in ("", HEALTH_SERVICE):
+            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
 
         policy = self.config.check_registries
         entrypoints = EntrypointCache()
@@ -245,6 +252,7 @@ class Collector:
             notify.stopping()
             logger.info("collector stopping")
             api.draining = True
+            await health_servicer.enter_graceful_shutdown()
             for task in tasks:
                 task.cancel()
             await server.stop(GRACE)
@@ -258,6 +266,9 @@ class Collector:
                 logger.warning("replica lease not released error=%s", e)
             await asyncio.to_thread(self.store.close)
             logger.info("collector stopped")
+
+
+HEALTH_SERVICE = "enoexec.v1.Collector"
 
 
 def _loopback(host: str) -> bool:

@@ -39,6 +39,8 @@ class HostFacts:
     runnable_platforms: tuple[str, ...] = ()
     # What the CPU runs: "x86-64-v3" (from /proc/cpuinfo flags), "armv6", "armv7", "armv8"; "" unknown.
     cpu_level: str = ""
+    engine: str = ""  # the container engine the agent watches: "docker", "containerd"
+    engine_version: str = ""
 
     @property
     def emulated_platforms(self) -> tuple[str, ...]:

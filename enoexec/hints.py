@@ -222,8 +222,8 @@ _BY_CAUSE = {
 
 
 def hint_of(event: pb.Event) -> Hint:
-    """The remediation hint for one event."""
-    return hint_for(
+    """The remediation hint for one event (in Kubernetes terms when it came from a pod)."""
+    hint = hint_for(
         cause=event.cause,
         image_ref=event.image.ref,
         host_platform=event.host.platform,
@@ -243,6 +243,11 @@ def hint_of(event: pb.Event) -> Hint:
         page_size=event.host.page_size,
         load_align=event.binary.load_align,
     )
+    if event.container.HasField("kubernetes"):
+        from enoexec import hints_kubernetes
+
+        return hints_kubernetes.for_pod(hint, event)
+    return hint
 
 
 def hint_json(hint: Hint) -> dict[str, Any]:

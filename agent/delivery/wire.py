@@ -18,6 +18,7 @@ from agent.model import (
     Event,
     HostFacts,
     ImageFacts,
+    KubernetesPod,
 )
 from enoexec.v1 import enoexec_pb2 as pb
 
@@ -46,6 +47,8 @@ def host_pb(h: HostFacts) -> pb.HostFacts:
         hostname=h.hostname,
         runnable_platforms=list(h.runnable_platforms),
         cpu_level=h.cpu_level,
+        engine=h.engine,
+        engine_version=h.engine_version,
     )
 
 
@@ -63,6 +66,14 @@ def container_pb(c: ContainerFacts) -> pb.ContainerFacts:
         entrypoint=list(c.entrypoint),
         cmd=list(c.cmd),
         removed=c.removed,
+        kubernetes=kubernetes_pb(c.kubernetes) if c.kubernetes is not None else None,
+    )
+
+
+def kubernetes_pb(k: KubernetesPod) -> pb.KubernetesPod:
+    return pb.KubernetesPod(
+        pod=k.pod, namespace=k.namespace, container=k.container, pod_uid=k.pod_uid,
+        restart_count=k.restart_count or 0, has_restart_count=k.restart_count is not None,
     )
 
 

@@ -84,6 +84,7 @@ class Diagnoser:
         host: Callable[[], HostFacts],
         *,
         images: ImageInspector | None = None,
+        binaries: BinaryReader | None = None,
         lookup_registry: bool = True,
         image_fallback: bool = True,
         cache_size: int = 512,
@@ -94,7 +95,7 @@ class Diagnoser:
         self._images = images or ImageInspector(api)
         self._lookup_registry = lookup_registry
         self._clock = clock
-        self.binaries = BinaryReader(api, image_fallback=image_fallback, cache_size=cache_size)
+        self.binaries = binaries or BinaryReader(api, image_fallback=image_fallback, cache_size=cache_size)
         # Inspect results of auto-removed containers, taken at create: their argv
         # once ``--rm`` has removed them.
         self._known: OrderedDict[str, dict[str, Any]] = OrderedDict()

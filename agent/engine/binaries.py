@@ -21,6 +21,7 @@ import requests.exceptions
 from agent.diagnosis import entrypoint
 from agent.engine.container_fs import ContainerFiles, FileHead
 from agent.engine.exits import HELPER_LABEL
+from agent.engine.file_reader import FileReader
 from agent.errors import ContainerGone, DockerUnavailable
 from agent.model import BinaryFacts
 from enoexec.judge import reading
@@ -39,7 +40,7 @@ def binary_facts(head: FileHead, requested: str, source: str) -> BinaryFacts:
 
 
 def inspect_binary(
-    files: ContainerFiles, argv0: str, path_env: str, workdir: str, source: str, named_path: str = "",
+    files: FileReader, argv0: str, path_env: str, workdir: str, source: str, named_path: str = "",
     *, deep: bool = False,
 ) -> BinaryFacts:
     """Find and sniff the entrypoint (``named_path`` when the runtime named it);
@@ -65,7 +66,7 @@ def inspect_binary(
     return facts
 
 
-def _deepen(files: ContainerFiles, facts: BinaryFacts) -> BinaryFacts:
+def _deepen(files: FileReader, facts: BinaryFacts) -> BinaryFacts:
     if reading.wants_tail(facts):
         whole = files.read(facts.path, tail=TAIL_BYTES)
         if not whole.error:

@@ -9,44 +9,17 @@ from __future__ import annotations
 
 import logging
 import tarfile
-from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
 import requests.exceptions
 
-from agent.diagnosis import entrypoint
+from agent.engine.file_reader import HEAD_BYTES, TAIL_MAX_FILE, Entry, FileHead, FileReader
 from agent.errors import ContainerGone, DockerUnavailable
-from enoexec.judge import reading
+
+__all__ = ["HEAD_BYTES", "TAIL_MAX_FILE", "ContainerFiles", "FileHead"]
 
 logger = logging.getLogger(__name__)
-
-HEAD_BYTES = 4096
-# The end of a file (where an ELF keeps its section headers and .ARM.attributes) is
-# read only when asked, and only from files up to this size: the archive endpoint
-# streams the whole file to get there.
-TAIL_MAX_FILE = reading.TAIL_MAX_FILE
-
-
-@dataclass(frozen=True)
-class FileHead:
-    """What was found at a path: its bytes, or why there are none."""
-
-    path: str  # the path finally read, after symlinks
-    data: bytes = b""
-    error: str = ""  # "" when data is valid
-    missing: bool = False
-    mode: int = 0  # permission bits of a regular file, FIFO or device
-    size: int = -1  # the file's size from its tar header; -1 unknown
-    tail: bytes = b""  # its last bytes, when asked for and the file is longer than the head
-    directory: bool = False
-
-    @property
-    def executable(self) -> bool:
-        """What Go's ``exec.LookPath`` (runc) accepts: any non-directory with an
-        execute bit (a FIFO or device too: runc then fails to execute it)."""
-        return not self.missing and not self.directory and bool(self.mode & 0o111)
-
 
 def _message(res: Any) -> str:
     """The engine's error message in a JSON error body, or ""."""
@@ -56,15 +29,15 @@ def _message(res: Any) -> str:
         return ""
 
 
-class ContainerFiles:
-    """Files of one container (running, stopped, or created and never started)."""
+class ContainerFiles(FileReader):
+    """Files of one container (running, stopped, or created and never started), through the Engine's archive endpoint."""
 
     def __init__(self, api: Any, container_id: str, *, head_bytes: int = HEAD_BYTES) -> None:
         self._api = api
         self._id = container_id
         self._head = head_bytes
 
-    def _entry(self, path: str, tail: int = 0) -> tuple[str, bytes | str, int, int, bytes]:
+    def _entry(self, path: str, tail: int = 0) -> Entry:
         """(kind, value, mode, size, tail): ("file", head, ...) / ("link", target, ...) /
         ("dir", "", ...) / ("missing", "", ...) / ("other", "", mode, ...)."""
         url = self._api._url("/containers/{0}/archive", self._id)
@@ -117,46 +90,3 @@ class ContainerFiles:
             return "error", f"unreadable archive for {path}: {e}", 0, -1, b""
         finally:
             res.close()
-
-    def read(self, path: str, *, max_links: int = entrypoint.MAX_SYMLINKS, tail: int = 0) -> FileHead:
-        """The head of ``path`` (and its last ``tail`` bytes), following symlinks
-        inside the container.
-
-        Raises ContainerGone if the container disappears meanwhile."""
-        current = path
-        for _ in range(max_links + 1):
-            kind, value, mode, size, end = self._entry(current, tail)
-            if kind == "file" and isinstance(value, bytes):
-                return FileHead(current, value, mode=mode, size=size, tail=end)
-            if kind == "link":
-                current = entrypoint.follow(current, str(value))
-                continue
-            if kind == "missing":
-                return FileHead(current, error=f"{current}: no such file", missing=True)
-            if kind == "dir":
-                return FileHead(current, error=f"{current} is a directory", directory=True)
-            if kind == "error":
-                return FileHead(current, error=str(value))
-            return FileHead(current, error=f"{current} is not a regular file", mode=mode)
-        return FileHead(current, error=f"{path}: too many levels of symbolic links (>{max_links})")
-
-    def find(self, argv0: str, path_env: str, workdir: str = "/") -> tuple[str, FileHead]:
-        """Look ``argv0`` up like the runtime does; returns (requested path, head).
-
-        A bare name is searched in ``PATH`` the way runc's ``exec.LookPath`` does:
-        directories, FIFOs, devices, files without an execute bit and symlink
-        loops are passed over. A name with a slash is taken as it is.
-        """
-        last = FileHead(argv0, error=f"{argv0}: empty entrypoint", missing=True)
-        found = entrypoint.candidates(argv0, path_env, workdir)
-        if "/" in argv0:
-            return (found[0], self.read(found[0])) if found else (argv0, last)
-        first: tuple[str, FileHead] | None = None
-        for candidate in found:
-            head = self.read(candidate)
-            if head.executable:
-                return candidate, head
-            if first is None and not head.missing:
-                first = (candidate, head)
-            last = head
-        return first or (argv0, last)

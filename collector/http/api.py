@@ -121,6 +121,8 @@ def host_json(h: Any) -> dict[str, Any]:
         "kernel": facts.get("kernel_release", ""),
         "kernel_machine": facts.get("kernel_machine", ""),
         "docker_version": facts.get("docker_version", ""),
+        "engine": facts.get("engine", "") or ("docker" if facts.get("docker_version") else ""),
+        "engine_version": facts.get("engine_version", "") or facts.get("docker_version", ""),
         "emulated_platforms": list(container_emulated(facts)),
         "runnable_platforms": facts.get("runnable_platforms", []),
         "can_run_32bit": bool(facts.get("can_run_32bit", False)),

@@ -127,6 +127,16 @@ class FleetCollector(Collector):
             backfilled.add_metric([host], n)
         yield backfilled
 
+        pods = CounterMetricFamily(
+            "enoexec_kubernetes_exits",
+            "Exits of Kubernetes pods' containers counted by this collector process, by pod namespace "
+            "(at most 100, the rest as _other) and cause.",
+            labels=["namespace", "cause"],
+        )
+        for (namespace, cause), n in sorted(self._stats.pod_exits_snapshot().items()):
+            pods.add_metric([namespace, cause], n)
+        yield pods
+
         hosts = overlay(self._store.hosts(facts=False), self._presence.local(), with_facts=False)
         yield from self._host_metrics(hosts)
 

@@ -133,6 +133,7 @@ def record(event: pb.Event) -> EventRecord:
         image_facts=image,
         backfilled=backfilled,
         failure=failure,
+        kube_namespace=event.container.kubernetes.namespace if event.container.HasField("kubernetes") else "",
     )
 
 

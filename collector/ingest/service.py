@@ -183,6 +183,9 @@ class CollectorService(pb_grpc.CollectorServicer):
         backfilled = sum(1 for r in good if r.backfilled and r.event_id in new)
         if backfilled:
             self._stats.backfill(host_id, backfilled)
+        for rec in good:
+            if rec.kube_namespace and rec.event_id in new and not rec.backfilled:
+                self._stats.pod_exit(rec.kube_namespace, rec.cause)
         self._stats.add(received=len(new), duplicate=len(good) - len(new), rejected=Counter(r.reason for r in bad))
         for r in bad:
             logger.warning("event rejected host_id=%s event_id=%s reason=%s", host_id, r.event_id, r.reason)

@@ -6,6 +6,9 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+MAX_NAMESPACES = 100
+OTHER_NAMESPACE = "_other"
+
 
 @dataclass
 class Stats:
@@ -16,6 +19,9 @@ class Stats:
     throttled_seconds: float = 0.0
     backfilled: Counter[str] = field(default_factory=Counter)  # per host, this process
     clamped: Counter[str] = field(default_factory=Counter)  # agents' self-reported numbers out of range, by field
+    # Counted exits of Kubernetes pods per (namespace, cause), this process; at most
+    # MAX_NAMESPACES namespaces, the rest folded into "_other" (no series per pod).
+    pod_exits: Counter[tuple[str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, *, received: int = 0, duplicate: int = 0, rejected: Counter[str] | None = None) -> None:
@@ -28,6 +34,17 @@ class Stats:
     def backfill(self, host: str, n: int) -> None:
         with self._lock:
             self.backfilled[host] += n
+
+    def pod_exit(self, namespace: str, cause: str) -> None:
+        with self._lock:
+            known = {ns for ns, _ in self.pod_exits}
+            if namespace not in known and len(known) >= MAX_NAMESPACES:
+                namespace = OTHER_NAMESPACE
+            self.pod_exits[(namespace, cause)] += 1
+
+    def pod_exits_snapshot(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self.pod_exits)
 
     def backfilled_snapshot(self) -> dict[str, int]:
         with self._lock:

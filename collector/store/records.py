@@ -34,6 +34,7 @@ class EventRecord:
     image_facts: bytes = field(repr=False)
     backfilled: bool = False  # an exit from before the agent started (stored, not alerted on)
     failure: str = "exec_format_error"  # or "start_failure": counted in enoexec_start_failures_total
+    kube_namespace: str = ""  # the pod's namespace when the exit came from a Kubernetes pod
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ class Emulator(_message.Message):
     def __init__(self, name: _Optional[str] = ..., platform: _Optional[str] = ..., interpreter: _Optional[str] = ..., flags: _Optional[str] = ..., enabled: _Optional[bool] = ...) -> None: ...
 
 class HostFacts(_message.Message):
-    __slots__ = ("host_id", "platform", "kernel_machine", "kernel_release", "docker_version", "docker_platform", "default_runtime", "runtime_version", "cpu_model", "page_size", "memory_bytes", "can_run_32bit", "emulators", "hostname", "runnable_platforms", "cpu_level")
+    __slots__ = ("host_id", "platform", "kernel_machine", "kernel_release", "docker_version", "docker_platform", "default_runtime", "runtime_version", "cpu_model", "page_size", "memory_bytes", "can_run_32bit", "emulators", "hostname", "runnable_platforms", "cpu_level", "engine", "engine_version")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
     KERNEL_MACHINE_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +173,8 @@ class HostFacts(_message.Message):
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     RUNNABLE_PLATFORMS_FIELD_NUMBER: _ClassVar[int]
     CPU_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_VERSION_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     platform: str
     kernel_machine: str
@@ -189,10 +191,12 @@ class HostFacts(_message.Message):
     hostname: str
     runnable_platforms: _containers.RepeatedScalarFieldContainer[str]
     cpu_level: str
-    def __init__(self, host_id: _Optional[str] = ..., platform: _Optional[str] = ..., kernel_machine: _Optional[str] = ..., kernel_release: _Optional[str] = ..., docker_version: _Optional[str] = ..., docker_platform: _Optional[str] = ..., default_runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., cpu_model: _Optional[str] = ..., page_size: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., can_run_32bit: _Optional[bool] = ..., emulators: _Optional[_Iterable[_Union[Emulator, _Mapping]]] = ..., hostname: _Optional[str] = ..., runnable_platforms: _Optional[_Iterable[str]] = ..., cpu_level: _Optional[str] = ...) -> None: ...
+    engine: str
+    engine_version: str
+    def __init__(self, host_id: _Optional[str] = ..., platform: _Optional[str] = ..., kernel_machine: _Optional[str] = ..., kernel_release: _Optional[str] = ..., docker_version: _Optional[str] = ..., docker_platform: _Optional[str] = ..., default_runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., cpu_model: _Optional[str] = ..., page_size: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., can_run_32bit: _Optional[bool] = ..., emulators: _Optional[_Iterable[_Union[Emulator, _Mapping]]] = ..., hostname: _Optional[str] = ..., runnable_platforms: _Optional[_Iterable[str]] = ..., cpu_level: _Optional[str] = ..., engine: _Optional[str] = ..., engine_version: _Optional[str] = ...) -> None: ...
 
 class ContainerFacts(_message.Message):
-    __slots__ = ("id", "name", "exit_code", "runtime_message", "finished_at", "entrypoint", "cmd", "removed")
+    __slots__ = ("id", "name", "exit_code", "runtime_message", "finished_at", "entrypoint", "cmd", "removed", "kubernetes")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +205,7 @@ class ContainerFacts(_message.Message):
     ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
     CMD_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
+    KUBERNETES_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     exit_code: int
@@ -209,7 +214,24 @@ class ContainerFacts(_message.Message):
     entrypoint: _containers.RepeatedScalarFieldContainer[str]
     cmd: _containers.RepeatedScalarFieldContainer[str]
     removed: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., exit_code: _Optional[int] = ..., runtime_message: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., cmd: _Optional[_Iterable[str]] = ..., removed: _Optional[bool] = ...) -> None: ...
+    kubernetes: KubernetesPod
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., exit_code: _Optional[int] = ..., runtime_message: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., cmd: _Optional[_Iterable[str]] = ..., removed: _Optional[bool] = ..., kubernetes: _Optional[_Union[KubernetesPod, _Mapping]] = ...) -> None: ...
+
+class KubernetesPod(_message.Message):
+    __slots__ = ("pod", "namespace", "container", "pod_uid", "restart_count", "has_restart_count")
+    POD_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    POD_UID_FIELD_NUMBER: _ClassVar[int]
+    RESTART_COUNT_FIELD_NUMBER: _ClassVar[int]
+    HAS_RESTART_COUNT_FIELD_NUMBER: _ClassVar[int]
+    pod: str
+    namespace: str
+    container: str
+    pod_uid: str
+    restart_count: int
+    has_restart_count: bool
+    def __init__(self, pod: _Optional[str] = ..., namespace: _Optional[str] = ..., container: _Optional[str] = ..., pod_uid: _Optional[str] = ..., restart_count: _Optional[int] = ..., has_restart_count: _Optional[bool] = ...) -> None: ...
 
 class ImageFacts(_message.Message):
     __slots__ = ("ref", "id", "declared_platform", "repo_digests", "available_platforms", "available_platforms_known")

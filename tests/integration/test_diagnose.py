@@ -23,9 +23,9 @@ import pytest
 from agent import render
 from agent.diagnosis import runtime_message
 from agent.diagnosis.diagnose import HELPER_LABEL, Diagnoser, Exit, Outcome, inspect_binary
+from agent.engine.connect import gather_facts
 from agent.engine.container_fs import ContainerFiles
 from agent.model import Event, HostFacts
-from agent.service import gather_facts
 from enoexec.judge import classify
 from tests import dockerd, images, procs
 from tests.images import File

@@ -27,9 +27,9 @@ import pytest
 
 from agent import render
 from agent.diagnosis.diagnose import Diagnoser, Exit
+from agent.engine.connect import gather_facts
 from agent.engine.images import ImageInspector
 from agent.model import Event, HostFacts
-from agent.service import gather_facts
 from tests import images
 from tests.images import File
 from tests.registry import local_registry, push_multiplatform_index

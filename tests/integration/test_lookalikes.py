@@ -22,9 +22,9 @@ import pytest
 from agent.delivery.wire import event_pb
 from agent.diagnosis import runtime_message
 from agent.diagnosis.diagnose import Diagnoser, Exit
+from agent.engine.connect import gather_facts
 from agent.host import hostfacts
 from agent.model import Event, HostFacts
-from agent.service import gather_facts
 from enoexec import causes
 from enoexec.hints import hint_of
 from tests import elfs, images, procs
