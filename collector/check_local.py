@@ -22,6 +22,7 @@ from collector.http import check_view
 from enoexec import platforms
 from enoexec.facts import HostFacts
 
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".oci")  # a missing file, not a registry repository named "x.tar"
 Fetch = Callable[[str, list[tuple[str, str]]], dict[str, Any]]  # (path, params) -> JSON from the collector
 
 
@@ -60,7 +61,13 @@ def targets(values: Sequence[str]) -> list[HostFacts]:
 def read(image: str, *, check_registries: str | None, max_bytes: int, timeout: float) -> imagecheck.ImageRead:
     path = Path(image)
     if path.is_file():
-        return asyncio.run(read_archive(path))
+        return asyncio.run(read_archive(path, max_bytes=max_bytes, timeout=timeout))
+    if path.is_dir():
+        raise ConfigError(f"{image} is a directory: give an archive file (docker save -o FILE IMAGE), or an image reference")
+    if image.startswith(("/", "./", "../")):
+        raise ConfigError(f"{image}: no such archive file")
+    if image.endswith(ARCHIVE_SUFFIXES):
+        raise ConfigError(f"{image}: no such archive file (for a registry image of that name, give its tag: {image}:latest)")
     try:
         ref = parse_reference(image)
     except InvalidReference as e:

@@ -6,7 +6,9 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,58 @@ async def test_not_an_archive(tmp_path: Path) -> None:
     path.write_bytes(b"hello")
     with pytest.raises(ConfigError, match="not a readable image archive"):
         await read_archive(path)
+
+
+def _save(tmp_path: Path, members: dict[str, bytes]) -> Path:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in members.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tar.addfile(ti, io.BytesIO(data))
+    path = tmp_path / "hostile.tar"
+    path.write_bytes(out.getvalue())
+    return path
+
+
+CONFIG = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Entrypoint": ["/app"]}}).encode()
+
+
+@pytest.mark.parametrize("members, says", [
+    ({"manifest.json": b'{"a": 1}'}, "manifest.json is not a JSON list"),
+    ({"manifest.json": b'"x"'}, "manifest.json is not a JSON list"),
+    ({"manifest.json": b'["x"]'}, "a manifest.json entry is not a JSON object"),
+    ({"manifest.json": b'[{"Layers": []}]'}, "a manifest.json entry's Config is not a name"),
+    ({"manifest.json": b'[{"Config": "c.json", "Layers": ["nope.tar"]}]', "c.json": CONFIG}, "the archive has no nope.tar"),
+    ({"manifest.json": b'[{"Config": "c.json", "Layers": "l.tar"}]', "c.json": CONFIG}, "Layers is not a JSON list"),
+    ({"manifest.json": b'[{"Config": "c.json"}]', "c.json": b"[1]"}, "c.json is not a JSON object"),
+    ({"manifest.json": b'[{"Config": "c.json"}]', "c.json": b"{nope"}, "c.json is not JSON"),
+    ({"manifest.json": b'[{"Config": "../../../etc/passwd"}]'}, "the archive has no ../../../etc/passwd"),
+    ({"index.json": b"[]"}, "index.json is not a JSON object"),
+    ({"index.json": b'{"manifests": [{}]}'}, "an index entry's digest is not a name"),
+    ({"index.json": b'{"manifests": [{"digest": "sha256:aa"}]}', "blobs/sha256/aa": b'{"config": {}}'}, "a manifest's config's digest is not a name"),
+    ({"index.json": b'{"manifests": [{"digest": "sha256:aa"}]}', "blobs/sha256/aa": b'{"config": {"digest": "sha256:bb"}, "layers": [7]}',
+      "blobs/sha256/bb": CONFIG}, "a layer is not a JSON object"),
+])
+async def test_a_malformed_archive_is_one_config_error(tmp_path: Path, members: dict[str, bytes], says: str) -> None:
+    """Each of these raised KeyError/TypeError/AttributeError (a traceback from `check FILE`)."""
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        await read_archive(_save(tmp_path, members))
+
+
+async def test_a_config_of_any_shape_names_no_command(tmp_path: Path) -> None:
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": [1]}).encode()
+    path = _save(tmp_path, {"manifest.json": b'[{"Config": "c.json", "Layers": []}]', "c.json": config})
+    (p,) = (await read_archive(path)).platforms
+    assert p.argv == () and p.entry.not_found
+
+
+async def test_the_timeout_stops_a_gzip_bomb_in_an_archive(tmp_path: Path) -> None:
+    """The archive's layer reads yield to the event loop, so --timeout can stop them (it never could)."""
+    hdr = tarfile.TarInfo("filler")
+    hdr.size = 512 * 1024 * 1024
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = c.compress(hdr.tobuf()) + b"".join(c.compress(b"\0" * (1 << 20)) for _ in range(512)) + c.flush()
+    path = _save(tmp_path, {"manifest.json": b'[{"Config": "c.json", "Layers": ["l.tar"]}]', "c.json": CONFIG, "l.tar": bomb})
+    (p,) = (await read_archive(path, timeout=1e-6)).platforms
+    assert p.entry.binary.kind == "unreadable" and "did not arrive within 1e-06s" in p.entry.binary.error

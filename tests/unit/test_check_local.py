@@ -49,3 +49,37 @@ def test_bad_inputs_are_usage_errors(demo: Path, tmp_path: Path, capsys: pytest.
     assert cli.main(["check", str(demo), "--facts", str(tmp_path / "none.json")], env={}) == 2
     assert cli.main(["check", str(demo), "--target", "linux/amd64", "--platform", "linux/amd64"], env={}) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--max-bytes", "-5"], "argument --max-bytes: expected a number above 0, got -5"),
+    (["--max-bytes", "0"], "argument --max-bytes: expected a number above 0, got 0"),
+    (["--max-bytes", "lots"], "argument --max-bytes: expected a whole number"),
+    (["--timeout", "-1"], "argument --timeout: expected a number above 0"),
+    (["--timeout", "nan"], "argument --timeout: expected a number above 0"),
+])
+def test_limits_must_be_above_zero(demo: Path, capsys: pytest.CaptureFixture[str], flags: list[str], says: str) -> None:
+    assert cli.main(["check", str(demo), "--target", "linux/amd64", *flags], env={}) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"enoexec-collector: error: {says}") and err.count("\n") == 1
+
+
+def test_limits_hold_for_an_archive(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-bytes bounds a local archive's read as it bounds a registry's (it was ignored for archives)."""
+    code, doc = run(capsys, str(demo), "--target", "linux/amd64", "--max-bytes", "100")
+    (entry,) = doc["entrypoints"]
+    assert entry["kind"] == "unreadable" and "the limit is 100" in entry["error"]
+    assert doc["hosts"][0]["status"] == "unknown" and code == 0
+    assert run(capsys, str(demo), "--target", "linux/amd64", "--strict", "--max-bytes", "100")[0] == 1
+
+
+@pytest.mark.parametrize("name, says", [
+    ("missing.tar", "missing.tar: no such archive file (for a registry image of that name, give its tag: missing.tar:latest)"),
+    ("./missing", "./missing: no such archive file"),
+    ("{tmp}", "{tmp} is a directory: give an archive file (docker save -o FILE IMAGE), or an image reference"),
+])
+def test_an_archive_that_is_not_there(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, says: str) -> None:
+    """Not a registry look-up (exit 3, 'could not reach the registry for missing.tar'): a usage error naming the file."""
+    name, says = name.replace("{tmp}", str(tmp_path)), says.replace("{tmp}", str(tmp_path))
+    assert cli.main(["check", name, "--target", "linux/amd64"], env={}) == 2
+    assert capsys.readouterr().err == f"enoexec-collector: error: {says}\n"
