@@ -46,6 +46,8 @@ def entry_of(binary: BinaryFacts) -> runs.Entrypoint:
         if binary.shebang:  # the reader followed the #! line to an interpreter that is not there
             return runs.Entrypoint(binary, missing=binary.path, missing_kind=runs.MISSING_INTERPRETER)
         return runs.Entrypoint(binary, not_found=True)
+    if binary.kind == "elf" and binary.missing and binary.missing == binary.interpreter:  # a deep read: no loader
+        return runs.Entrypoint(binary, missing=binary.missing, missing_kind=runs.MISSING_LOADER)
     return runs.Entrypoint(binary)
 
 

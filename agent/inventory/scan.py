@@ -84,7 +84,9 @@ class Inventory:
             return None  # nothing to run until `docker run` names a command
         self.reads += 1
         try:
-            binary = self._reader.read(image_id, argv, container_id=None, path_env=path_env, workdir=workdir)
+            # deep: also read the ELF's program loader (PT_INTERP), as check does, so a musl binary
+            # in a glibc image is found before it runs; one more small read per image id.
+            binary = self._reader.read(image_id, argv, container_id=None, path_env=path_env, workdir=workdir, deep=True)
         except (docker.errors.DockerException, requests.exceptions.RequestException, DockerUnavailable) as e:
             logger.debug("inventory read failed image=%s error=%s", image_id[:19], e)
             return None

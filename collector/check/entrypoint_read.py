@@ -78,16 +78,21 @@ async def read_entrypoint(rootfs: Rootfs, config: dict[str, Any]) -> tuple[tuple
     binary = facts(found, requested)
     if found.missing:
         return argv, Entrypoint(binary, not_found=True)
+    head = found.head
     for _ in range(MAX_INTERPRETER_DEPTH):
         if binary.kind != "script":
             break
-        interp = (binary.shebang.strip().split() or [""])[0]
+        # As the kernel reads the #! line: a CR before the newline is part of the path ("/bin/sh\r").
+        interp, cr_arg = sniff.kernel_interpreter(head), sniff.sniff(head).shebang_cr_arg
         if not interp.startswith("/"):
             break
         inner_found = await rootfs.read(interp)
         if inner_found.missing:
             return argv, Entrypoint(binary, missing=interp, missing_kind=MISSING_INTERPRETER)
         binary = replace(facts(inner_found, interp), shebang=binary.shebang, requested_path=requested)
+        if cr_arg:  # "#!/usr/bin/env python3\r": env looks for "python3\r"
+            return argv, Entrypoint(binary, missing=cr_arg, missing_kind=MISSING_INTERPRETER)
+        head = inner_found.head
     if binary.kind == "elf" and binary.interpreter.startswith("/"):
         loader = await rootfs.read(binary.interpreter)
         if loader.missing:

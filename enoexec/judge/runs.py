@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from enoexec import hints
-from enoexec.causes import MISSING_INTERPRETER, MISSING_LOADER
+from enoexec.causes import CRLF_SHEBANG, MISSING_INTERPRETER, MISSING_LOADER
 from enoexec.facts import BinaryFacts, HostFacts, ImageFacts
 from enoexec.judge import classify as classifier
 
@@ -55,6 +55,8 @@ def judge(entry: Entrypoint, host: HostFacts, image: ImageFacts) -> Verdict:
     if entry.not_found:
         return _fails(NOT_FOUND, binary.error or f"{binary.requested_path or 'the entrypoint'} does not exist in the image",
                       "Fix the image's ENTRYPOINT/CMD or the file's path (and its execute bit).")
+    if entry.missing and entry.missing_kind == MISSING_INTERPRETER and entry.missing.endswith("\r"):
+        return _crlf(entry, host, image)
     if entry.missing:
         what = "interpreter" if entry.missing_kind == MISSING_INTERPRETER else "program loader"
         needs = binary.requested_path or binary.path
@@ -81,6 +83,16 @@ def judge(entry: Entrypoint, host: HostFacts, image: ImageFacts) -> Verdict:
         shebang=binary.shebang,
     )
     return Verdict(FAILS, cause, _binary_said(diagnosis.explanation, binary), hint.id, hint.title, tuple(hint.commands))
+
+
+def _crlf(entry: Entrypoint, host: HostFacts, image: ImageFacts) -> Verdict:
+    """A #! line saved with Windows line endings: the interpreter's name ends in a CR."""
+    script, wanted = entry.binary.requested_path or entry.binary.path, entry.missing.rstrip("\r")
+    hint = hints.hint_for(cause=CRLF_SHEBANG, image_ref=image.ref, host_platform=host.platform, binary_path=script,
+                          missing=wanted)
+    explanation = (f"the #! line of {script} ends in a carriage return (Windows line endings): the kernel looks for "
+                   f"{wanted}\\r, which does not exist")
+    return Verdict(FAILS, CRLF_SHEBANG, explanation, hint.id, hint.title, tuple(hint.commands))
 
 
 def _binary_said(explanation: str, binary: BinaryFacts) -> str:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests import images, procs
+from tests import elfs, images, procs
 from tests.images import File
 
 AMD64_EXIT = bytes.fromhex(
@@ -66,6 +66,14 @@ def test_agent_reports_unrunnable_images_before_they_run_and_forgets_removed_one
     script = dock.load("script", [File("/entry.sh", b"#!/bin/bash\necho hi\n")], architecture="amd64", entrypoint=["/entry.sh"])
     procs.wait_for(lambda: findings(col, script), timeout=60, what="the loaded script image in /api/v1/images")
     assert findings(col, script)[0]["cause"] == "missing_interpreter"
+    # Look-alikes check names, and the inventory named wrongly or not at all: a #! line with
+    # Windows line endings (was missing_interpreter "/bin/sh\r"), a musl binary without its loader (was unreported).
+    crlf = dock.load("crlf", [File("/bin/sh", AMD64_EXIT), File("/entry.sh", b"#!/bin/sh\r\necho hi\r\n")],
+                     architecture="amd64", entrypoint=["/entry.sh"])
+    musl = dock.load("musl", [File("/app", elfs.program(0, interp="/lib/ld-musl-x86_64.so.1"))], architecture="amd64", entrypoint=["/app"])
+    procs.wait_for(lambda: findings(col, crlf) and findings(col, musl), timeout=60, what="the look-alike images in /api/v1/images")
+    assert (findings(col, crlf)[0]["cause"], findings(col, crlf)[0]["hint"]) == ("crlf_shebang", "strip_crlf"), findings(col, crlf)
+    assert findings(col, musl)[0]["cause"] == "missing_loader", findings(col, musl)
 
     # Removed from the host: it leaves the report, and the gauge.
     dock.api.remove_image(demo, force=True)

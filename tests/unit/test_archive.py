@@ -132,3 +132,19 @@ async def test_the_timeout_stops_a_gzip_bomb_in_an_archive(tmp_path: Path) -> No
     path = _save(tmp_path, {"manifest.json": b'[{"Config": "c.json", "Layers": ["l.tar"]}]', "c.json": CONFIG, "l.tar": bomb})
     (p,) = (await read_archive(path, timeout=1e-6)).platforms
     assert p.entry.binary.kind == "unreadable" and "did not arrive within 1e-06s" in p.entry.binary.error
+
+
+@pytest.mark.parametrize("script, cause", [
+    (b"#!/bin/sh\r\necho hi\r\n", "crlf_shebang"),  # the kernel looks for "/bin/sh\r"
+    (b"#!/usr/bin/env sh\r\necho hi\r\n", "crlf_shebang"),  # env looks for "sh\r"
+    (b"#!/bin/sh\necho hi\n", ""),
+])
+async def test_a_script_saved_with_windows_line_endings_fails(tmp_path: Path, script: bytes, cause: str) -> None:
+    """check passed a CRLF script as runnable: it followed "/bin/sh" where the kernel looks for "/bin/sh\\r"."""
+    path = tmp_path / "crlf.tar"
+    path.write_bytes(archive("crlf:1", [File("/bin/sh", elf(EM_X86_64)), File("/usr/bin/env", elf(EM_X86_64)), File("/app", script)],
+                             architecture="amd64", entrypoint=["/app"]))
+    (a,) = imagecheck.answer(await read_archive(path), [imagecheck.target_host("linux/amd64")])
+    assert (a.status, a.verdict.cause) == ((runs.FAILS, cause) if cause else (runs.RUNS, ""))
+    if cause:
+        assert a.verdict.hint_id == "strip_crlf" and "the #! line of /app ends in a carriage return" in a.verdict.explanation
