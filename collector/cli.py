@@ -270,7 +270,12 @@ def check_table(doc: Mapping[str, Any]) -> str:
     if not hosts:
         lines.append("no hosts known to the collector yet: nothing was checked (is --url the right collector?)")
     else:
-        lines.append(f"{bad} host(s) could not run it, of {len(hosts)} known" if bad else f"every known host can run it ({len(hosts)})")
+        if bad:
+            lines.append(f"{bad} host(s) could not run it, of {len(hosts)} known")
+        elif unknown:  # not "every known host can run it": some could not be judged
+            lines.append(f"{len(hosts) - unknown} of {len(hosts)} known host(s) can run it")
+        else:
+            lines.append(f"every known host can run it ({len(hosts)})")
         if unknown:
             lines.append(f"{unknown} host(s) unknown: the entrypoint could not be judged (see above)")
     return text.printable("\n".join(lines) + "\n")

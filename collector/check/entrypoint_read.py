@@ -141,7 +141,8 @@ async def read_platform(
         async with asyncio.timeout(timeout):
             argv, entry = await read_entrypoint(rootfs, image.config)
     except TimeoutError:
-        entry = _unreadable(argv, f"the layers did not arrive within {timeout:g}s ({budget.read} bytes read)")
+        entry = _unreadable(argv, f"the layers did not arrive within {timeout:.0f}s ({budget.read} bytes read)"
+                            if timeout >= 1 else f"the layers did not arrive within {timeout:.2g}s ({budget.read} bytes read)")
     except RegistryRefused:
         raise
     except (RootfsError, TarWalkError, RegistryError) as e:

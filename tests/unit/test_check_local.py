@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,27 @@ def test_an_archive_that_is_not_there(tmp_path: Path, capsys: pytest.CaptureFixt
     name, says = name.replace("{tmp}", str(tmp_path)), says.replace("{tmp}", str(tmp_path))
     assert cli.main(["check", name, "--target", "linux/amd64"], env={}) == 2
     assert capsys.readouterr().err == f"enoexec-collector: error: {says}\n"
+
+
+def test_a_truncated_layer_is_unknown_not_a_missing_entrypoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A layer blob that ends inside /app's data (a declared size far past the end) was read as
+    "/app: no such file": `fails: entrypoint_not_found`. It is a damaged archive: unknown, saying so;
+    and the summary no longer says every host can run what none could be judged on."""
+    head = tarfile.TarInfo("app")
+    head.size = 8**11 - 1
+    layer = head.tobuf() + b"\x7fELF"
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Entrypoint": ["/app"]}}).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in (("c.json", config), ("l.tar", layer), ("manifest.json", b'[{"Config": "c.json", "Layers": ["l.tar"]}]')):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tar.addfile(ti, io.BytesIO(data))
+    path = tmp_path / "cut.tar"
+    path.write_bytes(out.getvalue())
+    code, doc = run(capsys, str(path), "--target", "linux/amd64")
+    (host,) = doc["hosts"]
+    assert code == 0 and host["status"] == "unknown" and "l.tar is truncated" in host["detail"], host
+    assert cli.main(["check", str(path), "--target", "linux/amd64"], env={}) == 0
+    text = capsys.readouterr().out
+    assert "every known host can run it" not in text and "0 of 1 known host(s) can run it" in text, text
