@@ -148,3 +148,12 @@ async def test_a_script_saved_with_windows_line_endings_fails(tmp_path: Path, sc
     assert (a.status, a.verdict.cause) == ((runs.FAILS, cause) if cause else (runs.RUNS, ""))
     if cause:
         assert a.verdict.hint_id == "strip_crlf" and "the #! line of /app ends in a carriage return" in a.verdict.explanation
+
+
+async def test_the_hint_names_the_saved_image_not_the_archive_file(tmp_path: Path) -> None:
+    """The fix said `docker buildx build ... -t demo.tar --push .` (the file's path as an image name)."""
+    path = tmp_path / "demo.tar"
+    path.write_bytes(archive("enoexec-demo/arm64:latest", [File("/app", elf(EM_AARCH64))], architecture="arm64", entrypoint=["/app"]))
+    (a,) = imagecheck.answer(await read_archive(path), [imagecheck.target_host("linux/amd64")])
+    assert a.verdict.commands and all("demo.tar" not in c for c in a.verdict.commands), a.verdict.commands
+    assert any("-t enoexec-demo/arm64:latest" in c for c in a.verdict.commands), a.verdict.commands
