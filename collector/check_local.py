@@ -22,6 +22,7 @@ from collector.http import check_view
 from enoexec import platforms
 from enoexec.facts import HostFacts
 
+MAX_FACTS_BYTES = 16 * 1024 * 1024  # a fleet's facts are a few KiB per host; /dev/zero is not
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".oci")  # a missing file, not a registry repository named "x.tar"
 Fetch = Callable[[str, list[tuple[str, str]]], dict[str, Any]]  # (path, params) -> JSON from the collector
 
@@ -30,7 +31,11 @@ def facts_file(path: str) -> list[HostFacts]:
     """Hosts from ``enoexec-agent facts --json`` output (one host, or a list of them) or a
     saved ``/api/v1/hosts`` page."""
     try:
-        doc = json.loads(Path(path).read_text())
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FACTS_BYTES + 1)
+        if len(raw) > MAX_FACTS_BYTES:
+            raise ValueError(f"larger than {MAX_FACTS_BYTES} bytes: not host facts")
+        doc = json.loads(raw)
     except (OSError, ValueError) as e:
         raise ConfigError(f"--facts {path}: {getattr(e, 'strerror', None) or e}") from None
     items = doc.get("hosts") if isinstance(doc, dict) and "hosts" in doc else doc
@@ -62,6 +67,8 @@ def read(image: str, *, check_registries: str | None, max_bytes: int, timeout: f
     path = Path(image)
     if path.is_file():
         return asyncio.run(read_archive(path, max_bytes=max_bytes, timeout=timeout))
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{image} is not a regular file: give an archive file (docker save -o FILE IMAGE)")
     if path.is_dir():
         raise ConfigError(f"{image} is a directory: give an archive file (docker save -o FILE IMAGE), or an image reference")
     if image.startswith(("/", "./", "../")):

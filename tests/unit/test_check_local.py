@@ -109,3 +109,11 @@ def test_a_truncated_layer_is_unknown_not_a_missing_entrypoint(tmp_path: Path, c
     assert cli.main(["check", str(path), "--target", "linux/amd64"], env={}) == 0
     text = capsys.readouterr().out
     assert "every known host can run it" not in text and "0 of 1 known host(s) can run it" in text, text
+
+
+def test_not_a_regular_file_and_endless_facts(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """/dev/null was "no such archive file"; --facts /dev/zero read until memory ran out (a MemoryError traceback)."""
+    assert cli.main(["check", "/dev/null", "--target", "linux/amd64"], env={}) == 2
+    assert capsys.readouterr().err == "enoexec-collector: error: /dev/null is not a regular file: give an archive file (docker save -o FILE IMAGE)\n"
+    assert cli.main(["check", str(demo), "--facts", "/dev/zero"], env={}) == 2
+    assert capsys.readouterr().err == "enoexec-collector: error: --facts /dev/zero: larger than 16777216 bytes: not host facts\n"
