@@ -13,12 +13,14 @@ import json
 import struct
 import tarfile
 import zlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.check.archive import read_archive
+from collector.check.entrypoint_read import PlatformImage, read_platform
 from collector.check.tarwalk import LayerWalk, TarWalkError
 from collector.errors import ConfigError
 from enoexec.judge import elf_facts, sniff
@@ -179,3 +181,51 @@ def test_archive_reader_raises_only_config_error(tmp_path: Path, manifest: objec
         asyncio.run(read_archive(path))
     except ConfigError as e:
         assert "\n" not in str(e)
+
+
+# Stacked layers of files, directories, symlinks (absolute, relative, climbing above /, looping),
+# hardlinks and whiteouts over a few names: finding any path or command ends, and says "no such
+# file", a loop, or the file, never anything but RootfsError/TarWalkError.
+NAMES = ["/app", "/bin", "/bin/sh", "/usr/bin/env", "/a", "/a/b", "/.wh.app", "/bin/.wh..wh..opq"]
+TARGETS = ["/app", "app", "../../../../app", "/a/b", "b", ".", "..", "/", "/bin/sh", "/a", "/nowhere", "a/../a"]
+
+
+@st.composite
+def stacked_layers(draw: st.DrawFn) -> list[bytes]:
+    out = []
+    for _ in range(draw(st.integers(1, 3))):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name in draw(st.lists(st.sampled_from(NAMES), max_size=6)):
+                ti = tarfile.TarInfo(name.lstrip("/"))
+                kind = draw(st.sampled_from(["file", "dir", "symlink", "hardlink"]))
+                if kind == "file":
+                    data = draw(st.sampled_from([b"", b"#!/bin/sh\r\n", b"#!/a/b\n", b"\x7fELF\x02\x01\x01", b"\0" * 64]))
+                    ti.size, ti.mode = len(data), draw(st.sampled_from([0o755, 0o644]))
+                    tar.addfile(ti, io.BytesIO(data))
+                    continue
+                if kind == "dir":
+                    ti.type = tarfile.DIRTYPE
+                else:
+                    ti.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+                    ti.linkname = draw(st.sampled_from(TARGETS))
+                tar.addfile(ti)
+        raw = buf.getvalue()
+        out.append(zlib.compress(raw, wbits=31) if draw(st.booleans()) else raw)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(stacked_layers(), st.sampled_from(["/app", "app", "sh", "env", "/a/b", "", "../../app"]))
+def test_finding_a_command_in_hostile_layers_ends(layers: list[bytes], argv0: str) -> None:
+    def opener(blob: bytes) -> Callable[[], AsyncIterator[bytes]]:
+        async def stream() -> AsyncIterator[bytes]:
+            for i in range(0, len(blob), 100):
+                yield blob[i : i + 100]
+        return stream
+
+    config = {"config": {"Entrypoint": [argv0] if argv0 else [], "Env": ["PATH=/bin:/usr/bin:/a"]}}
+    image = PlatformImage("linux/amd64", "sha256:x", config, tuple((f"l{i}", len(b), opener(b)) for i, b in enumerate(layers)))
+    read = asyncio.run(read_platform(image, max_bytes=1 << 20, timeout=60))
+    binary = read.entry.binary
+    assert binary.kind != "unreadable" or binary.error, read  # an unreadable answer says why
