@@ -19,6 +19,7 @@ from enoexec import platforms
 
 CHUNK = 64 * 1024
 _MAX_JSON = 4 * 1024 * 1024
+MAX_MANIFESTS = 1024  # index entries read in all: an image has a few dozen platforms and attestations
 
 
 class Archive:
@@ -132,7 +133,7 @@ def images(archive: Archive) -> list[PlatformImage]:
             out.append(PlatformImage(_platform(config), digest, config, layers))
         return out
     if "index.json" in archive.members:
-        return _oci(archive, _obj(archive, archive.json("index.json"), "index.json"), depth=0)
+        return _oci(archive, _obj(archive, archive.json("index.json"), "index.json"), depth=0, seen=[0])
     raise ConfigError(f"{archive.path}: neither manifest.json (docker save) nor index.json (OCI layout) is in it")
 
 
@@ -140,13 +141,16 @@ def _digest(archive: Archive, descriptor: Any, what: str) -> str:
     return _str(archive, _obj(archive, descriptor, what).get("digest"), f"{what}'s digest")
 
 
-def _oci(archive: Archive, index: dict[str, Any], depth: int) -> list[PlatformImage]:
+def _oci(archive: Archive, index: dict[str, Any], depth: int, seen: list[int]) -> list[PlatformImage]:
     out: list[PlatformImage] = []
     for entry in _list(archive, index.get("manifests"), "an index's manifests"):
         digest = _digest(archive, entry, "an index entry")
+        seen[0] += 1  # indexes naming each other fan out: N entries at 3 levels are N**3 reads
+        if seen[0] > MAX_MANIFESTS:
+            raise _bad(archive, f"its indexes name more than {MAX_MANIFESTS} manifests")
         doc = _obj(archive, archive.json(archive.blob(digest)), digest)
         if "manifests" in doc and depth < 2:
-            out += _oci(archive, doc, depth + 1)
+            out += _oci(archive, doc, depth + 1, seen)
             continue
         if "config" not in doc:
             continue

@@ -157,3 +157,11 @@ async def test_the_hint_names_the_saved_image_not_the_archive_file(tmp_path: Pat
     (a,) = imagecheck.answer(await read_archive(path), [imagecheck.target_host("linux/amd64")])
     assert a.verdict.commands and all("demo.tar" not in c for c in a.verdict.commands), a.verdict.commands
     assert any("-t enoexec-demo/arm64:latest" in c for c in a.verdict.commands), a.verdict.commands
+
+
+async def test_indexes_that_fan_out_are_refused_not_read_n_cubed_times(tmp_path: Path) -> None:
+    """An index of 200 entries naming itself, nested 3 deep, made 8 million JSON reads (hours, no timeout applies)."""
+    entries = json.dumps({"manifests": [{"digest": "sha256:aa"}] * 200}).encode()
+    path = _save(tmp_path, {"index.json": entries, "blobs/sha256/aa": entries})
+    with pytest.raises(ConfigError, match="its indexes name more than 1024 manifests"):
+        await read_archive(path)
