@@ -122,7 +122,10 @@ def images(archive: Archive) -> list[PlatformImage]:
     """Every image the archive holds, one per platform (``docker save`` of several tags: each)."""
     if "manifest.json" in archive.members:
         out = []
-        for item in _list(archive, archive.json("manifest.json"), "manifest.json"):
+        items = _list(archive, archive.json("manifest.json"), "manifest.json")
+        if len(items) > MAX_MANIFESTS:
+            raise _bad(archive, f"manifest.json names more than {MAX_MANIFESTS} images")
+        for item in items:
             item = _obj(archive, item, "a manifest.json entry")
             config_name = _str(archive, item.get("Config"), "a manifest.json entry's Config")
             config_bytes = archive.read(config_name)
@@ -171,9 +174,12 @@ def _oci(archive: Archive, index: dict[str, Any], depth: int, seen: list[int]) -
 async def read_archive(
     path: Path, *, cache: EntrypointCache | None = None, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = DEFAULT_TIMEOUT,
 ) -> ImageRead:
-    """Every platform's entrypoint in the archive at ``path``, each within ``max_bytes`` and ``timeout``."""
+    """Every platform's entrypoint in the archive at ``path``: each within ``max_bytes``, all within ``timeout``."""
     started = time.monotonic()
     archive = Archive(path)
     found = images(archive)
-    reads = tuple([await read_platform(image, cache=cache, max_bytes=max_bytes, timeout=timeout) for image in found])
-    return ImageRead(str(path), "", reads, "archive", time.monotonic() - started, tuple(names(archive)))
+    reads = []
+    for image in found:  # the whole archive shares one time limit, as a registry's platforms do
+        left = timeout - (time.monotonic() - started)
+        reads.append(await read_platform(image, cache=cache, max_bytes=max_bytes, timeout=max(left, 1e-3)))
+    return ImageRead(str(path), "", tuple(reads), "archive", time.monotonic() - started, tuple(names(archive)))
