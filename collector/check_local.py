@@ -50,6 +50,8 @@ def facts_file(path: str) -> list[HostFacts]:
             raise ConfigError(f"--facts {path}: a host without a known platform ({facts.get('platform')!r})")
         host_id = str(facts.get("host_id") or item.get("host_id") or platform)
         out.append(imagecheck.host_facts(host_id, platform, facts))
+    if not out:  # not "ask the collector instead": a gate given no hosts must not judge against others
+        raise ConfigError(f"--facts {path}: names no hosts (enoexec-agent facts --json of each host, in a list)")
     return out
 
 

@@ -117,3 +117,12 @@ def test_not_a_regular_file_and_endless_facts(demo: Path, capsys: pytest.Capture
     assert capsys.readouterr().err == "enoexec-collector: error: /dev/null is not a regular file: give an archive file (docker save -o FILE IMAGE)\n"
     assert cli.main(["check", str(demo), "--facts", "/dev/zero"], env={}) == 2
     assert capsys.readouterr().err == "enoexec-collector: error: --facts /dev/zero: larger than 16777216 bytes: not host facts\n"
+
+
+@pytest.mark.parametrize("doc", ["[]", '{"hosts": []}'])
+def test_a_facts_file_of_no_hosts_is_a_usage_error(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], doc: str) -> None:
+    """It fell back to the collector at --url: the gate judged against some other fleet, or exited 3."""
+    path = tmp_path / "fleet.json"
+    path.write_text(doc)
+    assert cli.main(["check", str(demo), "--facts", str(path)], env={}) == 2
+    assert capsys.readouterr().err == f"enoexec-collector: error: --facts {path}: names no hosts (enoexec-agent facts --json of each host, in a list)\n"
