@@ -23,7 +23,9 @@ from collector.check.archive import read_archive
 from collector.check.entrypoint_read import PlatformImage, read_platform
 from collector.check.tarwalk import LayerWalk, TarWalkError
 from collector.errors import ConfigError
-from enoexec.judge import elf_facts, sniff
+from enoexec.causes import CAUSES
+from enoexec.facts import BinaryFacts, Emulator, HostFacts, ImageFacts
+from enoexec.judge import classify, elf_facts, lookalike, runs, sniff
 
 U16, U32, U64 = st.integers(0, 2**16 - 1), st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1)
 # Offsets and counts that point inside, at the edge of, and far past a small file.
@@ -229,3 +231,45 @@ def test_finding_a_command_in_hostile_layers_ends(layers: list[bytes], argv0: st
     read = asyncio.run(read_platform(image, max_bytes=1 << 20, timeout=60))
     binary = read.entry.binary
     assert binary.kind != "unreadable" or binary.error, read  # an unreadable answer says why
+
+
+# The judges over whatever facts a hostile image and a strange host give: a verdict, never an exception.
+PLATFORMS = ["", "linux/amd64", "linux/arm64", "linux/arm/v6", "linux/arm/v7", "linux/386", "linux/riscv64", "windows/amd64",
+             "linux/arm", "bogus", "linux/arm64/v8"]
+PATHS = ["", "/app", "/bin/sh\r", "python3\r", "/lib/ld-musl-x86_64.so.1", "/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-armhf.so.3",
+         "\x1b[2J", "../../x", "/" + "a" * 300]
+binaries = st.builds(
+    BinaryFacts, st.sampled_from(PATHS), st.sampled_from([k.value for k in sniff.Kind] + ["unreadable"]),
+    platform=st.sampled_from(PLATFORMS), shebang=st.sampled_from(PATHS), interpreter=st.sampled_from(PATHS),
+    error=st.sampled_from(["", "x: no such file", "the layers did not arrive within 3s"]), truncated=st.booleans(),
+    variant_guessed=st.booleans(), size=st.sampled_from([-1, 0, 52, 4096, 2**40]), missing=st.sampled_from(PATHS),
+    libc=st.sampled_from(["", "musl", "glibc"]), image_libc=st.sampled_from(["", "musl", "glibc"]),
+    isa_level=st.integers(0, 9), load_align=st.sampled_from([0, 1, 4096, 65536, 2**63]),
+    damage=st.sampled_from(["", "cut short"]), requested_path=st.sampled_from(PATHS),
+)
+hosts = st.builds(
+    HostFacts, st.sampled_from(["h", ""]), st.sampled_from(PLATFORMS), page_size=st.sampled_from([0, 4096, 16384, 65536]),
+    can_run_32bit=st.booleans(), runnable_platforms=st.lists(st.sampled_from(PLATFORMS), max_size=3).map(tuple),
+    cpu_level=st.sampled_from(["", "x86-64-v1", "x86-64-v3", "x86-64-v9", "armv6", "bogus"]),
+    emulators=st.lists(st.builds(Emulator, st.just("qemu"), st.sampled_from(PLATFORMS), st.just("/q"),
+                                 st.sampled_from(["", "F", "FPOC"]), st.booleans()), max_size=2).map(tuple),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(binaries, hosts, st.sampled_from(list(lookalike.Trigger)), st.sampled_from(["", "cpu does not support x86-64-v3",
+       "<jemalloc>: Unsupported system page size", "cpu does not support x86-64-v99"]),
+       st.sampled_from(["", "linux/amd64", "linux/arm64"]), st.booleans(), st.booleans(), st.booleans())
+def test_the_judges_answer_any_facts(binary: BinaryFacts, host: HostFacts, trigger: lookalike.Trigger, words: str,
+                                     declared: str, missing: bool, not_found: bool, crlf: bool) -> None:
+    image = ImageFacts("app:1", "sha256:x", declared_platform=declared)
+    found = lookalike.judge(binary, host, trigger, words)
+    assert found is None or found.cause in CAUSES
+    lookalike.emulated(binary, host)
+    d = classify.classify(binary, host, image)
+    assert d.cause in CAUSES or d.cause == classify.RUNNABLE
+    entry = runs.Entrypoint(binary, missing=("/bin/sh\r" if crlf else binary.missing) if missing else "",
+                            missing_kind=runs.MISSING_INTERPRETER if crlf else runs.MISSING_LOADER, not_found=not_found)
+    v = runs.judge(entry, host, image)
+    assert v.status in (runs.RUNS, runs.FAILS, runs.UNKNOWN)
+    assert v.status != runs.FAILS or v.cause
