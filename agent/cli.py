@@ -171,6 +171,8 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if not args.container.strip():
+        raise ConfigError("CONTAINER is empty: give a container's name or id (docker ps -a)")
     url = _docker_url(args, env)
     host_id = config.check_host_id(args.host_id or env.get("ENOEXEC_HOST_ID", ""))
     engine, address = _engine_choice(args, env)

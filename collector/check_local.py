@@ -22,6 +22,8 @@ from collector.http import check_view
 from enoexec import platforms
 from enoexec.facts import HostFacts
 
+MAX_FACTS_BYTES = 16 * 1024 * 1024  # a fleet's facts are a few KiB per host; /dev/zero is not
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".oci")  # a missing file, not a registry repository named "x.tar"
 Fetch = Callable[[str, list[tuple[str, str]]], dict[str, Any]]  # (path, params) -> JSON from the collector
 
 
@@ -29,7 +31,11 @@ def facts_file(path: str) -> list[HostFacts]:
     """Hosts from ``enoexec-agent facts --json`` output (one host, or a list of them) or a
     saved ``/api/v1/hosts`` page."""
     try:
-        doc = json.loads(Path(path).read_text())
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FACTS_BYTES + 1)
+        if len(raw) > MAX_FACTS_BYTES:
+            raise ValueError(f"larger than {MAX_FACTS_BYTES} bytes: not host facts")
+        doc = json.loads(raw)
     except (OSError, ValueError) as e:
         raise ConfigError(f"--facts {path}: {getattr(e, 'strerror', None) or e}") from None
     items = doc.get("hosts") if isinstance(doc, dict) and "hosts" in doc else doc
@@ -44,6 +50,8 @@ def facts_file(path: str) -> list[HostFacts]:
             raise ConfigError(f"--facts {path}: a host without a known platform ({facts.get('platform')!r})")
         host_id = str(facts.get("host_id") or item.get("host_id") or platform)
         out.append(imagecheck.host_facts(host_id, platform, facts))
+    if not out:  # not "ask the collector instead": a gate given no hosts must not judge against others
+        raise ConfigError(f"--facts {path}: names no hosts (enoexec-agent facts --json of each host, in a list)")
     return out
 
 
@@ -60,7 +68,15 @@ def targets(values: Sequence[str]) -> list[HostFacts]:
 def read(image: str, *, check_registries: str | None, max_bytes: int, timeout: float) -> imagecheck.ImageRead:
     path = Path(image)
     if path.is_file():
-        return asyncio.run(read_archive(path))
+        return asyncio.run(read_archive(path, max_bytes=max_bytes, timeout=timeout))
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{image} is not a regular file: give an archive file (docker save -o FILE IMAGE)")
+    if path.is_dir():
+        raise ConfigError(f"{image} is a directory: give an archive file (docker save -o FILE IMAGE), or an image reference")
+    if image.startswith(("/", "./", "../")):
+        raise ConfigError(f"{image}: no such archive file")
+    if image.endswith(ARCHIVE_SUFFIXES):
+        raise ConfigError(f"{image}: no such archive file (for a registry image of that name, give its tag: {image}:latest)")
     try:
         ref = parse_reference(image)
     except InvalidReference as e:

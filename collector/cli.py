@@ -13,14 +13,14 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from collector import config
 from collector.errors import CollectorUnavailable, ConfigError
 from collector.http import hints_view
-from enoexec import __version__, clikit, limits, platforms, text
+from enoexec import __version__, clikit, limits, platforms, settings, text
 from enoexec.errors import EXIT_FINDING, EXIT_NOT_FOUND, EXIT_OK, NotFound
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,8 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--facts", default=None, metavar="FILE", help="judge against the hosts in FILE (enoexec-agent facts --json, or a saved /api/v1/hosts); no collector needed")
     check.add_argument("--strict", action="store_true", help="exit 1 also when a host's answer is unknown (the entrypoint could not be read)")
     check.add_argument("--check-registries", default=None, metavar="LIST", help="registries this process may read from with --target/--facts (default: the well-known ones and IMAGE's own)")
-    check.add_argument("--max-bytes", type=int, default=512 * 1024 * 1024, metavar="N", help="stop reading layers after N bytes (local reads)")
-    check.add_argument("--timeout", type=float, default=60.0, metavar="S", help="stop reading after S seconds (local reads)")
+    check.add_argument("--max-bytes", type=_above_zero(settings.positive_int), default=512 * 1024 * 1024, metavar="N", help="stop reading layers after N bytes (local reads)")
+    check.add_argument("--timeout", type=_above_zero(settings.positive_float), default=60.0, metavar="S", help="stop reading after S seconds (local reads)")
     forget = sub.add_parser("forget", help="retire a host: drop it from the fleet view (its past exits stay counted)",
                             description="Retire a decommissioned host: it leaves /api/v1/hosts and its per-host gauges "
                                         "(so AgentDown clears); its exits stay counted. An agent that comes back registers again.")
@@ -72,6 +72,16 @@ def parser() -> argparse.ArgumentParser:
                            description="Print a new random token and the line to add to --tokens-file (agents) or --http-token-file (API clients).")
     token.add_argument("name", metavar="HOST_ID", help="the host id the token is bound to (or a client name, for the HTTP API)")
     return p
+
+
+def _above_zero(convert: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """An argparse type that says why a value is refused (``expected a number above 0, got -1``)."""
+    def parse(value: str) -> Any:
+        try:
+            return convert(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
 
 
 def _client_flags(p: argparse.ArgumentParser) -> None:
@@ -265,7 +275,12 @@ def check_table(doc: Mapping[str, Any]) -> str:
     if not hosts:
         lines.append("no hosts known to the collector yet: nothing was checked (is --url the right collector?)")
     else:
-        lines.append(f"{bad} host(s) could not run it, of {len(hosts)} known" if bad else f"every known host can run it ({len(hosts)})")
+        if bad:
+            lines.append(f"{bad} host(s) could not run it, of {len(hosts)} known")
+        elif unknown:  # not "every known host can run it": some could not be judged
+            lines.append(f"{len(hosts) - unknown} of {len(hosts)} known host(s) can run it")
+        else:
+            lines.append(f"every known host can run it ({len(hosts)})")
         if unknown:
             lines.append(f"{unknown} host(s) unknown: the entrypoint could not be judged (see above)")
     return text.printable("\n".join(lines) + "\n")

@@ -58,10 +58,11 @@ class PlatformRead:
 
 def argv_of(config: dict[str, Any]) -> tuple[tuple[str, ...], str, str]:
     """(argv, PATH, working directory) from an image config's ``config`` section."""
-    c = config.get("config") or {}
-    entry, cmd = c.get("Entrypoint") or [], c.get("Cmd") or []
+    c = config.get("config") if isinstance(config, dict) else None
+    c = c if isinstance(c, dict) else {}  # an image config is untrusted JSON: any shape may come
+    entry, cmd, env = c.get("Entrypoint") or [], c.get("Cmd") or [], c.get("Env") or []
     argv = tuple(str(a) for a in [*(entry if isinstance(entry, list) else []), *(cmd if isinstance(cmd, list) else [])])
-    path = next((str(e)[5:] for e in c.get("Env") or [] if str(e).startswith("PATH=")), DEFAULT_PATH)
+    path = next((str(e)[5:] for e in (env if isinstance(env, list) else []) if str(e).startswith("PATH=")), DEFAULT_PATH)
     return argv, path, str(c.get("WorkingDir") or "/")
 
 
@@ -140,7 +141,8 @@ async def read_platform(
         async with asyncio.timeout(timeout):
             argv, entry = await read_entrypoint(rootfs, image.config)
     except TimeoutError:
-        entry = _unreadable(argv, f"the registry stalled: the layers did not arrive within {timeout:.0f}s ({budget.read} bytes read)")
+        entry = _unreadable(argv, f"the layers did not arrive within {timeout:.0f}s ({budget.read} bytes read)"
+                            if timeout >= 1 else f"the layers did not arrive within {timeout:.2g}s ({budget.read} bytes read)")
     except RegistryRefused:
         raise
     except (RootfsError, TarWalkError, RegistryError) as e:

@@ -168,7 +168,7 @@ def answer(read: ImageRead, hosts: Sequence[HostFacts], seen: Sequence[Seen] = (
                 continue
         else:
             chosen = by_platform[choice.chosen_platform]
-        image = ImageFacts(read.ref, chosen.manifest_digest, declared_platform=chosen.platform, available_platforms=available)
+        image = ImageFacts(_image_name(read), chosen.manifest_digest, declared_platform=chosen.platform, available_platforms=available)
         v = runs.judge(chosen.entry, host, image)
         out.append(_with_seen(HostAnswer(host.host_id, host.platform, v.status, choice.reason if choice else "native",
                                          chosen.platform, v, chosen.entry.binary.platform), read, seen))
@@ -235,3 +235,10 @@ def label_answer(offered: Sequence[str], hosts: Sequence[HostFacts], seen: Seque
         out.append(_with_seen(HostAnswer(c.host_id, c.host_platform, status, c.reason, c.chosen_platform, v,
                                          label_runnable=c.runnable), empty, seen))
     return out
+
+
+def _image_name(read: ImageRead) -> str:
+    """The name the hints' commands use: an archive's saved name, never its file's path ("" for none: IMAGE)."""
+    if read.source == "archive":
+        return read.names[0] if read.names else ""
+    return read.ref

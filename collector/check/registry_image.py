@@ -44,6 +44,10 @@ def _json(body: bytes, what: str) -> dict[str, Any]:
     return doc
 
 
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 class RegistryImage:
     """The platforms of one image reference, read through one client (one token)."""
 
@@ -63,11 +67,12 @@ class RegistryImage:
         if (doc.get("mediaType") or content_type) in (OCI_INDEX, DOCKER_LIST) or "manifests" in doc:
             self.index = True
             out = []
-            for entry in doc.get("manifests") or []:
+            for entry in _items(doc.get("manifests")):
                 p = entry.get("platform") if isinstance(entry, dict) else None
                 if not isinstance(p, dict) or not isinstance(entry.get("digest"), str):
                     continue
-                if (entry.get("annotations") or {}).get("vnd.docker.reference.type") == "attestation-manifest":
+                notes = entry.get("annotations")
+                if isinstance(notes, dict) and notes.get("vnd.docker.reference.type") == "attestation-manifest":
                     continue
                 os_name, arch = str(p.get("os", "")), str(p.get("architecture", ""))
                 if "unknown" in (os_name, arch):
@@ -85,7 +90,8 @@ class RegistryImage:
         if manifest is None:
             body, _ = await self._client.get_bytes(f"manifests/{digest}", _ACCEPT)
             manifest = _json(body, f"{self.image}@{digest}")
-        config_digest = (manifest.get("config") or {}).get("digest")
+        described = manifest.get("config")
+        config_digest = described.get("digest") if isinstance(described, dict) else None
         if not isinstance(config_digest, str) or not config_digest:
             raise RegistryError(f"registry {self.image.registry} sent a manifest for {self.image} without a config digest")
         body, _ = await self._client.get_bytes(f"blobs/{config_digest}", "*/*")
@@ -94,9 +100,10 @@ class RegistryImage:
             platform = platforms.normalize(str(config.get("os", "")), str(config.get("architecture", "")),
                                            str(config.get("variant", "")))
         layers = []
-        for layer in manifest.get("layers") or []:
+        for layer in _items(manifest.get("layers")):
             if isinstance(layer, dict) and isinstance(layer.get("digest"), str):
-                layers.append((layer["digest"], int(layer.get("size") or 0), self._opener(layer["digest"])))
+                size = layer.get("size")  # only reported; a registry's JSON may say anything
+                layers.append((layer["digest"], size if isinstance(size, int) else 0, self._opener(layer["digest"])))
         return PlatformImage(platform, digest, config, tuple(layers))
 
     def _opener(self, digest: str) -> Any:

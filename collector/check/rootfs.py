@@ -146,6 +146,8 @@ class Layer:
             try:
                 chunk = await self._stream.__anext__()
             except StopAsyncIteration:
+                if self._walk.cut_short:  # not "no such file": the blob ended inside an entry
+                    raise RootfsError(f"layer {self.digest} is truncated: it ends inside a file or header") from None
                 self._finish()
                 return
             self._budget.take(len(chunk))

@@ -95,6 +95,11 @@ class TarParser:
         self._override: dict[str, str] = {}
         self.ended = False
 
+    @property
+    def inside_entry(self) -> bool:
+        """Stopped part-way through a header, a metadata record or a file's data."""
+        return bool(self._buf or self._skip or self._meta is not None or self._capture is not None)
+
     def feed(self, data: bytes) -> Iterator[Entry]:
         self._buf += data
         while not self.ended:
@@ -201,6 +206,11 @@ class LayerWalk:
     @property
     def ended(self) -> bool:
         return self._tar.ended
+
+    @property
+    def cut_short(self) -> bool:
+        """The bytes fed so far stop inside an entry (or a gzip stream): a truncated blob, if no more come."""
+        return not self._tar.ended and (self._tar.inside_entry or bool(self._gzip and not self._inflate.eof))
 
     def feed(self, chunk: bytes) -> Iterator[Entry]:
         if self._gzip is None:

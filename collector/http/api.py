@@ -48,7 +48,17 @@ class BadRequest(ValueError):
     pass
 
 
+def _known(query: Mapping[str, str], known: set[str], path: str) -> None:
+    """A parameter the endpoint does not take is a 400, never silently ignored (``check?target=`` is not --target)."""
+    unknown = sorted(set(query) - known)
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r}; {path} takes " + (", ".join(sorted(known)) or "none"))
+
+
 def _param(query: Mapping[str, str], name: str) -> str | None:
+    getall = getattr(query, "getall", None)  # aiohttp's MultiDict: ?failure=a&failure=b
+    if getall is not None and len(getall(name, [])) > 1:
+        raise BadRequest(f"{name}: given {len(getall(name))} times; give it once")
     value = query.get(name)
     if value is None or value == "":
         return None
@@ -288,6 +298,7 @@ class Api:
         return doc
 
     async def hints(self, request: web.Request) -> web.Response:
+        _known(request.query, set(), "/api/v1/hints")
         groups = await asyncio.to_thread(self._store.hint_groups)
         return web.json_response({"hints": [hints_view.group_json(g) for g in groups]})
 
@@ -323,6 +334,7 @@ class Api:
         return web.json_response({"host_id": host_id, "forgotten": True})
 
     async def check(self, request: web.Request) -> web.Response:
+        _known(request.query, {"image", "platform"}, "/api/v1/check")
         image = _param(request.query, "image")
         if image is None:
             raise BadRequest("image: required, e.g. /api/v1/check?image=nginx:1.27")

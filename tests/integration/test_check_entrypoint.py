@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -213,16 +214,20 @@ def gitlab_script(text: str) -> str:
     return "\n".join(commands)
 
 
-def pipeline(script: str, image: str, registry: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run a recipe's shell with ``bash -e`` as the CI runner does. The image cannot reach PyPI, so
-    ``pip`` is a no-op here and ``enoexec-collector`` runs this checkout (the only stand-ins)."""
+def pipeline(script: str, image: str, registry: str, tmp_path: Path, wheel: str) -> subprocess.CompletedProcess[str]:
+    """Run a recipe's shell with ``bash -e`` as the CI runner does. ``pip`` only checks that it is given
+    enoexec's wheel file with the collector extra (enoexec is on no index: a bare ``enoexec[collector]``
+    would install a stranger's package, or nothing), and ``enoexec-collector`` runs this checkout
+    (the only stand-ins)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "pip").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "pip").write_text('#!/bin/sh\ncase "$*" in "install "*enoexec-*-py3-none-any.whl"[collector]") exit 0 ;; esac\n'
+                                 'echo "pip stand-in: not enoexec\'s wheel with [collector]: $*" >&2; exit 1\n')
     (bin_dir / "enoexec-collector").write_text(f"#!/bin/sh\ncd {Path.cwd()} && exec {sys.executable} -m collector.cli \"$@\"\n")
     for f in bin_dir.iterdir():
         f.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "IMAGE": image, "CI_REGISTRY": registry}
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "IMAGE": image, "CI_REGISTRY": registry,
+           "ENOEXEC_WHEEL": wheel}
     return subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
 
 
@@ -241,8 +246,10 @@ def test_the_ci_recipes_fail_a_pipeline_on_a_mislabeled_image_only(registry: str
                                             ("linux/arm64", [tar_layer([("app", ARM)])]),
                                             ("linux/arm/v7", [tar_layer([("app", arm32)])])], ["/app"])
 
-    bad = pipeline(script, f"{registry}/acme/ci:bad", registry, tmp_path)
-    good = pipeline(script, f"{registry}/acme/ci:good", registry, tmp_path)
+    wheel = re.search(r"ENOEXEC_WHEEL: (\S+)", text)  # the recipe's env/variables
+    assert wheel, "the recipe names no ENOEXEC_WHEEL"
+    bad = pipeline(script, f"{registry}/acme/ci:bad", registry, tmp_path, wheel.group(1))
+    good = pipeline(script, f"{registry}/acme/ci:good", registry, tmp_path, wheel.group(1))
 
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "linux/arm64" in bad.stdout and "mislabeled_image" in bad.stdout, bad.stdout

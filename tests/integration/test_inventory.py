@@ -66,6 +66,14 @@ def test_agent_reports_unrunnable_images_before_they_run_and_forgets_removed_one
     script = dock.load("script", [File("/entry.sh", b"#!/bin/bash\necho hi\n")], architecture="amd64", entrypoint=["/entry.sh"])
     procs.wait_for(lambda: findings(col, script), timeout=60, what="the loaded script image in /api/v1/images")
     assert findings(col, script)[0]["cause"] == "missing_interpreter"
+    # Look-alikes check names, and the inventory named wrongly or not at all: a #! line with
+    # Windows line endings (was missing_interpreter "/bin/sh\r"), a musl binary without its loader (was unreported).
+    crlf = dock.load("crlf", [File("/bin/sh", AMD64_EXIT), File("/entry.sh", b"#!/bin/sh\r\necho hi\r\n")],
+                     architecture="amd64", entrypoint=["/entry.sh"])
+    musl = dock.load("musl", [File("/app", elfs.program(0, interp="/lib/ld-musl-x86_64.so.1"))], architecture="amd64", entrypoint=["/app"])
+    procs.wait_for(lambda: findings(col, crlf) and findings(col, musl), timeout=60, what="the look-alike images in /api/v1/images")
+    assert (findings(col, crlf)[0]["cause"], findings(col, crlf)[0]["hint"]) == ("crlf_shebang", "strip_crlf"), findings(col, crlf)
+    assert findings(col, musl)[0]["cause"] == "missing_loader", findings(col, musl)
 
     # The look-alikes, judged the way a dead container's are (issue 17), before anything ran:
     # a #! line saved with Windows line endings, a glibc program in a musl image.

@@ -456,6 +456,10 @@ def test_http_api_rejects_bad_input_and_needs_its_token(serve, tmp_path: Path) -
         "/api/v1/events?since=yesterday", "/api/v1/events?since=" + "9" * 400, "/api/v1/events?since=1e999",
         "/api/v1/events?cause=pwned", "/api/v1/events?bogus=1", "/api/v1/events?host=%00%1b", "/api/v1/events?image=" + "a" * 600,
         "/api/v1/check", "/api/v1/check?image=nginx&platform=../../x", "/api/v1/check?image=%0a",
+        # These were answered as if the parameter were not there: a target ignored, the first of two filters kept.
+        "/api/v1/check?image=nginx&target=linux/arm64", "/api/v1/hints?image=nginx",
+        "/api/v1/events?failure=start_failure&failure=exec_format_error", "/api/v1/events?image=a&image=b",
+        "/api/v1/images?limit=-1",
     ]:
         status, body = get(port, path, token)
         assert status == 400, (path, status, body)

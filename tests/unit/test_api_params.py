@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from multidict import MultiDict
 
 from collector.http.api import MAX_LIMIT, BadRequest, parse_events_query, parse_time
 
@@ -79,3 +80,9 @@ def test_since_takes_rfc3339_or_unix_seconds(value: str, expected: datetime) -> 
 def test_since_out_of_range_is_a_bad_request(value: str) -> None:
     with pytest.raises(BadRequest, match="since"):
         parse_events_query({"since": value})
+
+
+def test_a_filter_given_twice_is_a_bad_request() -> None:
+    """?failure=start_failure&failure=exec_format_error kept the first and dropped the second, silently."""
+    with pytest.raises(BadRequest, match="failure: given 2 times; give it once"):
+        parse_events_query(MultiDict([("failure", "start_failure"), ("failure", "exec_format_error")]))

@@ -76,3 +76,9 @@ def test_a_platform_the_host_runs_is_refused_with_the_one_it_would_pick() -> Non
     with pytest.raises(ConfigError, match=r"--platform linux/amd64: this host runs or emulates it.*linux/arm64"):
         demo.check_platform(host, "linux/amd64")
     demo.check_platform(host, "linux/arm64")  # foreign: accepted
+
+
+def test_diagnose_of_an_empty_name_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """`diagnose ''` asked the Engine and exited 3 ("Resource ID was not provided"), as if Docker were down."""
+    assert cli.main(["diagnose", ""], env={"DOCKER_HOST": "unix:///nonexistent.sock"}) == 2
+    assert capsys.readouterr().err == "enoexec-agent: error: CONTAINER is empty: give a container's name or id (docker ps -a)\n"

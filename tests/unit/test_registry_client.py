@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from collector.check import imagecheck
 from collector.check.registry import ImageRef, fetch_platforms, parse_reference
 from collector.check.registry_policy import parse
 from collector.errors import RegistryError, RegistryRefused
@@ -240,3 +241,41 @@ async def test_a_redirect_within_the_registry_is_followed() -> None:
     async with TestServer(app, host="127.0.0.1", port=0) as server:
         found = await fetch_platforms(f"127.0.0.1:{server.port}/a/b:old", allowed=parse(f"127.0.0.1:{server.port}"))
     assert found == ("linux/amd64", "linux/arm/v7")
+
+
+# -- a registry whose JSON has the wrong shapes ----------------------------------
+
+_HOSTILE = {
+    # An index whose entry's annotations are a list (was AttributeError).
+    "index": {"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"digest": "sha256:" + "1" * 64, "platform": {"os": "linux", "architecture": "amd64"}, "annotations": ["x"]}]},
+    # Its manifest: layers with a size that is not a number (was ValueError), a layers field that is a number.
+    "sha256:" + "1" * 64: {"config": {"digest": "sha256:" + "c" * 64}, "layers": [{"digest": "sha256:" + "d" * 64, "size": "big"}]},
+    "numbers": {"config": {"digest": "sha256:" + "c" * 64}, "layers": 7},
+    # A config that is a list (was AttributeError).
+    "listconfig": {"config": ["x"], "layers": []},
+}
+
+
+async def test_a_registry_sending_odd_shapes_is_a_registry_error_or_an_answer() -> None:
+    """Every look-up ends in an answer or a RegistryError (502), never a 500 from a KeyError/TypeError."""
+
+    async def manifest(request: web.Request) -> web.Response:
+        return web.Response(body=json.dumps(_HOSTILE[request.match_info["ref"]]).encode(), content_type="application/json")
+
+    async def blob(request: web.Request) -> web.Response:
+        if request.match_info["digest"].startswith("sha256:c"):
+            return web.json_response({"os": "linux", "architecture": "amd64", "config": {"Entrypoint": ["/app"]}})
+        return web.Response(body=b"")  # an empty layer
+
+    app = web.Application()
+    app.router.add_get("/v2/a/b/manifests/{ref}", manifest)
+    app.router.add_get("/v2/a/b/blobs/{digest}", blob)
+    async with TestServer(app, host="127.0.0.1", port=0) as server:
+        host, allowed = f"127.0.0.1:{server.port}", parse(f"127.0.0.1:{server.port}")
+        for ref in ("index", "numbers"):
+            read = await imagecheck.read_registry(f"{host}/a/b:{ref}", allowed=allowed)
+            (platform,) = read.platforms
+            assert platform.entry.not_found, platform  # /app is in no layer
+        with pytest.raises(RegistryError, match="without a config digest"):
+            await imagecheck.read_registry(f"{host}/a/b:listconfig", allowed=allowed)

@@ -118,3 +118,18 @@ def test_the_inventory_reports_a_crlf_image() -> None:
     found = judge("crlf:1", "sha256:3", {"Os": "linux", "Architecture": "amd64", "Config": {"Entrypoint": ["/entry.sh"]}},
                   read, AMD64)
     assert found is not None and (found.cause, found.hint, found.path) == ("crlf_shebang", "strip_crlf", "/entry.sh")
+def test_a_crlf_shebang_read_by_the_agent_is_crlf_not_a_missing_interpreter() -> None:
+    # What BinaryReader returns for "#!/bin/sh\r\n": the kernel looks for "/bin/sh\r".
+    read = BinaryFacts("/bin/sh\r", "unreadable", shebang="/bin/sh", requested_path="/entry.sh", error="/bin/sh\r: no such file",
+                       missing="/bin/sh\r")
+    v = runs.judge(entry_of(read), AMD64, ImageFacts("app:1", ""))
+    assert v.status == runs.FAILS and v.cause == "crlf_shebang" and v.hint_id == "strip_crlf"
+    assert "the #! line of /entry.sh ends in a carriage return" in v.explanation and "\r" not in v.explanation + v.fix
+    assert "sed -i 's/\\r$//' /entry.sh" in v.commands
+
+
+def test_a_missing_loader_read_by_the_agent_is_a_finding() -> None:
+    # What a deep BinaryReader read returns for a musl binary in an image without musl's loader.
+    read = BinaryFacts("/app", "elf", "linux/amd64", interpreter="/lib/ld-musl-x86_64.so.1", missing="/lib/ld-musl-x86_64.so.1")
+    v = runs.judge(entry_of(read), AMD64, ImageFacts("app:1", ""))
+    assert v.status == runs.FAILS and v.cause == runs.MISSING_LOADER and "/lib/ld-musl-x86_64.so.1" in v.explanation
