@@ -65,6 +65,23 @@ def test_arm_variants_a_v7_image_may_carry_are_not_mislabeled() -> None:
     assert classify.classify(guessed, X86, image("linux/amd64")).cause == classify.MISLABELED_IMAGE
 
 
+@pytest.mark.parametrize(
+    ("binary", "declared", "host"),
+    [
+        ("linux/arm/v7", "linux/arm64", GRAVITON4),
+        ("linux/arm/v7", "linux/arm64", GRAVITON2),
+        ("linux/386", "linux/amd64", HostFacts("x", "linux/amd64", can_run_32bit=False)),
+        ("linux/386", "linux/amd64", GRAVITON4),
+    ],
+)
+def test_a_32bit_binary_in_an_image_declared_64bit_is_mislabeled(binary: str, declared: str, host: HostFacts) -> None:
+    # The image's label is judged on its own, whatever this host can run: a 64-bit platform does not
+    # promise 32-bit code (Graviton 4 has none), so the 32-bit companion is not the declared platform.
+    d = classify.classify(elf(binary), host, image(declared))
+    assert d.cause == classify.MISLABELED_IMAGE
+    assert f"declares {declared}" in d.explanation and binary in d.explanation
+
+
 def test_explanations_name_the_file_and_both_platforms() -> None:
     d = classify.classify(elf("linux/arm64"), X86, image("linux/arm64"))
     assert "/app" in d.explanation and "linux/arm64" in d.explanation and "linux/amd64" in d.explanation

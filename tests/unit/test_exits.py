@@ -43,6 +43,26 @@ def test_the_state_alias_only_when_finished_at_belongs_to_this_die() -> None:
     assert ex.alias_of(exit, None) == ""
 
 
+def test_the_alias_window_is_ten_seconds_inclusive_at_both_ends() -> None:
+    # Under load a die event can follow its FinishedAt by seconds: the window that keeps one exit
+    # from being counted under two names must hold to its full 10 s, and not one microsecond more.
+    exit = ex.Exit("c1", 1, time=T)
+    us = timedelta(microseconds=1)
+    assert ex.DIE_AFTER_FINISH == timedelta(seconds=10)
+    for lag in (timedelta(0), timedelta(seconds=2), timedelta(seconds=9, microseconds=999_999), timedelta(seconds=10)):
+        assert ex.alias_of(exit, T - lag) == ex.state_key("c1", T - lag), lag
+    assert ex.alias_of(exit, T - timedelta(seconds=10) - us) == ""
+    assert ex.alias_of(exit, T + us) == ""  # finished after its own die: a later exit
+
+
+def test_only_a_die_event_has_an_alias() -> None:
+    state_exit = ex.Exit("c1", 1, time=T, source="state")
+    assert ex.alias_of(state_exit, T - timedelta(milliseconds=20)) == ""
+    assert ex.alias_of(ex.Exit("c1", 1, time=None), T) == ""
+    assert ex.Exit("c1", 1, time=T, source="state").key == ex.state_key("c1", T)
+    assert ex.Exit("c1", 1, time=T).key == ex.exit_key("c1", T)
+
+
 def test_state_keys_sort_between_die_keys_of_the_same_container() -> None:
     f = T - timedelta(milliseconds=20)
     assert ex.exit_key("c1", f) < ex.state_key("c1", f) < ex.exit_key("c1", T) < ex.exit_key("c1", f + ex.DIE_AFTER_FINISH)

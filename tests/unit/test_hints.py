@@ -296,3 +296,18 @@ def test_hint_ids_are_the_contract_ids() -> None:
         "fix_not_a_binary",
         "investigate",
     }
+
+
+@pytest.mark.parametrize("host", ["", "Linux/AMD64", "x86_64", "linux/amd64;rm -rf /"])
+def test_rebuild_leaves_an_empty_or_invalid_host_platform_out_of_the_build_command(host: str) -> None:
+    hint = hint_for(cause="arch_mismatch", image_ref="acme/app:1", host_platform=host, binary_platform="linux/s390x")
+
+    assert hint.id == "rebuild_multiplatform"
+    assert hint.commands[0] == "docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 -t acme/app:1 --push ."
+
+
+@pytest.mark.parametrize("host", ["linux/amd64", "linux/arm64", "linux/arm/v7"])
+def test_rebuild_names_a_default_host_platform_once(host: str) -> None:
+    hint = hint_for(cause="arch_mismatch", image_ref="acme/app:1", host_platform=host, binary_platform="linux/s390x")
+
+    assert hint.commands[0] == "docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 -t acme/app:1 --push ."

@@ -216,6 +216,21 @@ def test_every_truncation_of_an_elf_is_elf_and_truncated_below_the_header() -> N
         assert got.variant_guessed == (52 <= n < len(elf)), n
 
 
+@pytest.mark.parametrize("little", [True, False], ids=["lsb", "msb"])
+def test_every_truncation_of_a_64bit_elf_is_truncated_below_its_64_byte_header(little: bool) -> None:
+    # 52-63 bytes would be a whole 32-bit header but is not a 64-bit one: still "truncated ELF", not a sniffer error
+    elf = build_elf(183 if little else 22, 64, little, interp="/lib/ld-linux-aarch64.so.1")
+    machine = 183 if little else 22
+    for n in range(5, len(elf) + 1):
+        got = sniff(elf[:n])
+        assert (got.kind, got.elf_class, got.truncated) == (Kind.ELF, 64, n < 64), n
+        if n < 64:
+            assert got.description == f"truncated ELF header ({n} of 64 bytes)", n
+            assert got.machine == (machine if n >= 20 else 0), n
+        else:
+            assert got.platform == ("linux/arm64" if little else "linux/s390x"), n
+
+
 def test_elf_with_bad_class_byte() -> None:
     elf = bytearray(build_elf(62))
     elf[4] = 7
