@@ -176,7 +176,7 @@ def test_diagnose_escapes_control_characters_from_the_image(engine: Any, dock: A
     assert "\x1b" not in out.stdout and "\x07" not in out.stdout
     assert "/app\\x1b]0;pwned\\x07\\x1b[2J" in out.stdout
     doc = json.loads(agent("diagnose", cid, "--docker-host", engine.url, "--no-registry", "--json").stdout)
-    assert doc["binary"]["requested_path"] == evil or doc["binary"]["path"] == evil  # JSON keeps the real bytes
+    assert (doc["binary"]["requested_path"], doc["binary"]["path"]) == (evil, evil)  # JSON keeps the real bytes
 
 
 def test_facts_says_whether_binfmt_misc_is_mounted(engine: Any) -> None:
