@@ -94,3 +94,24 @@ def test_the_pool_runs_containers_side_by_side_and_each_container_in_order() -> 
 
     log = asyncio.run(main())
     assert log.index("end b1") < log.index("end a1") < log.index("start a2")
+
+
+def test_an_exit_carries_the_die_events_code_image_and_name() -> None:
+    exit = ex.exit_from_event(_die("1795932891451150579", code="255", image="shop/web:2", name="web-1"))
+    assert exit == ex.Exit("c1", 255, image_ref="shop/web:2", name="web-1", time=T)
+    bare = ex.exit_from_event({"Type": "container", "Action": "die", "id": "c2", "time": 1795932891, "Actor": {}})
+    assert bare == ex.Exit("c2", 0, time=datetime(2026, 11, 29, 6, 14, 51, tzinfo=timezone.utc))  # exit code 0 when absent
+    assert ex.exit_from_event(_die("1795932891451150579", code="oops")) is None
+
+
+def test_event_time_keeps_microseconds_and_falls_back_to_seconds() -> None:
+    assert ex.event_time({"timeNano": 1795932891451150999}) == T  # nanoseconds cut, not rounded
+    assert ex.event_time({"time": 1795932891}) == T.replace(microsecond=0)
+    assert ex.event_time({}) == ex.EPOCH
+
+
+def test_keys_and_ids_are_utc_whatever_the_clock_zone() -> None:
+    elsewhere = T.astimezone(timezone(timedelta(hours=-5)))
+    assert ex.stamp(elsewhere) == ex.stamp(T) == "2026-11-29T06:14:51.451150+00:00"
+    assert ex.event_id("h", "c1", elsewhere) == ex.event_id("h", "c1", T)
+    assert len(ex.event_id("h", "c1", T)) == 32 and ex.event_id("h", "c1", T) != ex.event_id("h2", "c1", T)

@@ -101,3 +101,25 @@ def test_halving_stops_at_the_first_size_that_fits() -> None:
     limit = ev.ByteSize() - 1000  # cutting to 2000 characters is enough
     out = wire.fit(ev, limit)
     assert out.container.runtime_message == wire.truncated("m" * 4000, 2000)
+
+
+def test_short_items_of_every_list_field_are_dropped_not_only_the_first() -> None:
+    ev = _event()
+    ev.image.repo_digests.extend(f"d{i}" for i in range(2_000))  # the last list field: every list is visited
+    out = wire.fit(ev, 4096)
+    assert out.ByteSize() <= 4096
+    assert out.image.repo_digests[0] == "d0" and out.image.repo_digests[-1].endswith(" more]")
+
+
+def test_dropping_stops_at_the_first_size_that_fits() -> None:
+    ev = _event(cmd=[f"arg{i}" for i in range(2_000)])
+    out = wire.fit(ev, 4096)
+    # the same event at exactly that size loses nothing more
+    again = wire.fit(ev, out.ByteSize())
+    assert list(again.container.cmd) == list(out.container.cmd)
+
+
+def test_a_list_that_cannot_fit_is_dropped_whole_and_the_marker_counts_every_item() -> None:
+    ev = _event(cmd=[f"arg{i}" for i in range(50)])
+    out = wire.fit(ev, 10)  # nothing can make it fit: every item goes, the marker says how many
+    assert list(out.container.cmd) == ["…[+50 more]"]
