@@ -614,3 +614,52 @@ def test_dockerfiles(role: str) -> None:
     if role == "collector":
         assert re.search(r"(?m)^USER enoexec-collector$", text)
         assert re.search(r"(?m)^EXPOSE 7469 9469$", text)
+
+
+def _dashboard_target(title: str, legend: str | None = None) -> str:
+    panel = next(p for p in dashboard()["panels"] if p["title"] == title)
+    return next(t["expr"] for t in panel["targets"] if legend is None or t.get("legendFormat", "").startswith(legend))
+
+
+def _promtool_eval(tmp_path: Path, exprs: dict[str, str], series: dict[str, str], checks: list[dict]) -> None:
+    """Evaluate dashboard expressions as recording rules in ``promtool test rules``, on literal series."""
+    promtool = need("promtool", "prometheus")
+    rules = tmp_path / "panels.yml"
+    rules.write_text(json.dumps({"groups": [{"name": "panels", "rules": [{"record": k, "expr": v} for k, v in exprs.items()]}]}))
+    test = tmp_path / "panels.test.yml"
+    test.write_text(json.dumps({
+        "rule_files": [str(rules)], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": [{"series": k, "values": v} for k, v in series.items()],
+                   "promql_expr_test": checks}],
+    }))
+    run(promtool, "test", "rules", test)
+
+
+def test_the_dashboard_shows_a_first_refusal(tmp_path: Path) -> None:
+    """The rejected series of a counter born at its first refusal (issue 16: rate() showed nothing)."""
+    expr = _dashboard_target("Collector events received, duplicate, rejected", "rejected")
+    expr = expr.replace("$__interval", "1m")
+    _promtool_eval(
+        tmp_path, {"panel:rejected": expr},
+        {'enoexec_collector_events_rejected_total{instance="c1",reason="host_mismatch"}': "_x10 3x30"},
+        [{"expr": "panel:rejected", "eval_time": "10m", "exp_samples": [{"labels": 'panel:rejected{reason="host_mismatch"}', "value": 3}]},
+         {"expr": "panel:rejected", "eval_time": "11m", "exp_samples": [{"labels": 'panel:rejected{reason="host_mismatch"}', "value": 0}]}],
+    )
+
+
+def test_exits_per_host_follows_the_cause_filter(tmp_path: Path) -> None:
+    expr = _dashboard_target("Exits per host").replace("$__range", "1h").replace("$host_platform", ".*")
+    last = 'enoexec_last_exit_timestamp_seconds{{image="i",host_platform="linux/arm64",cause="{cause}",host="{host}",hint="h",hint_title="t",hostname=""}}'
+    _promtool_eval(
+        tmp_path,
+        {"panel:all": expr.replace("$cause", ".*"), "panel:shebang": expr.replace("$cause", "missing_shebang")},
+        {'enoexec_host_exits_total{host="a",host_platform="linux/arm64"}': "_x10 2x30",
+         'enoexec_host_exits_total{host="b",host_platform="linux/arm64"}': "_x10 1x30",
+         last.format(cause="arch_mismatch", host="a"): "_x10 590x30",
+         last.format(cause="missing_shebang", host="b"): "_x10 590x30"},
+        [{"expr": "panel:all", "eval_time": "20m", "exp_samples": [
+            {"labels": 'panel:all{host="a",host_platform="linux/arm64"}', "value": 2},
+            {"labels": 'panel:all{host="b",host_platform="linux/arm64"}', "value": 1}]},
+         {"expr": "panel:shebang", "eval_time": "20m", "exp_samples": [
+             {"labels": 'panel:shebang{host="b",host_platform="linux/arm64"}', "value": 1}]}],
+    )
