@@ -128,3 +128,10 @@ def test_each_explanation_names_what_decided(binary: BinaryFacts, host: HostFact
     assert d.cause == cause
     assert says in d.explanation, d.explanation
     assert not never or never not in d.explanation, d.explanation
+
+
+def test_explanations_end_where_the_evidence_ends() -> None:
+    unread = classify.classify(BinaryFacts("/app", "unreadable"), X86, image())
+    assert unread.explanation == "the runtime reported exec format error but /app could not be read"
+    nowhere = classify.classify(elf("linux/arm64"), HostFacts("x", "", can_run_32bit=True), image(""))
+    assert nowhere.explanation.endswith("this host is of an unknown platform")

@@ -115,3 +115,13 @@ def test_keys_and_ids_are_utc_whatever_the_clock_zone() -> None:
     assert ex.stamp(elsewhere) == ex.stamp(T) == "2026-11-29T06:14:51.451150+00:00"
     assert ex.event_id("h", "c1", elsewhere) == ex.event_id("h", "c1", T)
     assert len(ex.event_id("h", "c1", T)) == 32 and ex.event_id("h", "c1", T) != ex.event_id("h2", "c1", T)
+
+
+def test_the_container_id_is_the_actors_then_the_events() -> None:
+    ev = {**_die("1795932891451150579"), "id": "legacy"}
+    ev["Actor"] = {**ev["Actor"], "ID": "actor"}
+    assert ex.exit_from_event(ev).container_id == "actor"  # type: ignore[union-attr]
+    ev["Actor"] = {"Attributes": {}}
+    assert ex.exit_from_event(ev).container_id == "legacy"  # type: ignore[union-attr]
+    del ev["id"]
+    assert ex.exit_from_event(ev).container_id == ""  # type: ignore[union-attr]

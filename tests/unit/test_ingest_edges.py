@@ -95,3 +95,16 @@ def test_a_record_keeps_backfilled_and_labels() -> None:
     assert (rec.backfilled, rec.image_ref, rec.host_platform, rec.image_platform, rec.binary_platform) == (
         True, "shop/web:2", "linux/amd64", "linux/arm64", "linux/arm64")
     assert ingest.record(event()).backfilled is False
+
+
+@pytest.mark.parametrize(("kind", "hint"), [("lfs_pointer", "git_lfs_pull"), ("html", "fix_download"), ("data", "fix_not_a_binary")])
+def test_the_stored_hint_id_follows_the_binary_kind(kind: str, hint: str) -> None:
+    ev = event(cause="not_a_binary")
+    ev.binary.kind = kind
+    assert ingest.hint_id_of(ev) == hint == ingest.record(ev).hint_id
+
+
+def test_a_record_of_an_unchecked_event_labels_an_invalid_platform_as_such() -> None:
+    ev = event()
+    ev.binary.platform = "x86_64"
+    assert ingest.record(ev).binary_platform == "_invalid"
