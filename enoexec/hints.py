@@ -135,7 +135,7 @@ def _rebuild_multiplatform(f: HintFacts) -> Hint:
 
 def _no_32bit(f: HintFacts) -> Hint:
     target = f.host if platforms.is_valid(f.host) else platforms.ARM64
-    thirty_two = f.binary_platform or f.image_platform or "a 32-bit platform"
+    thirty_two = f.binary_platform or f.image_platform or "32-bit"
     if target == platforms.AMD64:
         example = "an x86-64 kernel built without IA32 emulation"
     else:

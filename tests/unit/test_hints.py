@@ -370,3 +370,40 @@ def test_the_hint_of_an_event_reads_every_fact_it_needs() -> None:
                                    binary_kind="elf", container="0123456789ab")
     assert hint_json(hint_of(ev)) == {"id": "fix_image_platform", "title": hint_of(ev).title, "text": hint_of(ev).text,
                                       "commands": list(hint_of(ev).commands)}
+
+
+@pytest.mark.parametrize(("binary", "image", "says"), [
+    ("linux/arm/v7", "linux/arm/v6", "The entrypoint is a linux/arm/v7 binary,"),
+    ("", "linux/arm/v6", "The entrypoint is a linux/arm/v6 binary,"),
+    ("", "", "The entrypoint is a 32-bit binary,"),  # was "is a a 32-bit platform binary" (found by mutation testing)
+])
+def test_no_32bit_names_the_32bit_platform_it_knows(binary: str, image: str, says: str) -> None:
+    hint = hint_for(cause="no_32bit_support", image_ref="acme/app:1", host_platform="linux/arm64",
+                    binary_platform=binary, image_platform=image)
+    assert hint.text.startswith(says)
+
+
+def test_the_hint_of_an_event_uses_its_container_kind_registry_answer_and_enabled_emulators() -> None:
+    def ev(**kw: object) -> pb.Event:
+        e = pb.Event(host=pb.HostFacts(platform="linux/amd64"), image=pb.ImageFacts(ref="acme/app:1"),
+                     container=pb.ContainerFacts(id="0123456789abcdef"))
+        for path, value in kw.items():
+            part, _, field = path.partition("__")
+            target = getattr(e, part) if field else e
+            setattr(target, field or part, value)
+        return e
+
+    assert "docker logs 0123456789ab" in hint_of(ev(cause="unknown")).commands
+    assert "docker logs web-1" in hint_of(ev(cause="unknown", container__name="web-1")).commands
+    assert hint_of(ev(cause="not_a_binary", binary__kind="lfs_pointer")).id == "git_lfs_pull"
+    offered = ev(cause="arch_mismatch", binary__platform="linux/arm64")
+    offered.image.available_platforms.append("linux/amd64")
+    assert hint_of(offered).id == "rebuild_multiplatform"  # a list the agent did not know is no answer
+    offered.image.available_platforms_known = True
+    assert hint_of(offered).id == "pull_platform"
+    emulated = ev(cause="arch_mismatch", binary__platform="linux/arm64")
+    emulated.host.emulators.append(pb.Emulator(platform="linux/arm64", enabled=False))
+    emulated.host.emulators.append(pb.Emulator(platform="", enabled=True))
+    assert "already has binfmt_misc emulation" not in hint_of(emulated).text
+    emulated.host.emulators[0].enabled = True
+    assert "already has binfmt_misc emulation registered for linux/arm64" in hint_of(emulated).text
