@@ -474,3 +474,27 @@ def test_an_elf_prefix_says_what_it_can_from_its_fifth_byte_on() -> None:
     facts = [(sniff(elf[:n]).elf_class, sniff(elf[:n]).endianness, sniff(elf[:n]).machine) for n in (4, 5, 6, 19, 20)]
     assert facts == [(0, "", 0), (64, "", 0), (64, "little", 0), (64, "little", 0), (64, "little", 183)]
     assert sniff(elf[:4]).description == "truncated ELF header (4 of 52 bytes)"
+
+
+def test_uleb128_of_several_bytes() -> None:
+    from agent.diagnosis.elf import _uleb
+
+    assert _uleb(b"\xe5\x8e\x26", 0) == (624_485, 3)  # the DWARF specification's example
+    assert _uleb(b"\x00\x7f", 1) == (127, 2)
+    assert _uleb(b"\x80\x01", 0) == (128, 2)
+
+
+def test_an_elf_machine_is_unsigned_and_a_bad_class_names_none() -> None:
+    elf = bytearray(build_elf(62))
+    elf[18:20] = (0x9026).to_bytes(2, "little")  # EM_ALPHA: above 32767
+    assert sniff(bytes(elf[:40])).machine == 0x9026
+    elf[4] = 7
+    got = sniff(bytes(elf))
+    assert (got.machine, got.elf_class, got.platform) == (0, 0, "")
+
+
+def test_the_interpreter_ends_at_its_first_nul() -> None:
+    elf = bytearray(build_elf(183, interp="/lib/ld-linux-aarch64.so.1"))
+    at = elf.index(b"/lib/ld-linux-aarch64.so.1\0")
+    elf[at + 4] = 0  # "/lib\0ld-linux...\0": the kernel reads up to the first NUL
+    assert sniff(bytes(elf)).interpreter == "/lib"
