@@ -108,7 +108,7 @@ def _rebuild_multiplatform(f: HintFacts) -> Hint:
     else:
         offered = "The registry offers no platform for it"
     text = (
-        f"The entrypoint is built for {foreign or 'another platform'} and this {f.host or 'host'} "
+        f"The entrypoint is built for {foreign or 'another platform'} and this {f.host + ' ' if f.host else ''}"
         f"host neither runs it natively nor emulates it. {offered}. Build and push a "
         f"multi-platform image; in the Dockerfile use `ARG TARGETARCH` to pick downloaded "
         f"binaries (or GOARCH=$TARGETARCH when compiling). As a stopgap only, register QEMU "

@@ -407,3 +407,16 @@ def test_the_hint_of_an_event_uses_its_container_kind_registry_answer_and_enable
     assert "already has binfmt_misc emulation" not in hint_of(emulated).text
     emulated.host.emulators[0].enabled = True
     assert "already has binfmt_misc emulation registered for linux/arm64" in hint_of(emulated).text
+
+
+def test_a_hint_without_facts_shows_placeholders_a_reader_fills_in() -> None:
+    rebuild = hint_for(cause="arch_mismatch", image_ref="", host_platform="")
+    assert rebuild.title == "Publish a multi-platform image that includes this host"
+    # was "this host host neither runs it" (found by mutation testing)
+    assert rebuild.text.startswith("The entrypoint is built for another platform and this host neither runs it natively")
+    assert rebuild.commands == ("docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 -t IMAGE --push .",
+                                "docker buildx imagetools inspect IMAGE", "docker run --privileged --rm tonistiigi/binfmt --install all")
+    shebang = hint_for(cause="missing_shebang", image_ref="", host_platform="")
+    assert shebang.commands == ("sed -i '1i #!/bin/sh' /path/to/entrypoint", "head -n 1 /path/to/entrypoint")
+    investigate = hint_for(cause="unknown", image_ref="", host_platform="")
+    assert investigate.commands[1:] == ("docker logs CONTAINER", "enoexec-agent diagnose CONTAINER")
