@@ -43,7 +43,8 @@ bench-smoke: venv
 	PYTHONPATH=. $(PYTHON) benchmarks/detection_latency_bench.py --quick
 
 # Mutation testing (mutmut, from the dev extra) of the modules [tool.mutmut] names, against
-# tests/unit only; not in CI (about TIME on 2 cores). Survivors: $(VENV)/bin/mutmut results.
+# tests/unit only; not in CI: about 45 minutes on 2 shared cores (README, "Mutation testing").
+# One survivor: $(VENV)/bin/mutmut show NAME.
 mutation: venv
 	rm -rf mutants
 	$(VENV)/bin/mutmut run --max-children 2
