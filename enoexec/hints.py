@@ -130,7 +130,7 @@ def _rebuild_multiplatform(f: HintFacts) -> Hint:
     else:
         offered = "The registry offers no platform for it"
     text = (
-        f"The entrypoint is built for {foreign or 'another platform'} and this {f.host or 'host'} "
+        f"The entrypoint is built for {foreign or 'another platform'} and this {f.host + ' ' if f.host else ''}"
         f"host neither runs it natively nor emulates it. {offered}. Build and push a "
         f"multi-platform image; in the Dockerfile use `ARG TARGETARCH` to pick downloaded "
         f"binaries (or GOARCH=$TARGETARCH when compiling). As a stopgap only, register QEMU "
@@ -157,7 +157,7 @@ def _rebuild_multiplatform(f: HintFacts) -> Hint:
 
 def _no_32bit(f: HintFacts) -> Hint:
     target = f.host if platforms.is_valid(f.host) else platforms.ARM64
-    thirty_two = f.binary_platform or f.image_platform or "a 32-bit platform"
+    thirty_two = f.binary_platform or f.image_platform or "32-bit"
     if target == platforms.AMD64:
         example = "an x86-64 kernel built without IA32 emulation"
     else:

@@ -18,6 +18,8 @@ from typing import Any
 from tests import procs, require
 
 RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "enoexec-rules.yml"
+ALERTMANAGER = RULES.with_name("alertmanager.yml")
+RECEIVER_URL = "http://127.0.0.1:5001/enoexec"  # the shipped file's placeholder
 
 
 @dataclass
@@ -68,19 +70,14 @@ def _binary(name: str, package: str) -> str:
 
 @contextmanager
 def alertmanager(workdir: Path, webhook_port: int) -> Iterator[int]:
-    """Alertmanager routing every alert to the webhook, grouped as deploy/prometheus/alertmanager.yml does."""
+    """Alertmanager with the shipped deploy/prometheus/alertmanager.yml (its routes, timings and
+    inhibition as they are), its receiver pointed at the webhook."""
     binary = _binary("prometheus-alertmanager", "prometheus-alertmanager")
     port = procs.free_port()
     config = workdir / "alertmanager.yml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "route": {
-            "receiver": "test", "group_by": ["alertname", "image", "host_platform"],
-            "group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h",
-        },
-        "receivers": [{"name": "test", "webhook_configs": [
-            {"url": f"http://127.0.0.1:{webhook_port}/", "send_resolved": True},
-        ]}],
-    }))
+    shipped = ALERTMANAGER.read_text()
+    assert shipped.count(RECEIVER_URL) == 1, f"{ALERTMANAGER} no longer has the receiver {RECEIVER_URL}"
+    config.write_text(shipped.replace(RECEIVER_URL, f"http://127.0.0.1:{webhook_port}/"))
     proc = procs.Proc([
         binary, f"--config.file={config}", f"--storage.path={workdir / 'am-data'}",
         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",

@@ -8,6 +8,11 @@ cannot: it ignores a series' first sample). Only exits newer than ``since`` are
 read (an indexed range on ``events.time``), which keeps the scrape cheap and
 the family small: a group leaves it once nothing failed for that long.
 
+Each series also carries ``hostname``: the name the host's agent reported in its
+Hello (Docker's name for the engine, else the kernel's node name), for humans
+reading the alert's ``hosts`` annotation beside the machine-id. It is read from
+the hosts table; a forgotten host's is "".
+
 Back-filled exits (a fresh agent's report of containers that died before it
 started) are stored but never page: they are left out here as they are left
 out of ``enoexec_exits_total``.
@@ -24,8 +29,9 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import Connection, Text, func, select, type_coerce
 
 from collector.store import eventcodec
-from collector.store.schema import events, shared_facts
+from collector.store.schema import events, hosts, shared_facts
 from enoexec.causes import EMULATED_WARNING, EXEC_FORMAT_ERROR, START_FAILURE
+from enoexec.limits import MAX_LABEL
 
 NAME = "enoexec_last_exit_timestamp_seconds"
 # The same gauge for the other failure kinds: (name, what it times).
@@ -34,7 +40,7 @@ NAMES = {
     START_FAILURE: ("enoexec_last_start_failure_timestamp_seconds", "start failure (look-alike of exec format error)"),
     EMULATED_WARNING: ("enoexec_last_emulated_start_timestamp_seconds", "container start under QEMU emulation"),
 }
-LABELS = ("image", "host_platform", "cause", "host", "hint", "hint_title")
+LABELS = ("image", "host_platform", "cause", "host", "hint", "hint_title", "hostname")
 # The payload is stored as compact, key-sorted JSON (schema.JSONText); an escaped
 # occurrence inside a string value cannot match this pattern.
 _BACKFILLED = '%"backfilled":true%'
@@ -49,6 +55,7 @@ class RecentExit:
     hint: str  # hint id of the newest exit of (image, host_platform, cause)
     hint_title: str
     last_exit: datetime
+    hostname: str = ""
 
 
 def read(conn: Connection, since: datetime, *, failure: str = EXEC_FORMAT_ERROR) -> list[RecentExit]:
@@ -85,10 +92,23 @@ def read(conn: Connection, since: datetime, *, failure: str = EXEC_FORMAT_ERROR)
     newest = [(i, hp, c, hint, (body, hf, imf, payload))
               for i, hp, c, _, hint, body, hf, imf, payload, t in candidates if newest_at.get((i, hp, c)) == t]
     hints = {(i, hp, c): (hint, _title(eventcodec.payload(*stored))) for i, hp, c, hint, stored in newest}
+    names = hostnames(conn, sorted({row[3] for row in per_host}))
     return [
-        RecentExit(image, hp, cause, host, *hints.get((image, hp, cause), ("", "")), last_exit=last)
+        RecentExit(image, hp, cause, host, *hints.get((image, hp, cause), ("", "")), last_exit=last,
+                   hostname=names.get(host, ""))
         for image, hp, cause, host, last in per_host
     ]
+
+
+def hostnames(conn: Connection, host_ids: list[str]) -> dict[str, str]:
+    """The hostname each host's agent reported in its facts, cut to a label's length."""
+    rows = conn.execute(select(hosts.c.host_id, hosts.c.facts).where(hosts.c.host_id.in_(host_ids))).all()
+    out = {}
+    for host_id, facts in rows:
+        name = facts.get("hostname") if isinstance(facts, dict) else None
+        if isinstance(name, str) and name:
+            out[host_id] = name[:MAX_LABEL]
+    return out
 
 
 def _title(payload: Any) -> str:
@@ -102,13 +122,13 @@ def family(rows: Iterable[RecentExit], image_label: Callable[[str], str] = str, 
     name, what = NAMES[failure]
     gauge = GaugeMetricFamily(
         name,
-        f"Time of the latest {what} per image, host platform, cause and host, "
+        f"Time of the latest {what} per image, host platform, cause and host (with its hostname), "
         "for exits in the last 30 minutes, the alert window (read from the shared store: the same on every replica).",
         labels=list(LABELS),
     )
     latest: dict[tuple[str, ...], float] = {}
     for r in rows:
-        key = (image_label(r.image), r.host_platform, r.cause, r.host, r.hint, r.hint_title)
+        key = (image_label(r.image), r.host_platform, r.cause, r.host, r.hint, r.hint_title, r.hostname)
         latest[key] = max(latest.get(key, 0.0), r.last_exit.timestamp())
     for labels, ts in sorted(latest.items()):
         gauge.add_metric(list(labels), ts)

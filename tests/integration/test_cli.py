@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from enoexec import __version__
-from tests import procs
+from tests import procs, require
 from tests.images import File
 
 MAKE_CERTS = Path(__file__).resolve().parents[2] / "deploy" / "tls" / "make-certs.sh"
@@ -116,7 +116,7 @@ def test_a_socket_we_may_not_open_says_permission_denied() -> None:
     elif shutil.which("setpriv"):
         drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search", "--"]
     else:
-        pytest.skip("running as root without setpriv (util-linux): root would open any socket")
+        require.missing("running as root without setpriv (apt-get install util-linux): root would open any socket")
     for path in _socket_no_one_may_open():
         out = subprocess.run([*drop, sys.executable, "-m", "agent.cli", "diagnose", "x", "--docker-host", f"unix://{path}"],
                              capture_output=True, text=True, timeout=60)
@@ -176,7 +176,7 @@ def test_diagnose_escapes_control_characters_from_the_image(engine: Any, dock: A
     assert "\x1b" not in out.stdout and "\x07" not in out.stdout
     assert "/app\\x1b]0;pwned\\x07\\x1b[2J" in out.stdout
     doc = json.loads(agent("diagnose", cid, "--docker-host", engine.url, "--no-registry", "--json").stdout)
-    assert doc["binary"]["requested_path"] == evil or doc["binary"]["path"] == evil  # JSON keeps the real bytes
+    assert (doc["binary"]["requested_path"], doc["binary"]["path"]) == (evil, evil)  # JSON keeps the real bytes
 
 
 def test_facts_says_whether_binfmt_misc_is_mounted(engine: Any) -> None:
@@ -351,7 +351,7 @@ def test_client_commands_exit_codes(collector: Callable[..., procs.Proc]) -> Non
 def test_second_quickstart_refuses_ports_another_process_holds(engine: Any, tmp_path: Path) -> None:
     """Another clone's collector on the ports: refuse with one line, never report it as ours."""
     if subprocess.run(["python3", "-c", "import ensurepip, venv"], capture_output=True).returncode != 0:
-        pytest.skip("python3-venv missing: the quick start would install it")
+        require.missing("python3-venv missing (apt-get install python3-venv): the quick start would install it")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(Path(__file__).resolve().parents[2]), str(clone)], check=True)
     stamp = clone / ".enoexec" / "venv" / ".installed"  # enoexec counts as installed: no pip run here

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests import images, procs
+from tests import images, procs, require
 from tests.images import File
 
 N = 4
@@ -309,7 +309,7 @@ def test_corrupt_spool_is_moved_aside_and_the_agent_works(dock, collector, agent
 def test_docker_daemon_restart_is_survived(engine, dock, collector, agent) -> None:
     """Keep last: restarts the session's private daemon (stop + start, same data root)."""
     if not engine.private:
-        pytest.skip("needs the private test daemon to restart it")
+        require.missing("needs the private test daemon to restart it: unset DOCKER_HOST")
     image = _arm64(dock)
     col = collector()
     ag = agent(col.grpc, "restart-host")

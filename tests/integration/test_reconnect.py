@@ -22,7 +22,7 @@ from typing import Any
 import docker.errors
 import pytest
 
-from agent.engine.exits import docker_since, event_time
+from agent.engine.exits import docker_since, event_time, parse_docker_time
 from tests import dockerd, images, procs, require
 from tests.images import File
 
@@ -121,7 +121,9 @@ def test_exits_across_a_docker_restart_are_counted_once(own_engine, collector, t
         kill_and_restart(own_engine)  # the loops go on failing while the agent reconnects
         api = own_engine.client()
         procs.wait_for(lambda: "reconnecting" in ag.output() or "docker unavailable" in ag.output(), timeout=30, what="the agent noticed")
-        time.sleep(3)  # let the loops run on across the reconnect
+        # let the loops run on across the reconnect: every container fails again under the new daemon
+        noticed = len(dies.keys)
+        procs.wait_for(lambda: len(dies.keys) >= noticed + len(ids), timeout=60, what="exits after the restart")
         def no_restart(cid: str) -> bool:
             try:  # refused while the container changes state; ask again
                 api.update_container(cid, restart_policy={"Name": "no"})
@@ -132,7 +134,10 @@ def test_exits_across_a_docker_restart_are_counted_once(own_engine, collector, t
         for c in ids:
             procs.wait_for(lambda c=c: no_restart(c), timeout=30, interval=0.05, what="restart policy updated")
         procs.wait_for(lambda: all(api.inspect_container(c)["State"]["Status"] == "exited" for c in ids), timeout=90, what="loops ended")
-        time.sleep(1)
+        # the die event of each container's last exit follows its FinishedAt: wait until the counter has it
+        finished = [parse_docker_time(api.inspect_container(c)["State"]["FinishedAt"]) for c in ids]
+        last_finish = max(f.timestamp() for f in finished if f is not None)
+        procs.wait_for(lambda: dies.last >= last_finish, timeout=30, what="the last die event")
         dies.stop.set()
         expected = len(dies.keys)
         assert expected >= 9

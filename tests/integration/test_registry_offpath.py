@@ -12,12 +12,10 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
-import time
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
-from agent.diagnosis.diagnose import Diagnoser, Exit, parse_docker_time
+from agent.diagnosis.diagnose import Diagnoser, Exit
 from agent.engine.connect import gather_facts
 from agent.engine.images import DAEMON_WAIT, ImageInspector
 from tests import images, procs
@@ -56,20 +54,19 @@ def test_daemon_diagnosis_does_not_wait_for_a_silent_registry_and_asks_it_once(d
         first = load_arm64(dock, f"{address}/enoexec/app:1")
         second = load_arm64(dock, f"{address}/enoexec/api:2")
         counting = CountingApi(api)
-        inspector = ImageInspector(counting, wait=DAEMON_WAIT, distribution_timeout=4.0)
+        # The registry never answers: its lookup ends only at this timeout, long after a diagnosis that does not wait.
+        inspector = ImageInspector(counting, wait=DAEMON_WAIT, distribution_timeout=10.0)
         diagnoser = Diagnoser(counting, lambda: host, images=inspector, lookup_registry=True)
 
-        started = time.monotonic()
         ev = diagnose(diagnoser, dock, dock.run(first))
-        took = time.monotonic() - started
-
-        assert took < 2.0, f"diagnosis waited {took:.2f}s for a registry that never answers"
+        assert inspector.pending == 1, "the diagnosis waited for the lookup to end"  # no clock: the order proves it
         assert ev.image.available_platforms is None  # unknown for now
         # The lookup ends (times out) in the background; the registry is then remembered as down.
-        procs.wait_for(lambda: inspector.lookups == 1 and not inspector.pending, timeout=15, what="lookup timed out")
+        procs.wait_for(lambda: inspector.lookups == 1 and not inspector.pending, timeout=30, what="lookup timed out")
         ev2 = diagnose(diagnoser, dock, dock.run(second))
         assert ev2.image.available_platforms is None
-        time.sleep(0.3)  # give a (wrong) second lookup the chance to be started and counted
+        # A (wrong) second lookup would be pending now, and counted once it ended: wait until none is.
+        procs.wait_for(lambda: not inspector.pending, timeout=30, what="no lookup under way")
         assert len(counting.distribution_gets) == 1, counting.distribution_gets  # once per registry, not per image
 
 
@@ -98,18 +95,15 @@ def test_exit_is_queryable_at_the_collector_quickly_while_the_registry_blackhole
         url = f"http://127.0.0.1:{col.http}/api/v1/events?host=offpath-host"
 
         cid = dock.run(ref)
-        finished = parse_docker_time(dock.api.inspect_container(cid)["State"]["FinishedAt"])
-        assert finished is not None
         events = procs.wait_for(lambda: procs.get_json(url)["events"], timeout=30, interval=0.02, what="event at the collector")
-        queryable = datetime.now(finished.tzinfo)
-        latency = (queryable - finished).total_seconds()
+        gave_up_before = "registry unreachable" in ag.output()
 
         assert events[0]["container"]["id"] == cid
         assert events[0]["image"]["available_platforms_known"] is False
-        # The lookup's own timeout is 5 s: the exit did not wait for it (typically ~0.1 s;
-        # benchmarks/detection_latency_bench.py measures it).
-        assert latency < 4.0, f"die -> queryable took {latency:.2f}s\n{ag.output()[-3000:]}"
-        procs.wait_for(lambda: "registry unreachable" in ag.output(), timeout=20, what="lookup gave up in the background")
+        # The exit did not wait for the lookup: it was at the collector before the lookup gave up (its
+        # timeout is 5 s; benchmarks/detection_latency_bench.py measures the latency, typically ~0.1 s).
+        assert not gave_up_before, ag.output()[-3000:]
+        procs.wait_for(lambda: "registry unreachable" in ag.output(), timeout=30, what="lookup gave up in the background")
 
 
 def test_refused_registry_is_asked_once_but_a_missing_image_only_rules_out_itself(api) -> None:

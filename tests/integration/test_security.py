@@ -15,7 +15,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -426,14 +425,13 @@ def test_a_flooding_agent_is_slowed_without_delaying_another(serve) -> None:
     thread.start()
     try:
         procs.wait_for(lambda: metric(col.http, "enoexec_collector_throttled_seconds_total") > 0, timeout=10, what="the flood throttled")
+        # Not delayed behind the flood: all five of the calm agent's batches are acknowledged while the
+        # flooder's first batch of 50 is still held back (8 s at 5/s). An order, not a wall-clock bound.
         with ScriptedAgent(col.grpc, calm_facts) as calm:
             for i in range(5):
-                t0 = time.monotonic()
                 ack = calm.send([arm_event(calm_facts, f"calm-{i}")])
-                elapsed = time.monotonic() - t0
                 assert list(ack.stored_event_ids) == [f"calm-{i}"]
-                assert elapsed < 1.0, f"the calm agent waited {elapsed:.2f}s behind the flood"
-        assert not acked, "the flooder's first batch of 50 should still be held back (8 s at 5/s)"
+        assert not acked, "the calm agent waited behind the flood: the flooder's first batch was acknowledged first"
     finally:
         flooder._channel.close()
         thread.join(timeout=10)
@@ -532,6 +530,23 @@ def test_https_api_with_protected_metrics(pki: Path, serve, tmp_path: Path) -> N
 
 # -- slow loris ------------------------------------------------------------------
 
+def still_open(socks: list[socket.socket], *, may_send: bool = False) -> int:
+    """How many of ``socks`` the collector has not closed (nor, unless ``may_send``, answered:
+    an HTTP/2 server sends its SETTINGS before the client's preface is complete)."""
+    n = 0
+    for s in socks:
+        s.setblocking(False)  # a socket with a timeout would wait for data first
+        try:
+            data = s.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            n += 1  # nothing to read: open, waiting for the rest of our request
+            continue
+        except OSError:
+            continue  # reset
+        n += bool(data) and may_send
+    return n
+
+
 def test_half_open_connections_do_not_starve_health_or_agents(serve) -> None:
     col = serve("--insecure")
     http_socks: list[socket.socket] = []
@@ -546,14 +561,14 @@ def test_half_open_connections_do_not_starve_health_or_agents(serve) -> None:
             s.sendall(b"PRI * HTTP/2.0\r\n")
             grpc_socks.append(s)
 
+        # Answered while every half-open connection is still held open: the collector did not have to
+        # time them out (or refuse them) to serve health and agents. An order, not a wall-clock bound.
         for _ in range(3):
-            t0 = time.monotonic()
-            assert procs.http_get(f"http://127.0.0.1:{col.http}/healthz", timeout=2)[0] == 200
-            assert time.monotonic() - t0 < 2.0
+            assert procs.http_get(f"http://127.0.0.1:{col.http}/healthz", timeout=30)[0] == 200
+            assert (still_open(http_socks), still_open(grpc_socks, may_send=True)) == (len(http_socks), len(grpc_socks))
         with ScriptedAgent(col.grpc, facts("patient")) as a:
-            t0 = time.monotonic()
             assert list(a.send([arm_event(a.facts, "slow-1")]).stored_event_ids) == ["slow-1"]
-            assert time.monotonic() - t0 < 2.0
+        assert (still_open(http_socks), still_open(grpc_socks, may_send=True)) == (len(http_socks), len(grpc_socks))
         assert col.alive()
     finally:
         for s in http_socks + grpc_socks:

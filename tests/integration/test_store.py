@@ -373,9 +373,10 @@ def test_unreachable_postgres_is_a_store_error_without_password():
     assert f"127.0.0.1:{port}" in str(info.value)
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)  # needs a server that can be taken away
 def test_ping_after_postgres_goes_away_is_a_store_error(open_store, store_url):
-    if not store_url.startswith("postgresql://"):
-        pytest.skip("needs a server that can be taken away")
+    assert store_url.startswith("postgresql://")
     import psycopg
 
     store = open_store()

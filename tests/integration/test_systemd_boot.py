@@ -88,7 +88,7 @@ def booted(api: Any, engine: Any) -> Iterator[Booted]:
     try:
         fs = rootfs.build("amd64", rootfs.BOOT_PACKAGES, variant=rootfs.BOOT_VARIANT)
     except rootfs.MirrorOutage as e:
-        pytest.skip(str(e.args[0]))
+        require.missing(str(e.args[0]))
     wheels = collector_wheels()
     repo = f"enoexec-test-systemd-{uuid.uuid4().hex[:8]}"
     api.import_image_from_file(str(fs.tarball), repository=repo, tag="1")
@@ -183,9 +183,11 @@ def test_units_start_restart_and_stop_on_config_error(booted: Booted) -> None:
     procs.wait_for(lambda: box.show("enoexec-collector", "ActiveState")["ActiveState"] == "failed", timeout=20, what="collector failed")
     s = box.show("enoexec-collector", "ExecMainStatus", "NRestarts", "Result")
     assert s["ExecMainStatus"] == "2" and int(s["NRestarts"]) == restarts, s
-    time.sleep(5)  # RestartSec=2: a restart loop would have begun by now
-    s = box.show("enoexec-collector", "ActiveState", "NRestarts")
-    assert s["ActiveState"] == "failed" and int(s["NRestarts"]) == restarts, s
+    # No restart is coming: one that RestartSec=2 delays shows as SubState auto-restart (ActiveState activating)
+    # with a job queued, never as failed. systemd's own state proves the negative; no sleep needed.
+    s = box.show("enoexec-collector", "ActiveState", "SubState", "NRestarts")
+    assert (s["ActiveState"], s["SubState"], int(s["NRestarts"])) == ("failed", "failed", restarts), s
+    assert "enoexec-collector" not in box.sh("systemctl list-jobs --no-legend")[1]
     assert "no_such_key" in box.sh("journalctl --no-pager -u enoexec-collector")[1]
     box.ok("cp /root/collector.toml /etc/enoexec/collector.toml && systemctl reset-failed enoexec-collector && systemctl start enoexec-collector")
     assert is_active(box, "enoexec-collector") == "active"

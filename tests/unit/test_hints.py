@@ -6,7 +6,8 @@ import shlex
 
 import pytest
 
-from enoexec.hints import HINT_IDS, Hint, hint_for
+from enoexec.hints import HINT_IDS, Hint, hint_for, hint_json, hint_of
+from enoexec.v1 import enoexec_pb2 as pb
 
 CAUSES = (
     "arch_mismatch",
@@ -311,3 +312,124 @@ def test_every_cause_has_its_own_hint() -> None:
 
     for cause in CAUSES - {"unknown"}:
         assert hint_for(cause=cause, image_ref="acme/app:1", host_platform="linux/amd64").id != "investigate", cause
+@pytest.mark.parametrize("host", ["", "Linux/AMD64", "x86_64", "linux/amd64;rm -rf /"])
+def test_rebuild_leaves_an_empty_or_invalid_host_platform_out_of_the_build_command(host: str) -> None:
+    hint = hint_for(cause="arch_mismatch", image_ref="acme/app:1", host_platform=host, binary_platform="linux/s390x")
+
+    assert hint.id == "rebuild_multiplatform"
+    assert hint.commands[0] == "docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 -t acme/app:1 --push ."
+
+
+@pytest.mark.parametrize("host", ["linux/amd64", "linux/arm64", "linux/arm/v7"])
+def test_rebuild_names_a_default_host_platform_once(host: str) -> None:
+    hint = hint_for(cause="arch_mismatch", image_ref="acme/app:1", host_platform=host, binary_platform="linux/s390x")
+
+    assert hint.commands[0] == "docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 -t acme/app:1 --push ."
+
+
+@pytest.mark.parametrize(("available", "says"), [
+    (None, "It is not known which platforms the registry offers for it"),
+    ([], "The registry offers no platform for it"),
+    (["linux/amd64", "linux/s390x"], "The registry offers only linux/amd64, linux/s390x"),
+])
+def test_rebuild_says_what_the_registry_is_known_to_offer(available: list[str] | None, says: str) -> None:
+    hint = hint_for(cause="arch_mismatch", image_ref="acme/app:1", host_platform="linux/arm64",
+                    binary_platform="linux/amd64", available_platforms=available)
+    assert f"{says}." in hint.text
+
+
+def test_rebuild_for_a_host_with_emulation_keeps_the_whole_advice() -> None:
+    hint = hint_for(cause="arch_mismatch", image_ref="acme/app:1", host_platform="linux/amd64",
+                    binary_platform="linux/arm/v7", emulated_platforms=["linux/arm/v7"])
+    assert hint.text.startswith("The entrypoint is built for linux/arm/v7 and this linux/amd64 host")
+    assert "ARG TARGETARCH" in hint.text and "F (fix-binary) flag" in hint.text
+
+
+def test_pull_names_the_binarys_platform_before_the_images() -> None:
+    hint = hint_for(cause="arch_mismatch", image_ref="acme/app:1", host_platform="linux/arm64", image_platform="linux/amd64",
+                    binary_platform="linux/386", available_platforms=["linux/arm64"])
+    assert "holds the linux/386 variant" in hint.text
+    hint = hint_for(cause="arch_mismatch", image_ref="acme/app:1", host_platform="linux/arm64", image_platform="linux/amd64",
+                    available_platforms=["linux/arm64"])
+    assert "holds the linux/amd64 variant" in hint.text
+
+
+@pytest.mark.parametrize("host", ["", "x86_64"])
+def test_no_32bit_with_an_unknown_host_platform_suggests_arm64(host: str) -> None:
+    hint = hint_for(cause="no_32bit_support", image_ref="acme/app:1", host_platform=host, binary_platform="linux/arm/v7")
+    assert hint.commands == ("docker buildx build --platform linux/arm64 -t acme/app:1 --push .",)
+    assert "this 64-bit host" in hint.text if not host else "this x86_64 host" in hint.text
+
+
+def test_mislabeled_without_a_declared_platform_pins_nothing() -> None:
+    hint = hint_for(cause="mislabeled_image", image_ref="acme/app:1", host_platform="linux/amd64", binary_platform="linux/arm64")
+    assert hint.commands[0].startswith("docker run --rm --entrypoint sh acme/app:1 -c ")
+    assert hint.title == "The image says one platform but its entrypoint is built for linux/arm64"
+    pinned = hint_for(cause="mislabeled_image", image_ref="acme/app:1", host_platform="linux/amd64",
+                      image_platform="linux/amd64", binary_platform="linux/arm64")
+    assert pinned.commands[0].startswith("docker run --rm --platform linux/amd64 --entrypoint sh acme/app:1 -c ")
+
+
+def test_the_hint_of_an_event_reads_every_fact_it_needs() -> None:
+    ev = pb.Event(
+        cause="mislabeled_image",
+        host=pb.HostFacts(platform="linux/amd64"),
+        image=pb.ImageFacts(ref="acme/app:1", declared_platform="linux/amd64"),
+        binary=pb.BinaryFacts(path="/opt/app-real", requested_path="/app", kind="elf", platform="linux/arm64"),
+        container=pb.ContainerFacts(id="0123456789abcdef", name=""),
+    )
+    assert hint_of(ev) == hint_for(cause="mislabeled_image", image_ref="acme/app:1", host_platform="linux/amd64",
+                                   image_platform="linux/amd64", binary_platform="linux/arm64", binary_path="/app",
+                                   binary_kind="elf", container="0123456789ab")
+    assert hint_json(hint_of(ev)) == {"id": "fix_image_platform", "title": hint_of(ev).title, "text": hint_of(ev).text,
+                                      "commands": list(hint_of(ev).commands)}
+
+
+@pytest.mark.parametrize(("binary", "image", "says"), [
+    ("linux/arm/v7", "linux/arm/v6", "The entrypoint is a linux/arm/v7 binary,"),
+    ("", "linux/arm/v6", "The entrypoint is a linux/arm/v6 binary,"),
+    ("", "", "The entrypoint is a 32-bit binary,"),  # was "is a a 32-bit platform binary" (found by mutation testing)
+])
+def test_no_32bit_names_the_32bit_platform_it_knows(binary: str, image: str, says: str) -> None:
+    hint = hint_for(cause="no_32bit_support", image_ref="acme/app:1", host_platform="linux/arm64",
+                    binary_platform=binary, image_platform=image)
+    assert hint.text.startswith(says)
+
+
+def test_the_hint_of_an_event_uses_its_container_kind_registry_answer_and_enabled_emulators() -> None:
+    def ev(**kw: object) -> pb.Event:
+        e = pb.Event(host=pb.HostFacts(platform="linux/amd64"), image=pb.ImageFacts(ref="acme/app:1"),
+                     container=pb.ContainerFacts(id="0123456789abcdef"))
+        for path, value in kw.items():
+            part, _, field = path.partition("__")
+            target = getattr(e, part) if field else e
+            setattr(target, field or part, value)
+        return e
+
+    assert "docker logs 0123456789ab" in hint_of(ev(cause="unknown")).commands
+    assert "docker logs web-1" in hint_of(ev(cause="unknown", container__name="web-1")).commands
+    assert hint_of(ev(cause="not_a_binary", binary__kind="lfs_pointer")).id == "git_lfs_pull"
+    offered = ev(cause="arch_mismatch", binary__platform="linux/arm64")
+    offered.image.available_platforms.append("linux/amd64")
+    assert hint_of(offered).id == "rebuild_multiplatform"  # a list the agent did not know is no answer
+    offered.image.available_platforms_known = True
+    assert hint_of(offered).id == "pull_platform"
+    emulated = ev(cause="arch_mismatch", binary__platform="linux/arm64")
+    emulated.host.emulators.append(pb.Emulator(platform="linux/arm64", enabled=False))
+    emulated.host.emulators.append(pb.Emulator(platform="", enabled=True))
+    assert "already has binfmt_misc emulation" not in hint_of(emulated).text
+    emulated.host.emulators[0].enabled = True
+    assert "already has binfmt_misc emulation registered for linux/arm64" in hint_of(emulated).text
+
+
+def test_a_hint_without_facts_shows_placeholders_a_reader_fills_in() -> None:
+    rebuild = hint_for(cause="arch_mismatch", image_ref="", host_platform="")
+    assert rebuild.title == "Publish a multi-platform image that includes this host"
+    # was "this host host neither runs it" (found by mutation testing)
+    assert rebuild.text.startswith("The entrypoint is built for another platform and this host neither runs it natively")
+    assert rebuild.commands == ("docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 -t IMAGE --push .",
+                                "docker buildx imagetools inspect IMAGE", "docker run --privileged --rm tonistiigi/binfmt --install all")
+    shebang = hint_for(cause="missing_shebang", image_ref="", host_platform="")
+    assert shebang.commands == ("sed -i '1i #!/bin/sh' /path/to/entrypoint", "head -n 1 /path/to/entrypoint")
+    investigate = hint_for(cause="unknown", image_ref="", host_platform="")
+    assert investigate.commands[1:] == ("docker logs CONTAINER", "enoexec-agent diagnose CONTAINER")

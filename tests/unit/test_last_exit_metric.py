@@ -93,6 +93,19 @@ def test_same_value_on_every_replica_and_after_a_restart(db: str) -> None:
         restarted.close()
 
 
+def test_each_series_names_the_hostname_the_agent_reported(store: Store) -> None:
+    store.upsert_host("3cf1f58c0e7a4c5d9b2a", "linux/arm64", {"host_id": "3cf1f58c0e7a4c5d9b2a", "hostname": "kitchen-pi"},
+                      seen=NOW)
+    store.upsert_host("pi-2", "linux/arm64", {"host_id": "pi-2", "hostname": "x" * 500}, seen=NOW)
+    store.insert_events([ev("a", ago=timedelta(minutes=3), host="3cf1f58c0e7a4c5d9b2a"),
+                         ev("b", ago=timedelta(minutes=2), host="pi-2"),
+                         ev("c", ago=timedelta(minutes=1), host="forgotten")])
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(store, Stats(), max_image_labels=200, clock=lambda: NOW))
+    names = {s.labels["host"]: s.labels["hostname"] for f in registry.collect() for s in f.samples if s.name == NAME}
+    assert names == {"3cf1f58c0e7a4c5d9b2a": "kitchen-pi", "pi-2": "x" * 200, "forgotten": ""}
+
+
 def test_images_past_the_label_cap_fold_into_other(store: Store) -> None:
     store.insert_events([ev("a", ago=timedelta(minutes=3)), ev("b", ago=timedelta(minutes=1), image="shop/late:1")])
     assert {k[0] for k in scrape(store, cap=1)} == {"shop/web:2", "_other"}

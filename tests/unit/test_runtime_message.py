@@ -20,7 +20,7 @@ from agent.diagnosis import runtime_message as rm
 def test_every_runtime_wording_is_recognised(line: str, runtime: str, path: str) -> None:
     failure = rm.parse(line)
     assert failure is not None
-    assert (failure.runtime, failure.path) == (runtime, path)
+    assert (failure.runtime, failure.path, failure.message) == (runtime, path, line.strip())  # the line, as evidence
 
 
 @pytest.mark.parametrize(
@@ -64,6 +64,8 @@ def test_log_bytes_are_decoded() -> None:
         ("/usr/bin/other", "app", False),
         ("/usr/bin/myapp", "app", False),
         ("/app", "", False),
+        ("/usr/bin/app", "bin/app", False),  # a relative path is not looked up in PATH: another file
+        ("/srv/app", "/srv/app/", True),
     ],
 )
 def test_message_must_name_the_entrypoint(path: str, argv0: str, expected: bool) -> None:
@@ -92,3 +94,8 @@ def test_output_glued_onto_the_runtime_line_is_found_by_its_end_and_marked() -> 
     hit = rm.find("hello\nprevious run, no newlineexec /app: exec format error\n", "/app")
     assert hit is not None and (hit.path, hit.glued, hit.message) == ("/app", True, "exec /app: exec format error")
     assert rm.find("exec /app: exec format error\n", "/app").glued is False  # type: ignore[union-attr]
+
+
+def test_an_empty_log_has_no_last_line() -> None:
+    assert rm.last_line("") == rm.last_line(b"\n \n") == ""
+    assert rm.find("") is None

@@ -56,10 +56,13 @@ async def test_watchdog_pings_from_the_loop_and_stops_when_it_hangs(listener) ->
     path, s = listener
     s.setblocking(False)
     task = asyncio.create_task(Notifier(path, watchdog_interval=0.05).watchdog())
-    await asyncio.sleep(0.3)
-    pings = _drain(s)
-    assert pings.count(b"WATCHDOG=1") >= 3
-    time.sleep(0.3)  # a blocking call hangs the loop: no pings meanwhile
+    pings: list[bytes] = []
+    deadline = time.monotonic() + 30  # a generous bound on a polled condition, not a measurement
+    while pings.count(b"WATCHDOG=1") < 3:
+        assert time.monotonic() < deadline, f"only {pings} in 30 s"
+        await asyncio.sleep(0.01)  # the loop turns: the watchdog task may ping
+        pings += _drain(s)
+    time.sleep(0.3)  # the subject: a blocking call hangs the loop for 6 intervals, and no ping is sent meanwhile
     assert _drain(s).count(b"WATCHDOG=1") <= 1
     task.cancel()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent import selfstats
+from tests import require
 
 
 def test_rss_is_the_second_statm_field_in_pages() -> None:
@@ -55,7 +56,7 @@ def unwritable(path: Path) -> Iterator[None]:
         path.chmod(0o644)
         return
     if subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False).returncode != 0:
-        pytest.skip("this file system does not take the immutable attribute (chattr +i)")
+        require.missing("this file system does not take the immutable attribute (chattr +i, e2fsprogs)")
     try:
         yield
     finally:

@@ -217,6 +217,21 @@ def test_every_truncation_of_an_elf_is_elf_and_truncated_below_the_header() -> N
         assert got.variant_guessed == (52 <= n < len(elf)), n
 
 
+@pytest.mark.parametrize("little", [True, False], ids=["lsb", "msb"])
+def test_every_truncation_of_a_64bit_elf_is_truncated_below_its_64_byte_header(little: bool) -> None:
+    # 52-63 bytes would be a whole 32-bit header but is not a 64-bit one: still "truncated ELF", not a sniffer error
+    elf = build_elf(183 if little else 22, 64, little, interp="/lib/ld-linux-aarch64.so.1")
+    machine = 183 if little else 22
+    for n in range(5, len(elf) + 1):
+        got = sniff(elf[:n])
+        assert (got.kind, got.elf_class, got.truncated) == (Kind.ELF, 64, n < 64), n
+        if n < 64:
+            assert got.description == f"truncated ELF header ({n} of 64 bytes)", n
+            assert got.machine == (machine if n >= 20 else 0), n
+        else:
+            assert got.platform == ("linux/arm64" if little else "linux/s390x"), n
+
+
 def test_elf_with_bad_class_byte() -> None:
     elf = bytearray(build_elf(62))
     elf[4] = 7
@@ -434,3 +449,68 @@ def test_mutated_headers_never_raise(valid: bytes, flips: list[tuple[int, int]],
        st.binary(max_size=400))
 def test_magic_followed_by_junk_never_raises(magic: bytes, tail: bytes) -> None:
     check(sniff(magic + tail))
+
+
+# --- every header's length edge, both sides (the sniffer's limits, as mutation testing found them untested) ---
+
+FAT = (b"\xca\xfe\xba\xbe" + struct.pack(">I", 2) + struct.pack(">IIIII", 0x01000007, 3, 0x4000, 100, 14)
+       + struct.pack(">IIIII", 0x0100000C, 0, 0x8000, 100, 14))
+MACHO64 = b"\xcf\xfa\xed\xfe" + struct.pack("<III", 0x0100000C, 0, 2) + b"\0" * 16
+MACHO32 = b"\xce\xfa\xed\xfe" + struct.pack("<III", 7, 3, 2) + b"\0" * 12
+
+
+@pytest.mark.parametrize(("data", "truncated", "description"), [
+    (build_pe()[:63], True, "truncated MS-DOS/PE header (63 of 64 bytes)"),
+    (build_pe()[:64], False, "MS-DOS executable (MZ), Windows PE header not in the bytes read"),
+    (build_pe()[:0x80 + 5], False, "MS-DOS executable (MZ), Windows PE header not in the bytes read"),
+    (build_pe()[:0x80 + 6], False, "PE executable for MS Windows, x86-64"),
+    (MACHO64[:31], True, "truncated Mach-O header (31 of 32 bytes)"),
+    (MACHO64[:32], False, "Mach-O 64-bit executable arm64 (macOS)"),
+    (MACHO32[:27], True, "truncated Mach-O header (27 of 28 bytes)"),
+    (MACHO32[:28], False, "Mach-O 32-bit executable i386 (macOS)"),
+    (FAT[:7], True, "truncated Mach-O universal header (7 of 8 bytes)"),
+    (FAT[:11], False, "Mach-O universal binary with 2 architectures: [architectures not read]"),
+    (FAT[:12], False, "Mach-O universal binary with 2 architectures: [x86_64]"),
+    (FAT[:31], False, "Mach-O universal binary with 2 architectures: [x86_64]"),
+    (FAT[:32], False, "Mach-O universal binary with 2 architectures: [x86_64 arm64]"),
+])
+def test_header_length_edges(data: bytes, truncated: bool, description: str) -> None:
+    got = sniff(data)
+    assert (got.truncated, got.description) == (truncated, description)
+
+
+def test_a_fat_header_claims_at_most_20_architectures_more_is_a_java_class() -> None:
+    assert sniff(b"\xca\xfe\xba\xbe" + struct.pack(">I", 20) + b"\0" * 16).kind is Kind.MACHO
+    assert sniff(b"\xca\xfe\xba\xbe" + struct.pack(">I", 21) + b"\0" * 16).kind is Kind.DATA
+    assert sniff(b"\xca\xfe\xba\xbe" + struct.pack(">I", 0) + b"\0" * 16).kind is Kind.DATA
+
+
+def test_an_elf_prefix_says_what_it_can_from_its_fifth_byte_on() -> None:
+    elf = build_elf(183)
+    facts = [(sniff(elf[:n]).elf_class, sniff(elf[:n]).endianness, sniff(elf[:n]).machine) for n in (4, 5, 6, 19, 20)]
+    assert facts == [(0, "", 0), (64, "", 0), (64, "little", 0), (64, "little", 0), (64, "little", 183)]
+    assert sniff(elf[:4]).description == "truncated ELF header (4 of 52 bytes)"
+
+
+def test_uleb128_of_several_bytes() -> None:
+    from enoexec.judge.elf_facts import _uleb
+
+    assert _uleb(b"\xe5\x8e\x26", 0) == (624_485, 3)  # the DWARF specification's example
+    assert _uleb(b"\x00\x7f", 1) == (127, 2)
+    assert _uleb(b"\x80\x01", 0) == (128, 2)
+
+
+def test_an_elf_machine_is_unsigned_and_a_bad_class_names_none() -> None:
+    elf = bytearray(build_elf(62))
+    elf[18:20] = (0x9026).to_bytes(2, "little")  # EM_ALPHA: above 32767
+    assert sniff(bytes(elf[:40])).machine == 0x9026
+    elf[4] = 7
+    got = sniff(bytes(elf))
+    assert (got.machine, got.elf_class, got.platform) == (0, 0, "")
+
+
+def test_the_interpreter_ends_at_its_first_nul() -> None:
+    elf = bytearray(build_elf(183, interp="/lib/ld-linux-aarch64.so.1"))
+    at = elf.index(b"/lib/ld-linux-aarch64.so.1\0")
+    elf[at + 4] = 0  # "/lib\0ld-linux...\0": the kernel reads up to the first NUL
+    assert sniff(bytes(elf)).interpreter == "/lib"

@@ -1,9 +1,12 @@
 import logging
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ import pytest
 
 from agent.delivery.spool import Eviction, Spool, SpoolStats, plan_eviction
 from agent.errors import SpoolError
+from tests import require
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -283,15 +287,53 @@ def test_state_dir_under_a_regular_file_raises(tmp_path: Path) -> None:
         Spool(blocker / "state" / "spool.db")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
+# An unprivileged user, as the agent runs under systemd (User=enoexec): root writes through directory
+# permissions, so as root (CI) the check runs in a child process with nobody's uid and gid (setpriv, util-linux).
+NOBODY = 65534
+_TRY_SPOOL = """
+import sys
+from agent.delivery.spool import Spool
+from agent.errors import SpoolError
+from tests import require
+try:
+    Spool(sys.argv[1])
+except SpoolError as e:
+    print(e)
+    sys.exit(3)
+"""
+
+
 def test_unwritable_state_dir_raises(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir(mode=0o500)
+    if os.geteuid() != 0:
+        state = tmp_path / "state"
+        state.mkdir(mode=0o500)
+        try:
+            with pytest.raises(SpoolError, match=r"not writable.*--state-dir"):
+                Spool(state / "spool.db")
+        finally:
+            state.chmod(0o700)
+        return
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        require.missing("setpriv not found (apt-get install util-linux): the test runs as an unprivileged user")
+    # tmp_path's parents are root's alone (0700): nobody needs a path it can walk to its own state directory
+    base = Path(tempfile.mkdtemp(prefix="enoexec-spool-"))
     try:
-        with pytest.raises(SpoolError, match=r"not writable.*--state-dir"):
-            Spool(state / "spool.db")
+        base.chmod(0o755)
+        state = base / "state"
+        state.mkdir(mode=0o500)
+        os.chown(state, NOBODY, NOBODY)
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(
+            [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
+             sys.executable, "-c", _TRY_SPOOL, str(state / "spool.db")],
+            capture_output=True, text=True, timeout=60, cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+        )
+        assert out.returncode == 3, out.stdout + out.stderr
+        assert re.search(r"not writable.*--state-dir", out.stdout), out.stdout
+        assert not (state / "spool.db").exists()
     finally:
-        state.chmod(0o700)
+        shutil.rmtree(base)
 
 
 def test_rejects_nonsense_limits(tmp_path: Path) -> None:
