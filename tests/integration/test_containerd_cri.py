@@ -49,7 +49,9 @@ def test_pods_run_by_the_cri_plugin_are_diagnosed_and_counted_exactly(containerd
         ids[name] = [_crash(kubelet, sb, image, attempt) for attempt in range(3)]
     log = kubelet.status(ids["foreign"][2]).log_path
     assert Path(log).read_text().rstrip().endswith("stderr F exec /app: exec format error")  # containerd's own writing
-    assert containerd.ctr("tasks", "ls", "-q").stdout.split() == [sb.id for sb in kubelet.sandboxes]  # tasks deleted
+    # The attempts' tasks are deleted, the sandboxes' stay (ctr lists them in no set order).
+    procs.wait_for(lambda: sorted(containerd.ctr("tasks", "ls", "-q").stdout.split()) == sorted(sb.id for sb in kubelet.sandboxes),
+                   timeout=30, what="only the sandboxes' tasks left")
     procs.wait_for(lambda: len(reference.exits) >= 9 and _exits(col) >= 9, timeout=60, what="9 exits")
     reference.close()
     assert _exits(col) == len(reference.exits) == 9
