@@ -57,6 +57,8 @@ CONTRACT_METRICS = frozenset({
     "enoexec_start_failures_total",
     "enoexec_last_start_failure_timestamp_seconds",
     "enoexec_last_emulated_start_timestamp_seconds",
+    # added for the store's health (#16): a scrape that could not read the store
+    "enoexec_collector_store_up",
 })
 # Prometheus's own series that rules and panels may use.
 PROMETHEUS_METRICS = frozenset({"up", "ALERTS"})
@@ -66,6 +68,7 @@ EXPECTED_ALERTS = {
     "EnoexecUnrunnableImages",
     "EnoexecStartFailures",
     "EnoexecCollectorDown",
+    "EnoexecCollectorStoreDown",
     "EnoexecAgentDown",
     "EnoexecAgentDroppingEvents",
     "EnoexecAgentSpoolBacklog",
