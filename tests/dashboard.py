@@ -59,13 +59,13 @@ def expr_of(target: dict[str, Any]) -> str:
     return expr
 
 
-def instant(prom: Prometheus, title: str) -> list[dict[str, Any]]:
-    (target,) = panels()[title]["targets"]
+def instant(prom: Prometheus, title: str, ref: str = "A") -> list[dict[str, Any]]:
+    (target,) = [t for t in panels()[title]["targets"] if t.get("refId", "A") == ref]
     return prom.query(expr_of(target))
 
 
-def total(prom: Prometheus, title: str) -> float:
-    return sum(float(s["value"][1]) for s in instant(prom, title))
+def total(prom: Prometheus, title: str, ref: str = "A") -> float:
+    return sum(float(s["value"][1]) for s in instant(prom, title, ref))
 
 
 def _by(result: list[dict[str, Any]], *labels: str) -> dict[tuple[str, ...], int]:
@@ -90,6 +90,7 @@ def check_all_panels(prom: Prometheus, want: Counts, *, start: float, end: float
     assert image_rows == want.by_image
     assert _by(instant(prom, "Exits per host"), "host", "host_platform") == want.by_host
     assert total(prom, "Collector up") == replicas
+    assert total(prom, "Collector up", ref="B") == replicas  # every replica read its store
 
     # A time series panel shows exits per step: summed over the range they are every exit.
     (target,) = panels()["Exits by cause"]["targets"]
