@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, case, select, text, update
+from sqlalchemy import Connection, Table, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError, SQLAlchemyError, StatementError
 
@@ -144,18 +144,14 @@ class Store:
 
     def exit_counts(self, replica_id: str | None = None) -> list[records.ExitCount]:
         """This replica's (or the named one's) exit counters."""
-        c = exit_counts.c
-        query = (
-            select(c.cause, c.host_platform, c.image_platform, c.binary_platform, c.image, c.count)
-            .where(c.replica_id == (replica_id or self.replica_id))
-            .order_by(c.cause, c.host_platform, c.image_platform, c.binary_platform, c.image)
-        )
-        with self._read() as conn:
-            return [records.ExitCount(*row) for row in conn.execute(query)]
+        return self._counts(exit_counts, replica_id)
 
     def start_failure_counts(self, replica_id: str | None = None) -> list[records.ExitCount]:
         """This replica's (or the named one's) start failure (look-alike) counters."""
-        c = start_failure_counts.c
+        return self._counts(start_failure_counts, replica_id)
+
+    def _counts(self, table: Table, replica_id: str | None) -> list[records.ExitCount]:
+        c = table.c
         query = (
             select(c.cause, c.host_platform, c.image_platform, c.binary_platform, c.image, c.count)
             .where(c.replica_id == (replica_id or self.replica_id))
