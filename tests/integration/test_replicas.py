@@ -191,7 +191,11 @@ def test_a_store_outage_is_said_once_per_replica_and_agents_back_off(collector: 
             msgs = [json.loads(x)["msg"] for x in lines]
             assert sum(m.startswith("store unavailable: ") for m in msgs) == 1, msgs  # said once
             assert "agent connected" not in msgs, msgs  # refused before the Hello was taken
-            assert len(lines) <= 5 + 5, lines  # that line, and at most each of its 5 agents' stream ending
+            own = [x for x in lines if json.loads(x).get("logger", "").startswith("collector.")]
+            assert len(own) <= 1 + 5, own  # that line, and at most each of its 5 agents' stream ending
+            # psycopg warns once per pooled connection it drops ("error ignored terminating <Pipeline>"):
+            # bounded by the pool (SQLAlchemy's 5 + 10 overflow), not by the 30+ refused reconnects.
+            assert len(lines) - len(own) <= 15, lines
             assert "Traceback" not in replica.output()
 
         read_only(False)
