@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.engine.connect import gather_facts  # noqa: E402
 from agent.engine.scratch_image import EM_AARCH64, EM_X86_64, _layer, elf  # noqa: E402
 from agent.engine.scratch_image import File as ImageFile  # noqa: E402
 from agent.inventory.scan import Inventory  # noqa: E402
-from agent.service import gather_facts  # noqa: E402
 from benchmarks import agent_harness  # noqa: E402
 
 
